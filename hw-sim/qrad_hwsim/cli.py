@@ -1,0 +1,127 @@
+"""Command line of the simulator: ``qrad-hwsim serve`` and ``qrad-hwsim fault``.
+
+serve: builds the sysfs tree of a heater under ``--root`` (the directory standing for /sys), prints
+``READY root=<DIR>`` on stdout, then runs the model in real time times ``--speed`` until SIGTERM or
+SIGINT, and exits 0. ``--trace FILE.csv`` appends one row per step.
+
+fault: tells a running serve process (through ``<root>/.hwsim/sensor_fault``, read every step) to
+make the room sensor stuck, missing, or ok again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import signal
+import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import astuple, fields
+from pathlib import Path
+from typing import TextIO
+
+from .board import BoardSpec
+from .heater import HeaterSpec, HeaterState, SimulatedHeater, sensor_fault_path
+from .sensor import SENSOR_FAULTS
+from .sim_clock import parse_start
+from .sysfs_io import write_text_atomic
+from .weather import Weather, default_weather_path
+
+TRACE_COLUMNS = ("t_s", "air_c", "mass_c", "outdoor_c", "power_w", "compute_core_equiv", "sensor_c")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``qrad-hwsim``."""
+    parser = argparse.ArgumentParser(prog="qrad-hwsim", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="build the sysfs tree and run the heater and its room")
+    serve.add_argument("--root", type=Path, required=True, help="directory standing for /sys")
+    serve.add_argument("--speed", type=float, default=600.0, help="model seconds per real second")
+    serve.add_argument("--step", type=float, default=10.0, help="model step, s")
+    serve.add_argument("--start", default="01-01", help="MM-DD or YYYY-MM-DD (default year 2026)")
+    serve.add_argument("--weather", type=Path, help="weather CSV (default: $QRAD_WEATHER_FILE or search)")
+    serve.add_argument("--initial-air-c", type=float, default=16.0, help="starting room air, °C")
+    serve.add_argument("--no-freq-list", action="store_true", help="intel_pstate: no frequency table")
+    serve.add_argument("--no-rapl", action="store_true", help="no powercap/intel-rapl tree")
+    serve.add_argument("--cgroup", choices=("v2", "v1", "none"), default="v2")
+    serve.add_argument("--seed", type=int, default=0)
+    serve.add_argument("--trace", type=Path, help="append a CSV row per step to this file")
+    fault = sub.add_parser("fault", help="inject a fault into a running serve process")
+    fault.add_argument("--root", type=Path, required=True)
+    fault.add_argument("--sensor", choices=SENSOR_FAULTS, required=True)
+    return parser
+
+
+def heater_spec_from_args(args: argparse.Namespace) -> HeaterSpec:
+    """HeaterSpec for the serve options."""
+    board = BoardSpec(freq_list=not args.no_freq_list, rapl=not args.no_rapl,
+                      cgroup=None if args.cgroup == "none" else args.cgroup)
+    return HeaterSpec(board=board, initial_air_c=args.initial_air_c)
+
+
+def _open_trace(path: Path | None, stack: ExitStack) -> csv.writer | None:  # type: ignore[valid-type]
+    if path is None:
+        return None
+    is_new = not path.exists() or path.stat().st_size == 0
+    handle: TextIO = stack.enter_context(open(path, "a", newline="", encoding="utf-8"))
+    writer = csv.writer(handle)
+    if is_new:
+        writer.writerow(TRACE_COLUMNS)
+    handle.flush()
+    stack.callback(handle.flush)
+    return writer
+
+
+def _trace_row(state: HeaterState) -> list[object]:
+    values = dict(zip((f.name for f in fields(state)), astuple(state)))
+    return ["" if values[c] is None else values[c] for c in TRACE_COLUMNS]
+
+
+async def serve(args: argparse.Namespace) -> int:
+    """Run the simulator until SIGTERM/SIGINT; return the exit status."""
+    weather = Weather.from_csv(args.weather or default_weather_path())
+    root = args.root.resolve()
+    heater = SimulatedHeater(root, heater_spec_from_args(args), weather, parse_start(args.start), args.seed)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    print(f"READY root={root}", flush=True)
+    with ExitStack() as stack:
+        writer = _open_trace(args.trace, stack)
+        on_step = None if writer is None else (lambda state: writer.writerow(_trace_row(state)))
+        async with asyncio.TaskGroup() as group:
+            runner = group.create_task(heater.run(args.step, args.speed, on_step), name="hwsim-run")
+            await stop.wait()
+            runner.cancel()
+    return 0
+
+
+def inject_fault(root: Path, sensor_fault: str) -> int:
+    """Write the sensor fault control file of a running serve; return the exit status."""
+    if not root.is_dir():
+        print(f"qrad-hwsim: no simulator tree at {root}", file=sys.stderr)
+        return 2
+    path = sensor_fault_path(root)
+    path.parent.mkdir(exist_ok=True)
+    write_text_atomic(path, sensor_fault)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``qrad-hwsim`` console script."""
+    args = build_parser().parse_args(argv)
+    if args.command == "fault":
+        return inject_fault(args.root, args.sensor)
+    try:
+        if args.command == "serve":
+            parse_start(args.start)  # fail before building anything
+        return asyncio.run(serve(args))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"qrad-hwsim: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

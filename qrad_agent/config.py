@@ -1,0 +1,221 @@
+"""Configuration: one TOML file, validated once at load by pydantic models, immutable afterwards.
+
+Every field has a documented default; an unknown field is an error (a typo must not be silently ignored).
+Environment variables override the device id and the secrets, so that a fleet image carries one file:
+``QRAD_DEVICE_ID``, ``QRAD_MQTT_USERNAME``, ``QRAD_MQTT_PASSWORD``.
+A bad file raises `ConfigError` listing every wrong field by its path (``thermostat.pid.ti_s``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from qrad_agent.errors import ConfigError
+
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""Device ids become MQTT topic levels: no '/', '+', '#', spaces or control characters."""
+
+PositiveS = Annotated[float, Field(gt=0, description="seconds")]
+
+
+class Section(BaseModel):
+    """Base of every section: unknown fields are errors; values are frozen after load."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LoggingConfig(Section):
+    """Log output. ``format = "auto"`` writes readable lines on a terminal and JSON lines otherwise."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class PowerConfig(Section):
+    """Power actuation: where the kernel interfaces are and what the boards draw.
+
+    ``interfaces`` lists the P-state/limit interfaces in order of preference; the first one present carries
+    the power range above the lowest P-state, and ``cgroup`` (the jobs' CPU quota) carries the range below
+    it, or all of it when neither cpufreq nor RAPL exists.
+    """
+
+    sysfs_root: Path = Path("/sys")
+    jobs_cgroup: Path | None = Path("/sys/fs/cgroup/qrad-jobs")
+    interfaces: list[Literal["cpufreq", "rapl", "cgroup"]] = ["cpufreq", "rapl", "cgroup"]
+    idle_w: float = Field(50.0, ge=0, description="electrical power with the jobs stopped, W")
+    max_w: float = Field(500.0, gt=0, description="electrical power at full compute, W")
+    platform_overhead_w: float = Field(
+        0.0, ge=0, description="power drawn outside the RAPL packages (PSU loss, memory, fans), W")
+    quota_share: float = Field(0.2, gt=0, lt=1, description="part of the level range carried by the quota")
+    learning_rate: float = Field(0.3, gt=0, le=1)
+    rapl_package_min_w: float = Field(5.0, gt=0)
+    heartbeat_timeout_s: PositiveS = 120.0
+
+    @model_validator(mode="after")
+    def _idle_below_max(self) -> PowerConfig:
+        if self.idle_w >= self.max_w:
+            raise ValueError(f"idle_w ({self.idle_w}) must be below max_w ({self.max_w})")
+        return self
+
+
+class PidConfig(Section):
+    """PID gains in the ideal (ISA) form on room air temperature, output in W."""
+
+    kp_w_per_k: float = Field(1500.0, gt=0)
+    ti_s: float = Field(1800.0, gt=0, description="integral time; inf disables the integral")
+    td_s: float = Field(0.0, ge=0, description="derivative time, on measurement")
+    derivative_filter_n: float = Field(8.0, gt=0)
+    setpoint_weight: float = Field(1.0, ge=0, le=1, description="proportional setpoint weight b")
+
+
+class ModeSetpointsConfig(Section):
+    """Setpoints (°C) of the schedule's modes; comfort >= eco >= frost."""
+
+    comfort_c: float = Field(20.0, ge=5, le=30)
+    eco_c: float = Field(17.0, ge=5, le=30)
+    frost_c: float = Field(7.0, ge=5, le=30)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ModeSetpointsConfig:
+        if not (self.comfort_c >= self.eco_c >= self.frost_c):
+            raise ValueError("need comfort_c >= eco_c >= frost_c")
+        return self
+
+
+class ScheduleRuleConfig(Section):
+    """From ``start`` (HH:MM) on ``days`` ("mon-fri", "sat,sun", "daily") the room is in ``mode``."""
+
+    days: str
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    mode: Literal["comfort", "eco", "frost"]
+
+
+class SummerConfig(Section):
+    """Summer mode: with no heat demand, keep ``floor_w`` of compute while the room is below ``comfort_max_c``."""
+
+    enabled: bool = False
+    floor_w: float = Field(120.0, ge=0)
+    comfort_max_c: float = Field(24.0, ge=15, le=35)
+
+
+class ThermostatConfig(Section):
+    """The room thermostat. ``mode = "auto"`` follows the schedule; a fixed mode overrides it."""
+
+    algorithm: Literal["pid", "hysteresis"] = "pid"
+    period_s: PositiveS = 30.0
+    mode: Literal["auto", "comfort", "eco", "frost", "off"] = "auto"
+    room_channels: list[str] = Field(default_factory=lambda: ["room_temp"], min_length=1)
+    stale_after_s: PositiveS = 300.0
+    setpoints: ModeSetpointsConfig = ModeSetpointsConfig()
+    schedule: list[ScheduleRuleConfig] | None = Field(
+        None, description="weekly rules; None uses the built-in home schedule")
+    pid: PidConfig = PidConfig()
+    hysteresis_differential_k: float = Field(0.5, gt=0, le=5)
+    output_min_w: float = Field(0.0, ge=0)
+    output_max_w: float | None = Field(None, gt=0, description="defaults to power.max_w")
+    summer: SummerConfig = SummerConfig()
+
+
+class HwmonSensorConfig(Section):
+    """A hwmon input as a channel: chip ``name`` and attribute (e.g. sht4x / temp1_input)."""
+
+    type: Literal["hwmon"] = "hwmon"
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    chip: str
+    attribute: str = Field(pattern=r"^[a-z]+\d+_[a-z]+$")
+    chip_index: int = Field(0, ge=0)
+    quantity: str = "temperature"
+    unit: str = "°C"
+    valid_min: float = -20.0
+    valid_max: float = 60.0
+    period_s: PositiveS = 10.0
+    stuck_after_s: float = Field(600.0, ge=0, description="0 disables the frozen-value check")
+
+
+class SafetyConfig(Section):
+    """Safety layer: how often it checks and the CPU package temperature limit (°C)."""
+
+    check_period_s: PositiveS = 1.0
+    cpu_temp_max_c: float = Field(95.0, gt=40, le=110)
+
+
+class PlatformConfig(Section):
+    """Platform broker account (used by platform sync); secrets come from the environment."""
+
+    host: str = "localhost"
+    port: int = Field(8883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+
+
+class AgentConfig(Section):
+    """The whole agent configuration file."""
+
+    device_id: str = Field(pattern=DEVICE_ID_PATTERN)
+    state_dir: Path = Path("/var/lib/qrad-agent")
+    logging: LoggingConfig = LoggingConfig()
+    power: PowerConfig = PowerConfig()
+    thermostat: ThermostatConfig = ThermostatConfig()
+    sensors: list[HwmonSensorConfig] = Field(default_factory=list)
+    safety: SafetyConfig = SafetyConfig()
+    platform: PlatformConfig = PlatformConfig()
+
+    @model_validator(mode="after")
+    def _channels_exist(self) -> AgentConfig:
+        names = [s.name for s in self.sensors]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"sensor names must be unique, repeated: {duplicates}")
+        missing = [c for c in self.thermostat.room_channels if c not in names]
+        if missing:
+            raise ValueError(f"thermostat.room_channels names unknown sensors {missing}; known: {names}")
+        return self
+
+
+ENV_OVERRIDES = {
+    "QRAD_DEVICE_ID": ("device_id",),
+    "QRAD_MQTT_USERNAME": ("platform", "username"),
+    "QRAD_MQTT_PASSWORD": ("platform", "password"),
+}
+
+
+def apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    """Return ``data`` with the `ENV_OVERRIDES` set in ``environ`` written in."""
+    for var, path in ENV_OVERRIDES.items():
+        if var in environ:
+            node = data
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = environ[var]
+    return data
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>") -> AgentConfig:
+    """Validate a decoded config. Raises ConfigError with one (path, reason) per wrong field."""
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, [(_loc(e["loc"]), e["msg"]) for e in exc.errors()]) from exc
+
+
+def load_config(path: Path, environ: dict[str, str] | None = None) -> AgentConfig:
+    """Read, override from the environment and validate ``path``. Raises ConfigError."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(str(path), [("(file)", exc.strerror or str(exc))]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [("(toml)", str(exc))]) from exc
+    return parse_config(apply_env(data, dict(os.environ) if environ is None else environ), str(path))
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(root)"

@@ -1,0 +1,234 @@
+"""Discrete two-degree-of-freedom PID on CPU power: pure, time-injected, with anti-windup and bumpless moves.
+
+The law is the ISA ("ideal", "standard") form (Åström and Hägglund, *Advanced PID Control*, 2006, ch. 3):
+
+    u = Kp * [ (b·r - y)  +  (1/Ti) ∫ (r - y) dt  -  Td · dy_f/dt ],   Td/N · dy_f/dt + y_f = y
+
+- P acts on ``b·r - y`` (setpoint weight b, 0..1); I on the error ``r - y``; D on the measurement only,
+  through a first-order filter of time constant Td/N, discretised by backward difference (stable for any
+  dt). A setpoint step therefore never kicks the derivative.
+- I is integrated by backward Euler with the error at the end of the interval (as simple-pid does, so the two
+  agree exactly when unsaturated with Td = 0).
+- Anti-windup by back-calculation (Åström and Hägglund, section 3.5): the integral is pulled toward the
+  output actually applied over the interval that just ended, with a tracking time Tt, discretised exactly
+  (factor 1 - exp(-dt/Tt), never overshooting). The applied output is our own clamped output, or the
+  ``applied_w`` the caller reports when something else decided the power (safety forced 0 W, a power cap).
+  Besides, the integral term alone is kept inside [output_min_w, output_max_w].
+- Bumpless: a gain change re-computes the integral so the output at the last point is unchanged; with
+  ``bumpless_setpoint`` a setpoint change moves the integral by -Kp·b·Δr so the P step is cancelled and the
+  integral action carries the output to its new level (a deliberate, slower, kick-free setpoint response;
+  set ``bumpless_setpoint=False`` for the classical step response).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+
+def _require_finite(**values: float) -> None:
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+
+
+@dataclass(frozen=True)
+class PidGains:
+    """Gains of the ISA-form PID, in the units of a thermostat on power.
+
+    kp_w_per_k: proportional gain Kp (W/K), > 0 (heating: more power when colder).
+    ti_s: integral time Ti (s), > 0; ``math.inf`` disables integral action.
+    td_s: derivative time Td (s), >= 0; 0 disables derivative action.
+    derivative_filter_n: N, the derivative filter time constant is Td/N (typically 2..20; default 8).
+    setpoint_weight_b: proportional setpoint weight b (0..1); b < 1 softens the response to setpoint steps.
+    tracking_time_s: anti-windup back-calculation time Tt (s); None -> sqrt(Ti·Td), or Ti/2 when Td = 0
+        (Åström and Hägglund 2006, section 3.5).
+    """
+
+    kp_w_per_k: float
+    ti_s: float = math.inf
+    td_s: float = 0.0
+    derivative_filter_n: float = 8.0
+    setpoint_weight_b: float = 1.0
+    tracking_time_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.kp_w_per_k) and self.kp_w_per_k > 0):
+            raise ValueError(f"kp_w_per_k must be finite and > 0, got {self.kp_w_per_k!r}")
+        if not (self.ti_s > 0):  # also refuses NaN; inf allowed
+            raise ValueError(f"ti_s must be > 0 (math.inf disables I), got {self.ti_s!r}")
+        if not (math.isfinite(self.td_s) and self.td_s >= 0):
+            raise ValueError(f"td_s must be finite and >= 0, got {self.td_s!r}")
+        if not (math.isfinite(self.derivative_filter_n) and self.derivative_filter_n > 0):
+            raise ValueError(f"derivative_filter_n must be finite and > 0, got {self.derivative_filter_n!r}")
+        if not (0.0 <= self.setpoint_weight_b <= 1.0):
+            raise ValueError(f"setpoint_weight_b must be within 0..1, got {self.setpoint_weight_b!r}")
+        if self.tracking_time_s is not None and not (self.tracking_time_s > 0):
+            raise ValueError(f"tracking_time_s must be > 0 or None, got {self.tracking_time_s!r}")
+
+    @property
+    def effective_tracking_time_s(self) -> float:
+        """The back-calculation time Tt actually used (s); inf when there is no integral action."""
+        if self.tracking_time_s is not None:
+            return self.tracking_time_s
+        if self.td_s > 0 and math.isfinite(self.ti_s):
+            return math.sqrt(self.ti_s * self.td_s)
+        return self.ti_s / 2
+
+
+@dataclass(frozen=True)
+class PidTerms:
+    """The last update's terms (W), for diagnostics: output_w = clamp(p_w + i_w + d_w)."""
+
+    p_w: float
+    i_w: float
+    d_w: float
+    output_w: float
+
+
+class PidController:
+    """ISA-form 2-DOF PID with back-calculation anti-windup; see the module docstring for the law.
+
+    output_min_w, output_max_w: output range (W), finite, min < max.
+    bumpless_setpoint: if True (default), a setpoint change does not step the output (see module docstring).
+    """
+
+    def __init__(
+        self, gains: PidGains, output_min_w: float, output_max_w: float, *, bumpless_setpoint: bool = True
+    ) -> None:
+        _require_finite(output_min_w=output_min_w, output_max_w=output_max_w)
+        if not output_min_w < output_max_w:
+            raise ValueError(f"output_min_w ({output_min_w}) must be < output_max_w ({output_max_w})")
+        self._gains = gains
+        self._min_w = float(output_min_w)
+        self._max_w = float(output_max_w)
+        self.bumpless_setpoint = bumpless_setpoint
+        self.reset()
+
+    @property
+    def gains(self) -> PidGains:
+        return self._gains
+
+    @property
+    def terms(self) -> PidTerms:
+        """Last P, I, D and output (W)."""
+        return self._terms
+
+    @property
+    def output_w(self) -> float:
+        """Last output (W)."""
+        return self._terms.output_w
+
+    def _clamp(self, value_w: float) -> float:
+        return min(self._max_w, max(self._min_w, value_w))
+
+    def reset(self, output_w: float | None = None, pv_c: float | None = None) -> None:
+        """Forget the history. With output_w, the next update returns that output (clamped to the range)
+        whatever the error (manual -> auto transfer); with pv_c, the derivative starts from that measurement.
+        """
+        if output_w is not None:
+            _require_finite(output_w=output_w)
+        if pv_c is not None:
+            _require_finite(pv_c=pv_c)
+        self._integral_w = self._clamp(0.0)
+        self._dpv_k_per_s = 0.0  # filtered derivative of the measurement
+        self._last_pv_c = pv_c
+        self._last_sp_c: float | None = None
+        self._v_prev_w: float | None = None  # last unclamped output
+        self._pending_output_w = output_w
+        start_w = self._clamp(output_w if output_w is not None else self._integral_w)
+        self._terms = PidTerms(0.0, self._integral_w, 0.0, start_w)
+
+    def set_gains(self, gains: PidGains) -> None:
+        """Change the gains without moving the output at the last point (integral re-computed, clamped)."""
+        self._gains = gains
+        if self._v_prev_w is None or self._last_sp_c is None or self._last_pv_c is None:
+            return
+        p_w, d_w = self._p_w(self._last_sp_c, self._last_pv_c), self._d_w()
+        self._integral_w = self._clamp(self._terms.output_w - p_w - d_w)
+        self._set_output(p_w, d_w)
+
+    def _p_w(self, setpoint_c: float, pv_c: float) -> float:
+        return self._gains.kp_w_per_k * (self._gains.setpoint_weight_b * setpoint_c - pv_c)
+
+    def _d_w(self) -> float:
+        return -self._gains.kp_w_per_k * self._gains.td_s * self._dpv_k_per_s
+
+    def _set_output(self, p_w: float, d_w: float) -> float:
+        self._v_prev_w = p_w + self._integral_w + d_w
+        self._terms = PidTerms(p_w, self._integral_w, d_w, self._clamp(self._v_prev_w))
+        return self._terms.output_w
+
+    def update(
+        self,
+        setpoint_c: float,
+        pv_c: float,
+        dt_s: float,
+        applied_w: float | None = None,
+        *,
+        integrate: bool = True,
+    ) -> float:
+        """One control step; returns the output (W) for the next interval, within the output range.
+
+        setpoint_c, pv_c: setpoint and measurement (°C). dt_s: time since the last update (s), > 0.
+        applied_w: the power (W) actually applied over the interval that just ended, when something other
+            than this controller decided it; the integral tracks it, so control resumes without a bump.
+        integrate: False freezes the integral (stale sensor, heater switched off); P and D still act.
+        Raises ValueError on dt_s <= 0 or any non-finite input.
+        """
+        _require_finite(setpoint_c=setpoint_c, pv_c=pv_c, dt_s=dt_s)
+        if applied_w is not None:
+            _require_finite(applied_w=applied_w)
+        if dt_s <= 0:
+            raise ValueError(f"dt_s must be > 0, got {dt_s!r}")
+        g = self._gains
+        if self.bumpless_setpoint and self._last_sp_c is not None and setpoint_c != self._last_sp_c:
+            self._integral_w -= g.kp_w_per_k * g.setpoint_weight_b * (setpoint_c - self._last_sp_c)
+        if self._last_pv_c is not None:
+            tf_s = g.td_s / g.derivative_filter_n
+            self._dpv_k_per_s = (tf_s * self._dpv_k_per_s + (pv_c - self._last_pv_c)) / (tf_s + dt_s)
+        p_w, d_w = self._p_w(setpoint_c, pv_c), self._d_w()
+        if self._pending_output_w is not None:
+            self._integral_w = self._pending_output_w - p_w - d_w
+            self._pending_output_w = None
+        elif integrate:
+            self._integral_w += g.kp_w_per_k / g.ti_s * (setpoint_c - pv_c) * dt_s
+            if self._v_prev_w is not None:
+                applied = self._terms.output_w if applied_w is None else applied_w
+                alpha = -math.expm1(-dt_s / g.effective_tracking_time_s)
+                self._integral_w += alpha * (applied - self._v_prev_w)
+        self._integral_w = self._clamp(self._integral_w)
+        self._last_sp_c, self._last_pv_c = setpoint_c, pv_c
+        return self._set_output(p_w, d_w)
+
+    def state(self) -> dict[str, float]:
+        """Persistable state, plain floats: integral_w always; setpoint_c and output_w once updated."""
+        out = {"integral_w": self._integral_w}
+        if self._last_sp_c is not None:
+            out["setpoint_c"] = self._last_sp_c
+        if self._v_prev_w is not None:
+            out["output_w"] = self._terms.output_w
+        return out
+
+    def restore(self, state: dict[str, float]) -> None:
+        """Resume from ``state()`` (e.g. after a restart). Refuses unknown keys, a missing integral_w and
+        non-finite values (ValueError). The derivative restarts from the next measurement.
+        """
+        unknown = set(state) - {"integral_w", "setpoint_c", "output_w"}
+        if unknown:
+            raise ValueError(f"unknown PID state keys: {sorted(unknown)}")
+        if "integral_w" not in state:
+            raise ValueError("PID state lacks integral_w")
+        for key, value in state.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"PID state {key} must be a number, got {value!r}")
+        values = {key: float(value) for key, value in state.items()}
+        _require_finite(**values)
+        self.reset()
+        self._integral_w = self._clamp(values["integral_w"])
+        self._last_sp_c = values.get("setpoint_c")
+        if "output_w" in values:
+            self._v_prev_w = self._clamp(values["output_w"])
+            self._terms = replace(self._terms, i_w=self._integral_w, output_w=self._v_prev_w)
+        else:
+            self._terms = replace(self._terms, i_w=self._integral_w, output_w=self._integral_w)

@@ -1,0 +1,163 @@
+"""The control loop: room temperature in, heat demand (W) out, every ``period_s`` on the loop clock.
+
+Each period it samples the measured power (so the power manager learns its curve), picks the setpoint from
+the mode and the weekly schedule, takes the best fresh room temperature, runs the selected controller
+(PID or the conventional hysteresis baseline) and hands the demand to the power manager, unless the safety
+layer holds power at its minimum. With no usable room temperature the demand is the minimum and the PID
+does not integrate (safe state, with the reason logged once); it resumes from where it stood.
+It ends every period with a heartbeat to the safety layer and a systemd watchdog ping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Protocol
+
+import structlog
+
+from qrad_agent.clock import Clock
+from qrad_agent.config import ThermostatConfig
+from qrad_agent.control.hysteresis import HysteresisThermostat
+from qrad_agent.control.pid import PidController, PidGains
+from qrad_agent.control.schedule import Mode, ModeSetpoints, WeeklySchedule, default_home
+from qrad_agent.power.manager import PowerManager
+from qrad_agent.safety import SafetyLayer
+from qrad_agent.sdnotify import Notifier
+from qrad_agent.sensors import SensorHub
+
+log = structlog.get_logger(component="thermostat")
+
+SUMMER_HYSTERESIS_K = 0.5
+"""The summer floor switches off at comfort_max_c and back on this far (K) below it."""
+
+
+UNSAFE_INPUT = {"no valid room temperature", "mode off"}
+
+
+def _kind(reason: str) -> str:
+    return reason.split(":", 1)[0]
+
+
+class Controller(Protocol):
+    """A room controller: setpoint and process variable (°C), interval (s) -> heat demand (W)."""
+
+    def step(self, setpoint_c: float, pv_c: float, dt_s: float, applied_w: float | None) -> float: ...
+
+
+class PidStep:
+    """`PidController` behind the `Controller` protocol."""
+
+    def __init__(self, pid: PidController) -> None:
+        self.pid = pid
+
+    def step(self, setpoint_c: float, pv_c: float, dt_s: float, applied_w: float | None) -> float:
+        return self.pid.update(setpoint_c, pv_c, dt_s, applied_w)
+
+
+class HysteresisStep:
+    """`HysteresisThermostat` behind the `Controller` protocol."""
+
+    def __init__(self, thermostat: HysteresisThermostat) -> None:
+        self.thermostat = thermostat
+
+    def step(self, setpoint_c: float, pv_c: float, dt_s: float, applied_w: float | None) -> float:
+        return self.thermostat.update(setpoint_c, pv_c)
+
+
+def build_controller(cfg: ThermostatConfig, max_w: float) -> Controller:
+    """The controller ``cfg.algorithm`` names, with output range [output_min_w, max_w]."""
+    if cfg.algorithm == "hysteresis":
+        return HysteresisStep(HysteresisThermostat(on_w=max_w, off_w=cfg.output_min_w,
+                                                   differential_k=cfg.hysteresis_differential_k))
+    p = cfg.pid
+    gains = PidGains(p.kp_w_per_k, p.ti_s, p.td_s, p.derivative_filter_n, p.setpoint_weight)
+    return PidStep(PidController(gains, cfg.output_min_w, max_w))
+
+
+def build_schedule(cfg: ThermostatConfig) -> WeeklySchedule:
+    """The weekly schedule of ``cfg`` (the built-in home schedule when none is configured)."""
+    s = cfg.setpoints
+    setpoints = ModeSetpoints(comfort_c=s.comfort_c, eco_c=s.eco_c, frost_c=s.frost_c)
+    if cfg.schedule is None:
+        return default_home(setpoints)
+    return WeeklySchedule.parse([r.model_dump() for r in cfg.schedule], setpoints)
+
+
+class Thermostat:
+    """The control-loop component; `step` is one period, `run` repeats it on the loop clock."""
+
+    def __init__(self, cfg: ThermostatConfig, power: PowerManager, hub: SensorHub, safety: SafetyLayer,
+                 clock: Clock, notifier: Notifier | None = None, controller: Controller | None = None) -> None:
+        self.cfg = cfg
+        self.power, self.hub, self.safety, self.clock = power, hub, safety, clock
+        self.notifier = notifier or Notifier({})
+        self.max_w = cfg.output_max_w or power.cfg.max_w
+        self.controller = controller or build_controller(cfg, self.max_w)
+        self.schedule = build_schedule(cfg)
+        self.setpoint_c = math.nan
+        self.mode = Mode.ECO
+        self.pv_c = math.nan
+        self.demand_w = cfg.output_min_w
+        self.limit_reason = "starting"
+        self._last_t_s: float | None = None
+        self._summer_floor_on = True
+
+    def _setpoint(self) -> tuple[str, float]:
+        if self.cfg.mode == "off":
+            return "off", math.nan
+        mode = self.schedule.mode_at(self.clock.now()) if self.cfg.mode == "auto" else Mode(self.cfg.mode)
+        self.mode = mode
+        return mode.value, self.schedule.setpoints.for_mode(mode)
+
+    def step(self) -> float:
+        """One control period; returns the heat demand (W) decided."""
+        t_s = self.clock.monotonic()
+        dt_s = self.cfg.period_s if self._last_t_s is None else min(t_s - self._last_t_s, 2 * self.cfg.period_s)
+        self._last_t_s = t_s
+        self.power.measure(t_s)
+        mode, self.setpoint_c = self._setpoint()
+        choice = self.hub.best(self.cfg.room_channels, self.cfg.stale_after_s)
+        demand_w, reason = self.cfg.output_min_w, "mode off"
+        if mode != "off" and choice.reading is None:
+            reason = f"no valid room temperature: {choice.reason}"
+        elif mode != "off" and dt_s > 0:
+            self.pv_c = choice.reading.value
+            applied = self.cfg.output_min_w if self.safety.forced else None
+            demand_w = self._summer(self.controller.step(self.setpoint_c, self.pv_c, dt_s, applied))
+            reason = "at maximum power" if demand_w >= self.max_w else "setpoint"
+        if _kind(reason) != _kind(self.limit_reason) and _kind(reason) in UNSAFE_INPUT:
+            log.warning("thermostat at minimum power", reason=reason)
+        self.demand_w, self.limit_reason = demand_w, reason
+        if self.safety.forced:
+            self.limit_reason = "safety: " + "; ".join(self.safety.conditions)
+        else:
+            self.power.set_demand(demand_w, t_s)
+        self.safety.heartbeat(t_s)
+        self.notifier.notify("WATCHDOG=1")
+        return demand_w
+
+    def _summer(self, demand_w: float) -> float:
+        summer = self.cfg.summer
+        if not summer.enabled:
+            return demand_w
+        if self.pv_c >= summer.comfort_max_c:
+            self._summer_floor_on = False
+        elif self.pv_c < summer.comfort_max_c - SUMMER_HYSTERESIS_K:
+            self._summer_floor_on = True
+        return max(demand_w, summer.floor_w) if self._summer_floor_on else self.cfg.output_min_w
+
+    async def run(self) -> None:
+        """Step every ``period_s`` until cancelled; the period is kept on the loop clock, not drifting."""
+        loop = asyncio.get_running_loop()
+        next_s = loop.time()
+        while True:
+            self.step()
+            next_s += self.cfg.period_s
+            await asyncio.sleep(max(0.0, next_s - loop.time()))
+
+    def status(self) -> dict:
+        """Plain-JSON status of the loop."""
+        return {"mode": self.mode.value if self.cfg.mode != "off" else "off", "setpoint_c": self.setpoint_c,
+                "room_c": self.pv_c, "demand_w": round(self.demand_w, 1), "limit_reason": self.limit_reason,
+                "algorithm": self.cfg.algorithm}

@@ -1,0 +1,45 @@
+"""The agent's error tree: every error the agent raises on purpose derives from `AgentError`.
+
+Library and OS errors are wrapped at the edge (``raise ... from exc``) so callers handle one family.
+Exit codes follow sysexits(3): EX_CONFIG = 78 for a bad configuration.
+"""
+
+from __future__ import annotations
+
+EX_CONFIG = 78
+"""sysexits(3) exit status for a configuration error."""
+
+EX_SOFTWARE = 70
+"""sysexits(3) exit status for an internal software error (a component died)."""
+
+
+class AgentError(Exception):
+    """Base of every error the agent raises on purpose."""
+
+
+class ConfigError(AgentError):
+    """The configuration file is missing, unreadable, not TOML, or fails validation.
+
+    ``problems`` lists one ``(path, reason)`` pair per wrong field, path written ``a.b[2].c``.
+    """
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {len(problems)} problem(s)"]
+        lines += [f"  {path}: {reason}" for path, reason in problems]
+        super().__init__("\n".join(lines))
+
+
+class ActuatorError(AgentError):
+    """A power interface (cpufreq, RAPL, cgroup) refused a write or is missing a file."""
+
+
+class ComponentDied(AgentError):
+    """A supervised component ended or raised; the agent stops with a non-zero exit."""
+
+    def __init__(self, component: str, cause: BaseException | None) -> None:
+        self.component = component
+        self.cause = cause
+        detail = f"{type(cause).__name__}: {cause}" if cause else "returned unexpectedly"
+        super().__init__(f"component {component!r} died: {detail}")

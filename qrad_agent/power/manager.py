@@ -1,0 +1,181 @@
+"""The power manager: heat demand (W) in, CPU power states out, through the kernel's own interfaces.
+
+The demand is turned into one power level in [0, 1] through a learned `PowerCurve`, and the level into
+states along a ladder: the jobs' cgroup CPU quota from ~0 to 100 % at the lowest P-state (the bottom
+``quota_share`` of the range), then the first P-state/limit interface present (cpufreq, else RAPL) from its
+lowest to its highest setting. Other interfaces are released so they do not limit. A write the kernel refuses
+is logged once with its path, that interface is dropped and the next one takes over.
+
+`force_minimum` is the safety layer's path: synchronous, never raising, no await, no lock.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from qrad_agent.config import PowerConfig
+from qrad_agent.errors import ActuatorError
+from qrad_agent.power.cgroup import CgroupQuotaActuator
+from qrad_agent.power.cpufreq import CpufreqActuator, discover_policies
+from qrad_agent.power.curve import PowerCurve
+from qrad_agent.power.rapl import RaplActuator, RaplEnergyMeter, discover_zones
+
+log = structlog.get_logger(component="power")
+
+Actuator = CpufreqActuator | RaplActuator | CgroupQuotaActuator
+
+
+def discover_actuators(cfg: PowerConfig) -> list[Actuator]:
+    """The interfaces of ``cfg.interfaces`` that this board has, in that order."""
+    found: list[Actuator] = []
+    for name in cfg.interfaces:
+        try:
+            if name == "cpufreq":
+                found.append(CpufreqActuator(discover_policies(cfg.sysfs_root)))
+            elif name == "rapl":
+                found.append(RaplActuator(discover_zones(cfg.sysfs_root, cfg.rapl_package_min_w)))
+            elif name == "cgroup" and cfg.jobs_cgroup is not None:
+                found.append(CgroupQuotaActuator(cfg.jobs_cgroup))
+        except ActuatorError as exc:
+            log.info("interface absent", interface=name, detail=str(exc))
+    return found
+
+
+class PowerManager:
+    """Turns a heat demand (W) into P-state caps, RAPL limits and the jobs' CPU quota."""
+
+    def __init__(self, cfg: PowerConfig, actuators: list[Actuator] | None = None) -> None:
+        self.cfg = cfg
+        self.actuators = discover_actuators(cfg) if actuators is None else actuators
+        self.curve = PowerCurve(cfg.idle_w, cfg.max_w, learning_rate=cfg.learning_rate)
+        self.meter: RaplEnergyMeter | None = None
+        rapl = next((a for a in self.actuators if isinstance(a, RaplActuator)), None)
+        if rapl is not None:
+            self.meter = RaplEnergyMeter(rapl.zones)
+        self.level = 0.0
+        self.demand_w = 0.0
+        self.forced_reason: str | None = None
+        self.measured_w: float | None = None
+        self._level_since_s = float("inf")  # loop time the current level was applied
+        self._last_measure_s: float | None = None
+        self._released: set[str] = set()
+        self._failed: dict[str, str] = {}
+        log.info("interfaces", chain=self.chain_names(), measured_by="rapl" if self.meter else "none")
+
+    def chain_names(self) -> list[str]:
+        """Names of the working interfaces, in use order."""
+        return [a.name for a in self.actuators]
+
+    def _quota(self) -> CgroupQuotaActuator | None:
+        return next((a for a in self.actuators if isinstance(a, CgroupQuotaActuator)), None)
+
+    def _pstate(self) -> CpufreqActuator | RaplActuator | None:
+        return next((a for a in self.actuators if not isinstance(a, CgroupQuotaActuator)), None)
+
+    def set_demand(self, demand_w: float, t_s: float) -> float:
+        """Apply a heat demand in W; returns the power (W) the curve expects from what was applied."""
+        self.demand_w = demand_w
+        self.forced_reason = None
+        level = self.curve.level_for(demand_w)
+        if level != self.level or self._level_since_s == float("inf"):
+            self._level_since_s = t_s
+        self.level = level
+        self._apply(level)
+        return self.curve.power_w(level)
+
+    def _apply(self, level: float) -> None:
+        while self.actuators:
+            try:
+                self._apply_chain(level)
+                return
+            except _Refused as refused:
+                self._drop(refused.actuator, refused.error)
+
+    def _apply_chain(self, level: float) -> None:
+        quota, pstate = self._quota(), self._pstate()
+        share = self.cfg.quota_share if (quota and pstate) else (1.0 if quota else 0.0)
+        if quota is not None:
+            _call(quota, quota.apply if level < share else quota.release,
+                  min(1.0, level / share) if level < share else None)
+        if pstate is not None:
+            _call(pstate, pstate.apply, max(0.0, (level - share) / (1 - share)) if share < 1 else 0.0)
+        for other in self.actuators:
+            if other is not quota and other is not pstate and other.name not in self._released:
+                _call(other, other.release, None)
+                self._released.add(other.name)
+
+    def _drop(self, actuator: Actuator, error: ActuatorError) -> None:
+        self.actuators.remove(actuator)
+        self._failed[actuator.name] = str(error)
+        log.error("interface refused, using the next one", interface=actuator.name, error=str(error),
+                  chain=self.chain_names())
+
+    def force_minimum(self, reason: str) -> None:
+        """Every interface to its lowest-power state, now. Never raises; failures are logged."""
+        if self.forced_reason != reason:
+            log.warning("power forced to minimum", reason=reason)
+        self.forced_reason = reason
+        self._level_since_s = float("inf")
+        self.level = 0.0
+        self.demand_w = 0.0
+        for actuator in list(self.actuators):
+            try:
+                actuator.apply(0.0)
+            except ActuatorError as exc:
+                log.error("minimum power write failed", interface=actuator.name, error=str(exc))
+            except Exception as exc:  # the safety path must reach every interface whatever happens
+                log.exception("minimum power write crashed", interface=actuator.name, error=repr(exc))
+        self._released.clear()
+
+    def measure(self, t_s: float) -> float | None:
+        """Sample measured power (W) and learn the curve when the level was held over the interval."""
+        if self.meter is None:
+            return None
+        try:
+            package_w = self.meter.sample(t_s)
+        except ActuatorError as exc:
+            log.error("RAPL energy read failed; no measured power", error=str(exc))
+            self.meter = None
+            return None
+        interval_start, self._last_measure_s = self._last_measure_s, t_s
+        if package_w is None:
+            return None
+        self.measured_w = package_w + self.cfg.platform_overhead_w
+        held = interval_start is not None and self._level_since_s <= interval_start
+        if held and self.forced_reason is None:
+            self.curve.learn(self.level, self.measured_w)
+        return self.measured_w
+
+    def status(self) -> dict:
+        """Plain-JSON status: demand, level, expected and measured W, the interface chain, failures."""
+        return {
+            "demand_w": round(self.demand_w, 1),
+            "level": round(self.level, 4),
+            "expected_w": round(self.curve.power_w(self.level), 1),
+            "measured_w": None if self.measured_w is None else round(self.measured_w, 1),
+            "forced_reason": self.forced_reason,
+            "chain": self.chain_names(),
+            "failed": dict(self._failed),
+        }
+
+    def readback(self) -> dict[str, dict]:
+        """What each interface holds now, read back from sysfs."""
+        result: dict[str, dict] = {}
+        for actuator in self.actuators:
+            try:
+                result[actuator.name] = actuator.readback()
+            except ActuatorError as exc:
+                result[actuator.name] = {"error": str(exc)}
+        return result
+
+
+class _Refused(Exception):
+    def __init__(self, actuator: Actuator, error: ActuatorError) -> None:
+        self.actuator, self.error = actuator, error
+
+
+def _call(actuator: Actuator, method, arg: float | None) -> None:
+    try:
+        method() if arg is None else method(arg)
+    except ActuatorError as exc:
+        raise _Refused(actuator, exc) from exc

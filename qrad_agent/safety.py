@@ -1,0 +1,105 @@
+"""The safety layer: one path to the safe state, checked on its own task, owed nothing by anyone.
+
+`enter_safe_state(reason)` forces compute power to its minimum synchronously, through the power manager's
+`force_minimum`, without awaiting anything. The layer's own loop re-asserts the minimum while a condition
+holds and watches what must not go wrong: the control loop's heartbeat (a hung thermostat must not leave
+the boards at full power) and CPU package temperatures (hwmon coretemp, m°C).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from qrad_agent.clock import Clock
+from qrad_agent.config import SafetyConfig
+from qrad_agent.power.manager import PowerManager
+from qrad_drivers.hwmon import find_hwmon
+
+log = structlog.get_logger(component="safety")
+
+CPU_TEMP_CLEAR_K = 10.0
+"""An over-temperature condition clears this far (K) below the limit."""
+
+
+class SafetyLayer:
+    """Holds the active safety conditions; while any is active, compute power stays at its minimum."""
+
+    def __init__(self, cfg: SafetyConfig, power: PowerManager, clock: Clock, heartbeat_timeout_s: float) -> None:
+        self.cfg = cfg
+        self.power = power
+        self.clock = clock
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.conditions: dict[str, str] = {}
+        self._heartbeat_s: float | None = None
+        self._cpu_inputs = self._find_cpu_temps()
+
+    @property
+    def forced(self) -> bool:
+        """True while compute power is held at its minimum by a safety condition."""
+        return bool(self.conditions)
+
+    def enter_safe_state(self, condition: str, reason: str) -> None:
+        """Force minimum power now and hold it while ``condition`` is active. Never raises."""
+        if self.conditions.get(condition) != reason:
+            log.error("safe state", condition=condition, reason=reason)
+        self.conditions[condition] = reason
+        self.power.force_minimum(f"{condition}: {reason}")
+
+    def clear(self, condition: str) -> None:
+        """End ``condition``; the thermostat takes over again when no condition is left."""
+        if self.conditions.pop(condition, None) is not None:
+            log.warning("safety condition cleared", condition=condition, remaining=sorted(self.conditions))
+
+    def heartbeat(self, t_s: float) -> None:
+        """Called by the control loop each period: proof that it is alive."""
+        self._heartbeat_s = t_s
+
+    def check(self) -> None:
+        """Evaluate every condition once."""
+        now_s = self.clock.monotonic()
+        if self._heartbeat_s is None:
+            self._heartbeat_s = now_s  # the control loop gets a full timeout to start
+        if now_s - self._heartbeat_s > self.heartbeat_timeout_s:
+            self.enter_safe_state("control_heartbeat",
+                                  f"control loop silent for {now_s - self._heartbeat_s:.0f} s")
+        else:
+            self.clear("control_heartbeat")
+        self._check_cpu_temps()
+        if self.conditions:
+            self.power.force_minimum("; ".join(f"{c}: {r}" for c, r in self.conditions.items()))
+
+    def _find_cpu_temps(self) -> list:
+        root = self.power.cfg.sysfs_root
+        inputs, index = [], 0
+        while (device := find_hwmon(root, "coretemp", index)) is not None:
+            inputs += sorted(device.glob("temp*_input"))
+            index += 1
+        return inputs
+
+    def _check_cpu_temps(self) -> None:
+        hottest_c = None
+        for path in self._cpu_inputs:
+            try:
+                value_c = int(path.read_text()) / 1000
+            except (OSError, ValueError):
+                continue
+            hottest_c = value_c if hottest_c is None else max(hottest_c, value_c)
+        if hottest_c is None:
+            return
+        if hottest_c > self.cfg.cpu_temp_max_c:
+            self.enter_safe_state("cpu_overtemperature",
+                                  f"CPU package at {hottest_c:.1f} °C > {self.cfg.cpu_temp_max_c} °C")
+        elif hottest_c < self.cfg.cpu_temp_max_c - CPU_TEMP_CLEAR_K:
+            self.clear("cpu_overtemperature")
+
+    async def run(self) -> None:
+        """Check every ``check_period_s`` until cancelled."""
+        while True:
+            self.check()
+            await asyncio.sleep(self.cfg.check_period_s)
+
+    def status(self) -> dict:
+        """Plain-JSON status: active conditions and their reasons."""
+        return {"forced_minimum": self.forced, "conditions": dict(self.conditions)}
