@@ -191,7 +191,10 @@ def apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
             node = data
             for key in path[:-1]:
                 node = node.setdefault(key, {})
-            node[path[-1]] = environ[var]
+                if not isinstance(node, dict):  # e.g. `platform = 3`: left for validation to report
+                    break
+            else:
+                node[path[-1]] = environ[var]
     return data
 
 
@@ -206,9 +209,11 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> AgentConfig:
 def load_config(path: Path, environ: dict[str, str] | None = None) -> AgentConfig:
     """Read, override from the environment and validate ``path``. Raises ConfigError."""
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(str(path), [("(file)", exc.strerror or str(exc))]) from exc
+    except UnicodeDecodeError as exc:  # TOML is UTF-8; e.g. a "°C" saved as Latin-1
+        raise ConfigError(str(path), [("(file)", f"not UTF-8: {exc}")]) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [("(toml)", str(exc))]) from exc
     return parse_config(apply_env(data, dict(os.environ) if environ is None else environ), str(path))

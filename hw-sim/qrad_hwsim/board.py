@@ -117,9 +117,9 @@ class Board:
         """Advance ``dt_s`` s with the room air at ``air_c`` °C; read limits, publish readings."""
         spec = self.spec
         util = self.cgroup.util() if self.cgroup else 1.0
-        freqs, powers = zip(*(self._package(p, util) for p in range(spec.n_packages)))
+        freqs, powers = zip(*(self._package(p, util) for p in range(spec.n_packages)), strict=True)
         decay = math.exp(-dt_s / spec.tau_cpu_s) if spec.tau_cpu_s > 0 else 0.0
-        for p, (f_khz, p_w) in enumerate(zip(freqs, powers)):
+        for p, (f_khz, p_w) in enumerate(zip(freqs, powers, strict=True)):
             target_c = air_c + spec.r_th_k_w * p_w
             self.cpu_temp_c[p] = target_c + (self.cpu_temp_c[p] - target_c) * decay
             self.policies[p].publish_cur_khz(f_khz)

@@ -15,14 +15,14 @@ import asyncio
 import csv
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import astuple, fields
 from pathlib import Path
 from typing import TextIO
 
 from .board import BoardSpec
-from .heater import HeaterSpec, HeaterState, SimulatedHeater, sensor_fault_path
+from .heater import HeaterSpec, HeaterState, SimulatedHeater, reset_tree, sensor_fault_path
 from .sensor import SENSOR_FAULTS
 from .sim_clock import parse_start
 from .sysfs_io import write_text_atomic
@@ -60,7 +60,8 @@ def heater_spec_from_args(args: argparse.Namespace) -> HeaterSpec:
     return HeaterSpec(board=board, initial_air_c=args.initial_air_c)
 
 
-def _open_trace(path: Path | None, stack: ExitStack) -> csv.writer | None:  # type: ignore[valid-type]
+def _trace_writer(path: Path | None, stack: ExitStack) -> Callable[[HeaterState], None] | None:
+    """An on_step callback appending CSV rows to ``path`` (header first if the file is new)."""
     if path is None:
         return None
     is_new = not path.exists() or path.stat().st_size == 0
@@ -69,12 +70,16 @@ def _open_trace(path: Path | None, stack: ExitStack) -> csv.writer | None:  # ty
     if is_new:
         writer.writerow(TRACE_COLUMNS)
     handle.flush()
-    stack.callback(handle.flush)
-    return writer
+
+    def write_row(state: HeaterState) -> None:
+        writer.writerow(_trace_row(state))
+        handle.flush()  # a few rows a second at most: keep the file current for live plots
+
+    return write_row
 
 
 def _trace_row(state: HeaterState) -> list[object]:
-    values = dict(zip((f.name for f in fields(state)), astuple(state)))
+    values = dict(zip((f.name for f in fields(state)), astuple(state), strict=True))
     return ["" if values[c] is None else values[c] for c in TRACE_COLUMNS]
 
 
@@ -82,6 +87,7 @@ async def serve(args: argparse.Namespace) -> int:
     """Run the simulator until SIGTERM/SIGINT; return the exit status."""
     weather = Weather.from_csv(args.weather or default_weather_path())
     root = args.root.resolve()
+    reset_tree(root)
     heater = SimulatedHeater(root, heater_spec_from_args(args), weather, parse_start(args.start), args.seed)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -89,8 +95,7 @@ async def serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signum, stop.set)
     print(f"READY root={root}", flush=True)
     with ExitStack() as stack:
-        writer = _open_trace(args.trace, stack)
-        on_step = None if writer is None else (lambda state: writer.writerow(_trace_row(state)))
+        on_step = _trace_writer(args.trace, stack)
         async with asyncio.TaskGroup() as group:
             runner = group.create_task(heater.run(args.step, args.speed, on_step), name="hwsim-run")
             await stop.wait()

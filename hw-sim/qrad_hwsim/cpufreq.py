@@ -68,6 +68,7 @@ class CpufreqPolicy:
         if table.listed:
             files["scaling_available_frequencies"] = " ".join(str(f) for f in table.frequencies_khz())
         write_files(self.dir, files)
+        self._max_path = self.dir / "scaling_max_freq"
         self._cur_file = PublishedFile(self.dir / "scaling_cur_freq", str(table.f_max_khz))
         for cpu in cpus:
             cpu_dir = sys_root / "devices/system/cpu" / f"cpu{cpu}"
@@ -78,7 +79,7 @@ class CpufreqPolicy:
 
     def requested_khz(self) -> int:
         """Frequency the policy allows now, kHz (from scaling_max_freq; garbage keeps the last value)."""
-        self._max_khz = read_int(self.dir / "scaling_max_freq", self._max_khz)
+        self._max_khz = read_int(self._max_path, self._max_khz)
         return self.table.resolve_khz(self._max_khz)
 
     def publish_cur_khz(self, f_khz: float) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,11 +30,25 @@ from .sysfs_io import read_text
 from .weather import Weather
 
 CONTROL_DIR = ".hwsim"
+TREE_DIRS = ("class", "devices", "fs", CONTROL_DIR)
 
 
 def sensor_fault_path(root: Path) -> Path:
     """Control file a running simulator polls for sensor faults."""
     return Path(root) / CONTROL_DIR / "sensor_fault"
+
+
+def reset_tree(root: Path) -> None:
+    """Make ``root`` ready for a new simulator: absent or empty is fine; a previous simulator's tree
+    (marked by its ``.hwsim`` folder) is removed; any other content is refused with ValueError, so
+    a mistyped --root never deletes someone's files."""
+    root = Path(root)
+    if not root.exists() or not any(root.iterdir()):
+        return
+    if not (root / CONTROL_DIR).is_dir():
+        raise ValueError(f"{root} is not empty and holds no qrad-hwsim tree ({CONTROL_DIR}/ missing)")
+    for name in TREE_DIRS:
+        shutil.rmtree(root / name, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -77,7 +92,7 @@ class SimulatedHeater:
         self.weather = weather
         self.clock = SimClock(start)
         rng = np.random.default_rng(seed)
-        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / CONTROL_DIR).mkdir(parents=True, exist_ok=True)
         outdoor_c = weather.outdoor_c(self.clock.t_year_s(0.0))
         self.room = Room.at_equilibrium(spec.room, spec.initial_air_c, outdoor_c)
         self.board = Board(self.root, spec.board, spec.initial_air_c, rng)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .sysfs_io import read_int, write_files, write_text_atomic
+from .sysfs_io import read_int, publish_text, write_files
 
 LONG_TERM_WINDOW_US = 27_983_872
 SHORT_TERM_WINDOW_US = 2_440
@@ -28,6 +28,10 @@ class RaplZone:
         self.dir = sys_root / "class/powercap" / f"intel-rapl:{index}"
         self.max_energy_range_uj = int(max_energy_range_uj)
         self._energy_uj = float(initial_energy_uj % (self.max_energy_range_uj + 1))
+        self._limit_path = self.dir / "constraint_0_power_limit_uw"
+        self._enabled_path = self.dir / "enabled"
+        self._control_enabled_path = self.control_dir / "enabled"
+        self._energy_path = self.dir / "energy_uj"
         tdp_uw = int(tdp_w * 1e6)
         self._limit_uw = tdp_uw
         self._enabled = 1
@@ -45,9 +49,9 @@ class RaplZone:
 
     def cap_w(self) -> float | None:
         """Enforced long-term limit, W, or None when disabled (garbage keeps the last value)."""
-        self._limit_uw = read_int(self.dir / "constraint_0_power_limit_uw", self._limit_uw)
-        self._enabled = read_int(self.dir / "enabled", self._enabled)
-        self._control_enabled = read_int(self.control_dir / "enabled", self._control_enabled)
+        self._limit_uw = read_int(self._limit_path, self._limit_uw)
+        self._enabled = read_int(self._enabled_path, self._enabled)
+        self._control_enabled = read_int(self._control_enabled_path, self._control_enabled)
         if not (self._enabled and self._control_enabled):
             return None
         return max(0, self._limit_uw) / 1e6
@@ -56,5 +60,5 @@ class RaplZone:
         """Accumulate ``power_w`` over ``dt_s`` s, wrap, write energy_uj; return the new count, µJ."""
         self._energy_uj = (self._energy_uj + power_w * dt_s * 1e6) % (self.max_energy_range_uj + 1)
         value = int(self._energy_uj)
-        write_text_atomic(self.dir / "energy_uj", str(value))
+        publish_text(self._energy_path, str(value))
         return value

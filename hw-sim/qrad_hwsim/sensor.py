@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .hwmon import allocate_hwmon_dir
-from .sysfs_io import write_files, write_text_atomic
+from .sysfs_io import publish_text, write_files
 
 SENSOR_FAULTS = ("ok", "stuck", "missing")
 INPUT_FILES = ("temp1_input", "humidity1_input")
@@ -65,8 +65,8 @@ class RoomSensor:
         return self.reading_mc / 1000.0
 
     def _publish(self) -> None:
-        write_text_atomic(self.dir / "temp1_input", str(self.reading_mc))
-        write_text_atomic(self.dir / "humidity1_input", str(int(round(self.humidity_pct * 1000.0))))
+        publish_text(self.dir / "temp1_input", str(self.reading_mc))
+        publish_text(self.dir / "humidity1_input", str(int(round(self.humidity_pct * 1000.0))))
 
     def set_fault(self, fault: str) -> None:
         """Switch to ``fault`` ("ok", "stuck" or "missing"); "missing" removes the input files at

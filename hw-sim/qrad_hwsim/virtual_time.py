@@ -16,11 +16,13 @@ fire before their real I/O arrives.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import selectors
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 EXECUTOR_POLL_S = 0.005  # real seconds per poll while an executor job is pending
 
 
@@ -65,7 +67,8 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def _advance(self, dt_s: float) -> None:
         self._virtual_now_s += dt_s
 
-    def run_in_executor(self, executor: Any, func: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    def run_in_executor(self, executor: concurrent.futures.Executor | None,
+                        func: Callable[[*Ts], T], *args: *Ts) -> asyncio.Future[T]:
         """As SelectorEventLoop.run_in_executor; the job is counted so the clock waits for it."""
         future = super().run_in_executor(executor, func, *args)
         self._executor_jobs += 1
@@ -81,3 +84,12 @@ def run_virtual(coro: Coroutine[Any, Any, T]) -> T:
     cancelled, async generators and the default executor shut down, and the loop closed."""
     with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
         return runner.run(coro)
+
+
+class VirtualTimeLoopPolicy(asyncio.DefaultEventLoopPolicy):
+    """Event loop policy whose new loops are VirtualTimeLoops (for pytest-asyncio's
+    ``event_loop_policy`` fixture, or asyncio.set_event_loop_policy in a benchmark)."""
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        """A fresh VirtualTimeLoop."""
+        return VirtualTimeLoop()

@@ -62,7 +62,7 @@ class Weather:
     """Hourly outdoor series of one typical year.
 
     ``times_s`` are the record times in seconds of the year (3600, 7200, ..., 365 * 86400);
-    ``dry_bulb_c`` the outdoor air temperature in °C; ``ghi_w_m2`` the global horizontal irradiance,
+    ``dry_bulb_c`` the outdoor air temperature in °C; ``ghi_w_m2_series`` the global horizontal irradiance,
     whose hourly Wh/m² equals the mean W/m² over that hour.
     """
 
@@ -95,13 +95,22 @@ class Weather:
         times = np.array([0.0, YEAR_S / 2])
         return cls(times, np.full(2, float(outdoor_c)), np.full(2, float(ghi_w_m2)))
 
-    def _interp(self, t_year_s: float, values: np.ndarray) -> float:
-        return float(np.interp(float(t_year_s) % YEAR_S, self.times_s, values, period=YEAR_S))
+    def __post_init__(self) -> None:
+        # Extend the series by one period on each side once, so that each lookup is a plain
+        # O(log n) np.interp (np.interp's own ``period`` option re-sorts the arrays on every call).
+        times = np.concatenate([self.times_s - YEAR_S, self.times_s, self.times_s + YEAR_S])
+        object.__setattr__(self, "_wrapped_times_s", times)
+        object.__setattr__(self, "_wrapped", {
+            "dry_bulb_c": np.tile(self.dry_bulb_c, 3), "ghi_w_m2": np.tile(self.ghi_w_m2_series, 3)})
+
+    def _interp(self, t_year_s: float, series: str) -> float:
+        t_s = float(t_year_s) % YEAR_S
+        return float(np.interp(t_s, self._wrapped_times_s, self._wrapped[series]))  # type: ignore[attr-defined]
 
     def outdoor_c(self, t_year_s: float) -> float:
         """Outdoor dry-bulb temperature, °C, linearly interpolated, wrapping around the year."""
-        return self._interp(t_year_s, self.dry_bulb_c)
+        return self._interp(t_year_s, "dry_bulb_c")
 
     def ghi_w_m2(self, t_year_s: float) -> float:
         """Global horizontal irradiance, W/m², linearly interpolated, wrapping around the year."""
-        return self._interp(t_year_s, self.ghi_w_m2_series)
+        return self._interp(t_year_s, "ghi_w_m2")

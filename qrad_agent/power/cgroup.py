@@ -17,6 +17,19 @@ MIN_QUOTA_US = 1000
 """Smallest CFS bandwidth quota the kernel accepts (sched-bwc.rst), µs."""
 
 
+def online_cpus(sysfs_root: Path) -> int | None:
+    """CPUs listed in ``<sysfs_root>/devices/system/cpu/online`` ("0-3,6"), or None if unreadable."""
+    try:
+        text = (sysfs_root / "devices" / "system" / "cpu" / "online").read_text().strip()
+        count = 0
+        for part in text.split(","):
+            low, _, high = part.partition("-")
+            count += int(high or low) - int(low) + 1
+    except (OSError, ValueError):
+        return None
+    return count or None
+
+
 class CgroupQuotaActuator:
     """Sets a power level in [0, 1] as the jobs' share of ``cpus`` CPUs (quota = level * period * cpus).
 

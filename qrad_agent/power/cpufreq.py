@@ -69,18 +69,26 @@ class CpufreqActuator:
         if not self.steps:
             return [round(p.min_khz + level * (p.max_khz - p.min_khz)) for p in self.policies]
         budget = round(level * self.steps)
-        targets = []
-        for index, policy in enumerate(self.policies):
-            remaining = len(self.policies) - index
-            share = min(len(policy.table_khz) - 1, -(-budget // remaining))
-            budget -= share
-            targets.append(policy.table_khz[share])
-        return targets
+        shares = [0] * len(self.policies)
+        # smallest tables first, so a policy that cannot take its share leaves it to the larger ones
+        order = sorted(range(len(self.policies)), key=lambda i: len(self.policies[i].table_khz))
+        for rank, index in enumerate(order):
+            remaining = len(order) - rank
+            shares[index] = min(len(self.policies[index].table_khz) - 1, -(-budget // remaining))
+            budget -= shares[index]
+        return [p.table_khz[share] for p, share in zip(self.policies, shares)]
 
     def apply(self, level: float) -> None:
-        """Write the caps for ``level``. Raises ActuatorError naming the path that refused."""
+        """Write the caps for ``level`` on every policy, even past one that refuses (so the minimum
+        reaches all the others); then raises ActuatorError naming the first path that refused."""
+        errors = []
         for policy, khz in zip(self.policies, self.targets_khz(level)):
-            write_text(policy.path / "scaling_max_freq", str(khz))
+            try:
+                write_text(policy.path / "scaling_max_freq", str(khz))
+            except ActuatorError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     def release(self) -> None:
         """Remove the cap (every policy at its highest frequency)."""

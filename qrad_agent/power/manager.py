@@ -15,7 +15,7 @@ import structlog
 
 from qrad_agent.config import PowerConfig
 from qrad_agent.errors import ActuatorError
-from qrad_agent.power.cgroup import CgroupQuotaActuator
+from qrad_agent.power.cgroup import CgroupQuotaActuator, online_cpus
 from qrad_agent.power.cpufreq import CpufreqActuator, discover_policies
 from qrad_agent.power.curve import PowerCurve
 from qrad_agent.power.rapl import RaplActuator, RaplEnergyMeter, discover_zones
@@ -35,7 +35,7 @@ def discover_actuators(cfg: PowerConfig) -> list[Actuator]:
             elif name == "rapl":
                 found.append(RaplActuator(discover_zones(cfg.sysfs_root, cfg.rapl_package_min_w)))
             elif name == "cgroup" and cfg.jobs_cgroup is not None:
-                found.append(CgroupQuotaActuator(cfg.jobs_cgroup))
+                found.append(CgroupQuotaActuator(cfg.jobs_cgroup, online_cpus(cfg.sysfs_root)))
         except ActuatorError as exc:
             log.info("interface absent", interface=name, detail=str(exc))
     return found
@@ -107,6 +107,10 @@ class PowerManager:
     def _drop(self, actuator: Actuator, error: ActuatorError) -> None:
         self.actuators.remove(actuator)
         self._failed[actuator.name] = str(error)
+        try:  # lift what it still holds (caps written before the refusal) so it cannot limit the next one
+            actuator.release()
+        except ActuatorError:
+            pass  # already logged below as refused
         log.error("interface refused, using the next one", interface=actuator.name, error=str(error),
                   chain=self.chain_names())
 

@@ -62,9 +62,16 @@ class RaplActuator:
         return [round(z.min_power_uw + level * (z.max_power_uw - z.min_power_uw)) for z in self.zones]
 
     def apply(self, level: float) -> None:
-        """Write the limits for ``level``. Raises ActuatorError naming the path that refused."""
+        """Write the limits for ``level`` on every package, even past one that refuses; then raises
+        ActuatorError naming the first path that refused."""
+        errors = []
         for zone, limit in zip(self.zones, self.limits_uw(level)):
-            write_text(zone.path / "constraint_0_power_limit_uw", str(limit))
+            try:
+                write_text(zone.path / "constraint_0_power_limit_uw", str(limit))
+            except ActuatorError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     def release(self) -> None:
         """Limits at their maximum: RAPL no longer limits."""

@@ -12,6 +12,12 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
+def project_root() -> Path:
+    """The project root (/work/main), where the console script runs."""
+    return PROJECT_ROOT
+
+
+@pytest.fixture(scope="session")
 def weather_path() -> Path:
     """The Lyon-Bron TMYx CSV, found from the project root as the simulator finds it."""
     return default_weather_path(PROJECT_ROOT)

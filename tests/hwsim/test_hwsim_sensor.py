@@ -49,7 +49,7 @@ def test_first_order_lag(tmp_path: Path) -> None:
 def test_noise_is_seeded_and_about_the_spec(tmp_path: Path) -> None:
     def series(seed: int, folder: str) -> list[float]:
         sensor = RoomSensor(tmp_path / folder, SensorSpec(tau_s=0.0), 20.0, np.random.default_rng(seed))
-        return [sensor.step(10.0, 20.0) or 0.0 for _ in range(500)]
+        return [sensor.step(10.0, 20.0) or 0.0 for _ in range(200)]
     a, b, c = series(7, "a"), series(7, "b"), series(8, "c")
     assert a == b and a != c
     assert np.mean(a) == pytest.approx(20.05, abs=0.005)
