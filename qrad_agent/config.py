@@ -64,10 +64,15 @@ class PowerConfig(Section):
 
 
 class PidConfig(Section):
-    """PID gains in the ideal (ISA) form on room air temperature, output in W."""
+    """PID gains in the ideal (ISA) form on room air temperature, output in W.
 
-    kp_w_per_k: float = Field(1500.0, gt=0)
-    ti_s: float = Field(1800.0, gt=0, description="integral time; inf disables the integral")
+    Defaults: SIMC (Skogestad 2003) with τc = 2θ on the fast pole of a 28 m² room heated by a 500 W
+    heater (gain 1/273 K/W, τ1 ≈ 1320 s, θ ≈ 90 s of sensor lag and sampling): Kc ≈ 1400 W/K,
+    τI = min(τ1, 4(τc + θ)) ≈ 1100 s. `qrad-agent sim` and benchmarks/thermostat.py measure them.
+    """
+
+    kp_w_per_k: float = Field(1400.0, gt=0)
+    ti_s: float = Field(1100.0, gt=0, description="integral time; inf disables the integral")
     td_s: float = Field(0.0, ge=0, description="derivative time, on measurement")
     derivative_filter_n: float = Field(8.0, gt=0)
     setpoint_weight: float = Field(1.0, ge=0, le=1, description="proportional setpoint weight b")

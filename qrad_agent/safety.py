@@ -23,6 +23,14 @@ CPU_TEMP_CLEAR_K = 10.0
 """An over-temperature condition clears this far (K) below the limit."""
 
 
+def _label(input_path) -> str:
+    label = input_path.with_name(input_path.name.replace("_input", "_label"))
+    try:
+        return label.read_text().strip()
+    except OSError:
+        return ""
+
+
 class SafetyLayer:
     """Holds the active safety conditions; while any is active, compute power stays at its minimum."""
 
@@ -71,10 +79,13 @@ class SafetyLayer:
             self.power.force_minimum("; ".join(f"{c}: {r}" for c, r in self.conditions.items()))
 
     def _find_cpu_temps(self) -> list:
+        """coretemp inputs to watch: the "Package id N" channels where labelled, else every input."""
         root = self.power.cfg.sysfs_root
         inputs, index = [], 0
         while (device := find_hwmon(root, "coretemp", index)) is not None:
-            inputs += sorted(device.glob("temp*_input"))
+            channels = sorted(device.glob("temp*_input"))
+            packages = [c for c in channels if _label(c).startswith("Package")]
+            inputs += packages or channels
             index += 1
         return inputs
 
