@@ -19,7 +19,7 @@ class Notifier:
         self._address = "\0" + address[1:] if address.startswith("@") else address
         self._sock: socket.socket | None = None
         if self._address:
-            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
         usec = env.get("WATCHDOG_USEC", "")
         self.watchdog_s = int(usec) / 1e6 if usec.isdigit() else None
 
@@ -29,7 +29,8 @@ class Notifier:
         return self._sock is not None
 
     def notify(self, *fields: str) -> None:
-        """Send ``fields`` (e.g. "READY=1", "STATUS=heating") as one message; errors are ignored."""
+        """Send ``fields`` (e.g. "READY=1") as one message. Never blocks: the socket is non-blocking and a
+        full receiver (EAGAIN) or a vanished one loses the message rather than stall the event loop."""
         if self._sock is None:
             return
         try:

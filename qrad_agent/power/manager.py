@@ -22,6 +22,10 @@ from qrad_agent.power.rapl import RaplActuator, RaplEnergyMeter, discover_zones
 
 log = structlog.get_logger(component="power")
 
+IMPLAUSIBLE_POWER_FACTOR = 1.5
+"""A measured power above this many times max_w is a counter glitch or a clock mismatch (a sped-up rig
+whose energy counters run on model time): it is reported, never learned."""
+
 Actuator = CpufreqActuator | RaplActuator | CgroupQuotaActuator
 
 
@@ -58,6 +62,7 @@ class PowerManager:
         self.measured_w: float | None = None
         self._level_since_s = float("inf")  # loop time the current level was applied
         self._last_measure_s: float | None = None
+        self._implausible_logged = False
         self._released: set[str] = set()
         self._failed: dict[str, str] = {}
         log.info("interfaces", chain=self.chain_names(), measured_by="rapl" if self.meter else "none")
@@ -145,6 +150,12 @@ class PowerManager:
         if package_w is None:
             return None
         self.measured_w = package_w + self.cfg.platform_overhead_w
+        if not 0 <= self.measured_w <= IMPLAUSIBLE_POWER_FACTOR * self.cfg.max_w:
+            if not self._implausible_logged:
+                log.error("measured power implausible; not learning from it", measured_w=round(self.measured_w),
+                          max_w=self.cfg.max_w)
+                self._implausible_logged = True
+            return self.measured_w
         held = interval_start is not None and self._level_since_s <= interval_start
         if held and self.forced_reason is None:
             self.curve.learn(self.level, self.measured_w)

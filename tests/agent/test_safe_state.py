@@ -1,0 +1,140 @@
+"""The agent in-process against hw-sim in virtual time: stale or missing room sensor, a dying component,
+a hung control loop. Each must end at minimum power with a logged reason, never a crash or full power."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from qrad_agent.agent import Agent
+from qrad_agent.clock import Clock
+from qrad_agent.errors import ComponentDied
+from qrad_agent.sdnotify import Notifier
+from qrad_agent.sim import sim_config
+from qrad_hwsim.heater import HeaterSpec, SimulatedHeater
+from qrad_hwsim.virtual_time import run_virtual
+from qrad_hwsim.weather import Weather
+
+START = datetime(2026, 1, 5)
+
+
+def _heater(root: Path) -> SimulatedHeater:
+    return SimulatedHeater(root, HeaterSpec(initial_air_c=18.0), Weather.constant(0.0), START, seed=1)
+
+
+def _agent(root: Path, controller=None) -> Agent:
+    cfg = sim_config(root, {"mode": "comfort"})
+    return Agent(cfg, Clock(calendar_start=START, loop_start_s=0.0), Notifier({}), controller)
+
+
+@pytest.mark.parametrize("fault, quality", [("stuck", "stale"), ("missing", "fault")])
+def test_room_sensor_fault_puts_power_at_minimum_then_recovers(tmp_path: Path, fault: str, quality: str) -> None:
+    heater = _heater(tmp_path)
+    agent = _agent(tmp_path)
+    seen: dict[str, object] = {}
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        sim = asyncio.create_task(heater.run(step_s=10.0))
+        task = asyncio.create_task(agent.run(stop))
+        await asyncio.sleep(3600)  # heating a cold room: well above minimum power
+        seen["heating_w"] = heater.state.power_w
+        heater.sensor.set_fault(fault)
+        await asyncio.sleep(900 if fault == "stuck" else 120)
+        seen["fault_w"] = heater.state.power_w
+        seen["reason"] = agent.thermostat.limit_reason
+        seen["level"] = agent.power.level
+        seen["quality"] = agent.hub.latest["room_temp"].quality.value
+        heater.sensor.set_fault("ok")
+        await asyncio.sleep(600)
+        seen["recovered_w"] = heater.state.power_w
+        stop.set()
+        await task
+        sim.cancel()
+
+    with capture_logs() as logs:
+        run_virtual(scenario())
+    assert seen["heating_w"] > 300
+    assert seen["quality"] == quality
+    assert str(seen["reason"]).startswith("no valid room temperature")
+    assert seen["level"] == 0.0
+    assert seen["fault_w"] < 60  # the board's idle draw: jobs throttled to the minimum quota, lowest P-state
+    assert seen["recovered_w"] > 300
+    warnings = [e for e in logs if e["event"] == "thermostat at minimum power" and "room_temp" in e["reason"]]
+    assert len(warnings) == 2  # once at start (no reading yet), once for the fault: not every period
+
+
+class _Crashing:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def step(self, setpoint_c, pv_c, dt_s, applied_w):
+        self.calls += 1
+        if self.calls > 10:
+            raise RuntimeError("controller bug")
+        return 500.0
+
+
+def test_component_that_dies_stops_the_agent_at_minimum_power(tmp_path: Path) -> None:
+    heater = _heater(tmp_path)
+    agent = _agent(tmp_path, controller=_Crashing())
+
+    async def scenario() -> None:
+        sim = asyncio.create_task(heater.run(step_s=10.0))
+        try:
+            await agent.run(asyncio.Event())
+        finally:
+            sim.cancel()
+
+    with pytest.raises(ComponentDied) as info:
+        run_virtual(scenario())
+    assert info.value.component == "control"
+    assert "controller bug" in str(info.value)
+    policies = sorted((tmp_path / "devices/system/cpu/cpufreq").glob("policy*"))
+    assert all((p / "scaling_max_freq").read_text().strip() == (p / "cpuinfo_min_freq").read_text().strip()
+               for p in policies)
+    assert (tmp_path / "state" / "state.json").exists()
+
+
+class _Hanging:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def step(self, setpoint_c, pv_c, dt_s, applied_w):
+        self.calls += 1
+        return 500.0
+
+
+def test_hung_control_loop_is_caught_by_the_safety_heartbeat(tmp_path: Path) -> None:
+    heater = _heater(tmp_path)
+    agent = _agent(tmp_path, controller=_Hanging())
+    seen: dict[str, object] = {}
+
+    async def hang_forever() -> None:
+        agent.hub.poll("room_temp")
+        agent.thermostat.step()
+        await asyncio.Event().wait()  # an await that never returns: the loop is alive, control is not
+
+    agent.thermostat.run = hang_forever  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        sim = asyncio.create_task(heater.run(step_s=10.0))
+        task = asyncio.create_task(agent.run(stop))
+        await asyncio.sleep(60)
+        seen["before_w"] = heater.state.power_w
+        await asyncio.sleep(agent.cfg.power.heartbeat_timeout_s + 60)
+        seen["after_w"] = heater.state.power_w
+        seen["conditions"] = dict(agent.safety.conditions)
+        stop.set()
+        await task
+        sim.cancel()
+
+    run_virtual(scenario())
+    assert seen["before_w"] > 400
+    assert "control_heartbeat" in seen["conditions"]
+    assert seen["after_w"] < 60
