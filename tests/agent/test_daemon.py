@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+AGENT = str(Path(sys.executable).with_name("qrad-agent"))
+"""The console script installed beside the interpreter running the tests."""
 SPEED = 600.0
 """hw-sim model seconds per real second: a minute of the room per 0.1 s."""
 
@@ -118,7 +120,7 @@ def test_daemon_reaches_setpoint_notifies_systemd_and_stops_on_sigterm(tmp_path:
     env = dict(os.environ, NOTIFY_SOCKET=str(notify_path))
     log_path = tmp_path / "agent.log"
     with log_path.open("w") as log:
-        agent = subprocess.Popen(["qrad-agent", "run", "--config", str(config)], stderr=log, env=env)
+        agent = subprocess.Popen([AGENT, "run", "--config", str(config)], stderr=log, env=env)
         try:
             _wait_for(lambda: any(b"WATCHDOG=1" in m for m in messages), 10, "watchdog pings")
             assert b"READY=1" in messages[0]
@@ -149,7 +151,7 @@ def test_daemon_reaches_setpoint_notifies_systemd_and_stops_on_sigterm(tmp_path:
 def test_bad_config_exits_78_with_field_path(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text('device_id = "a/b"\n[thermostat]\nperiod_s = -1\n')
-    result = subprocess.run(["qrad-agent", "run", "--config", str(config)], capture_output=True, text=True,
+    result = subprocess.run([AGENT, "run", "--config", str(config)], capture_output=True, text=True,
                             timeout=30)
     assert result.returncode == 78
     assert "device_id" in result.stderr and "thermostat.period_s" in result.stderr
