@@ -138,3 +138,31 @@ def test_hung_control_loop_is_caught_by_the_safety_heartbeat(tmp_path: Path) -> 
     assert seen["before_w"] > 400
     assert "control_heartbeat" in seen["conditions"]
     assert seen["after_w"] < 60
+
+
+def test_summer_mode_keeps_a_compute_floor_below_the_comfort_maximum(tmp_path: Path) -> None:
+    heater = SimulatedHeater(tmp_path, HeaterSpec(initial_air_c=21.0), Weather.constant(21.0), START, seed=2)
+    cfg = sim_config(tmp_path, {"mode": "frost", "summer": {"enabled": True, "floor_w": 150.0,
+                                                            "comfort_max_c": 24.0}})
+    agent = Agent(cfg, Clock(calendar_start=START, loop_start_s=0.0), Notifier({}))
+    air: list[float] = []
+    power: list[float] = []
+
+    def record(state) -> None:
+        air.append(state.air_c)
+        power.append(state.power_w)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        sim = asyncio.create_task(heater.run(step_s=30.0, on_step=record))
+        task = asyncio.create_task(agent.run(stop))
+        await asyncio.sleep(3 * 86400)
+        stop.set()
+        await task
+        sim.cancel()
+
+    run_virtual(scenario())
+    first_day = power[: len(power) // 3]
+    assert sum(first_day) / len(first_day) > 120  # the floor runs while the room is below 24 °C
+    assert max(air) < 24.5  # and stops at the comfort maximum, though the frost setpoint asks for nothing
+    assert min(power) < 60  # it did switch off
