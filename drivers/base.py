@@ -7,9 +7,14 @@ reading whose quality says what went wrong, so the thermostat and safety layer c
 
 from __future__ import annotations
 
+import abc
 import enum
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Quality(enum.Enum):
@@ -64,3 +69,83 @@ def check_range(spec: ChannelSpec, value: float, t_s: float) -> Reading:
 def fault(spec: ChannelSpec, t_s: float, reason: str) -> Reading:
     """A reading that carries no value, only why the read failed."""
     return Reading(spec.name, math.nan, spec.unit, t_s, Quality.FAULT, reason)
+
+
+class DriverError(Exception):
+    """The device cannot be reached (port gone, no answer, file vanished): the hub reconnects with backoff.
+
+    Garbled data is not a DriverError: it becomes readings with quality FAULT and the reason.
+    """
+
+
+class DriverConfig(BaseModel):
+    """Fields every sensor entry of the config has; each driver extends it with its own (port, path ...).
+
+    ``type`` selects the driver in the registry; ``name`` names the device and prefixes its channels.
+    ``period_s`` overrides the driver's nominal poll period; ``timeout_s`` bounds one read.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    period_s: float | None = Field(None, gt=0)
+    timeout_s: float = Field(2.0, gt=0)
+
+
+@dataclass(frozen=True)
+class DriverContext:
+    """What the agent gives every driver: where the kernel's sysfs is (a hw-sim tree in tests)."""
+
+    sysfs_root: Path = Path("/sys")
+
+
+class Driver(abc.ABC):
+    """One device: declares its channels, opens its transport, and reads all its channels at once.
+
+    Contract: `open` may raise DriverError (the hub retries with backoff); `read` returns one Reading per
+    channel of `channels` (in any order) and raises only DriverError, when the transport is lost (the hub
+    then marks every channel FAULT and reopens). A bad frame, a checksum failure or an out-of-range value is
+    a reading with the matching quality, never an exception. `close` never raises.
+    Blocking I/O is done off the event loop (``asyncio.to_thread``) or with the loop's readers.
+    """
+
+    type_name: ClassVar[str]
+    config_model: ClassVar[type[DriverConfig]]
+    nominal_period_s: ClassVar[float] = 10.0
+
+    def __init__(self, cfg: DriverConfig, context: DriverContext) -> None:
+        self.cfg = cfg
+        self.context = context
+        self.period_s = cfg.period_s or self.nominal_period_s
+        self.channels: tuple[ChannelSpec, ...] = self.declare_channels()
+
+    @abc.abstractmethod
+    def declare_channels(self) -> tuple[ChannelSpec, ...]:
+        """The channels this device provides, from its config."""
+
+    async def open(self) -> None:
+        """Open the transport. Raises DriverError."""
+
+    @abc.abstractmethod
+    async def read(self, t_s: float) -> list[Reading]:
+        """Read every channel now; ``t_s`` is the loop-clock time to stamp. Raises DriverError only."""
+
+    async def close(self) -> None:
+        """Release the transport; never raises."""
+
+    async def __aenter__(self) -> Driver:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def spec(self, key: str, quantity: str, unit: str, valid_min: float, valid_max: float) -> ChannelSpec:
+        """A channel named ``<device name>_<key>`` (or the device name when ``key`` is empty)."""
+        name = f"{self.cfg.name}_{key}" if key else self.cfg.name
+        return ChannelSpec(name, quantity, unit, valid_min, valid_max, self.period_s)
+
+    def faults(self, t_s: float, reason: str) -> list[Reading]:
+        """A FAULT reading with ``reason`` for every channel."""
+        return [fault(spec, t_s, reason) for spec in self.channels]

@@ -1,25 +1,36 @@
-"""Linux hwmon temperature and humidity inputs (sysfs).
+"""Linux hwmon inputs (sysfs): temperatures, humidity, fans, power, voltages.
 
 Source: kernel Documentation/hwmon/sysfs-interface.rst: one ASCII integer per file; ``tempN_input`` in
-millidegree Celsius, ``humidityN_input`` in milli-percent relative humidity; ``name`` holds the chip name
-(``sht4x``, ``coretemp`` ...). A device is found by its chip name under ``<sysfs_root>/class/hwmon``.
+millidegree Celsius, ``humidityN_input`` in milli-percent RH, ``fanN_input`` in RPM, ``powerN_input`` in µW,
+``inN_input`` in mV; ``name`` holds the chip name (``sht4x``, ``coretemp``, ``nct7802`` ...). A device is
+found by its chip name under ``<sysfs_root>/class/hwmon``; its hwmonN number may change across boots.
 
-sysfs attribute reads are served from kernel memory (or a short bus transfer for I2C chips) and are done
-synchronously; a read that fails or a value that stops changing becomes the reading's quality, never an
-exception.
+sysfs reads are served from kernel memory or a short bus transfer and are done synchronously. A failed read
+(ENODATA, EIO, file gone) is a FAULT reading; a value that has not changed for ``stuck_after_s`` is STALE:
+a live sensor with 0.01 °C resolution always jitters, so a frozen value means a hung chip or driver.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from qrad_drivers.base import ChannelSpec, Quality, Reading, check_range, fault
+from pydantic import Field
 
-SCALE = {"temp": 1e-3, "humidity": 1e-3, "fan": 1.0, "power": 1e-6, "in": 1e-3}
-"""Raw hwmon unit to channel unit: m°C -> °C, m%RH -> %RH, RPM, µW -> W, mV -> V."""
+from qrad_drivers.base import (ChannelSpec, Driver, DriverConfig, DriverError, Quality, Reading, check_range,
+                               fault)
+
+KINDS: dict[str, tuple[str, str, float, float, float]] = {
+    "temp": ("temperature", "°C", 1e-3, -40.0, 125.0),
+    "humidity": ("relative_humidity", "%RH", 1e-3, 0.0, 100.0),
+    "fan": ("fan_speed", "RPM", 1.0, 0.0, 20000.0),
+    "power": ("power", "W", 1e-6, 0.0, 5000.0),
+    "in": ("voltage", "V", 1e-3, 0.0, 500.0),
+}
+"""Attribute kind -> (quantity, unit, raw-to-unit scale, default valid min, default valid max)."""
+ATTRIBUTE = re.compile(r"(temp|humidity|fan|power|in)(\d+)_(input|average)")
 
 
 def find_hwmon(sysfs_root: Path, chip: str, index: int = 0) -> Path | None:
@@ -35,53 +46,67 @@ def find_hwmon(sysfs_root: Path, chip: str, index: int = 0) -> Path | None:
     return found[index] if index < len(found) else None
 
 
-@dataclass
-class HwmonInput:
-    """One hwmon input file as a channel, e.g. ``temp1_input`` of chip ``sht4x`` -> room air °C.
+class HwmonConfig(DriverConfig):
+    """A hwmon chip and the inputs to read: ``inputs = {room_temp = "temp1_input"}`` (channel -> attribute).
 
-    A value identical for ``stuck_after_s`` seconds is flagged STALE: a live sensor with 0.01 °C
-    resolution always jitters, so a frozen value means a hung chip or driver. ``stuck_after_s = 0``
-    disables the check (for inputs that legitimately hold still, e.g. fan RPM).
+    ``ranges`` overrides a channel's valid range, e.g. ``{room_temp = [-10, 50]}``.
     """
 
-    spec: ChannelSpec
-    sysfs_root: Path
+    type: Literal["hwmon"] = "hwmon"
     chip: str
-    attribute: str  # e.g. "temp1_input"
-    chip_index: int = 0
-    stuck_after_s: float = 600.0
+    chip_index: int = Field(0, ge=0)
+    inputs: dict[str, str] = Field(min_length=1)
+    ranges: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    stuck_after_s: float = Field(600.0, ge=0, description="frozen-value check for temperature/humidity; 0 = off")
 
-    def __post_init__(self) -> None:
-        match = re.fullmatch(r"([a-z]+)\d+_\w+", self.attribute)
-        if match is None:
-            raise ValueError(f"hwmon attribute {self.attribute!r} is not of the form <kind><N>_<item>")
-        self._scale = SCALE.get(match.group(1), 1.0)
-        self._path: Path | None = None
-        self._last_raw: str | None = None
-        self._changed_at_s = math.nan
 
-    def _resolve(self) -> Path | None:
-        if self._path is None or not self._path.exists():
-            device = find_hwmon(self.sysfs_root, self.chip, self.chip_index)
-            self._path = device / self.attribute if device else None
-        return self._path
+class HwmonDriver(Driver):
+    """Reads the configured inputs of one hwmon chip."""
 
-    def read(self, t_s: float) -> Reading:
-        """Read the input now; ``t_s`` is the loop-clock time stamped on the reading."""
-        path = self._resolve()
-        if path is None:
-            return fault(self.spec, t_s, f"no hwmon device named {self.chip!r} under {self.sysfs_root}")
+    type_name = "hwmon"
+    config_model = HwmonConfig
+    nominal_period_s = 10.0
+    cfg: HwmonConfig
+
+    def declare_channels(self) -> tuple[ChannelSpec, ...]:
+        specs = []
+        self._scale: dict[str, float] = {}
+        for channel, attribute in self.cfg.inputs.items():
+            match = ATTRIBUTE.fullmatch(attribute)
+            if match is None:
+                raise ValueError(f"hwmon attribute {attribute!r} is not <temp|humidity|fan|power|in><N>_input")
+            quantity, unit, scale, low, high = KINDS[match.group(1)]
+            low, high = self.cfg.ranges.get(channel, (low, high))
+            specs.append(ChannelSpec(channel, quantity, unit, low, high, self.period_s))
+            self._scale[channel] = scale
+        self._device: Path | None = None
+        self._last_raw: dict[str, str] = {}
+        self._changed_at_s: dict[str, float] = {}
+        return tuple(specs)
+
+    async def open(self) -> None:
+        self._device = find_hwmon(self.context.sysfs_root, self.cfg.chip, self.cfg.chip_index)
+        if self._device is None:
+            raise DriverError(f"no hwmon device named {self.cfg.chip!r} under {self.context.sysfs_root}")
+
+    async def read(self, t_s: float) -> list[Reading]:
+        if self._device is None or not (self._device / "name").exists():
+            await self.open()
+        assert self._device is not None
+        return [self._read_one(spec, self._device / self.cfg.inputs[spec.name], t_s) for spec in self.channels]
+
+    def _read_one(self, spec: ChannelSpec, path: Path, t_s: float) -> Reading:
         try:
             raw = path.read_text().strip()
-            value = int(raw) * self._scale
+            value = int(raw) * self._scale[spec.name]
         except (OSError, ValueError) as exc:
-            self._path = None
-            return fault(self.spec, t_s, f"{path}: {exc}")
-        if raw != self._last_raw:
-            self._last_raw, self._changed_at_s = raw, t_s
-        reading = check_range(self.spec, value, t_s)
-        stuck_for = t_s - self._changed_at_s
-        if reading.ok and self.stuck_after_s > 0 and stuck_for >= self.stuck_after_s:
+            return fault(spec, t_s, f"{path}: {exc}")
+        if raw != self._last_raw.get(spec.name):
+            self._last_raw[spec.name], self._changed_at_s[spec.name] = raw, t_s
+        reading = check_range(spec, value, t_s)
+        stuck_for = t_s - self._changed_at_s.get(spec.name, math.nan)
+        watch = spec.quantity in ("temperature", "relative_humidity") and self.cfg.stuck_after_s > 0
+        if reading.ok and watch and stuck_for >= self.cfg.stuck_after_s:
             reason = f"{path}: value {raw} unchanged for {stuck_for:.0f} s"
-            return Reading(self.spec.name, value, self.spec.unit, t_s, Quality.STALE, reason)
+            return Reading(spec.name, value, spec.unit, t_s, Quality.STALE, reason)
         return reading

@@ -1,0 +1,35 @@
+"""The driver registry: config ``type`` name -> driver class, imported lazily.
+
+Adding a driver is one line here. Driver modules import their heavy or optional libraries (pymodbus,
+gpiod) inside their methods, so loading a module to validate a config costs nothing and a missing optional
+library only breaks a config that uses it.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from qrad_drivers.base import Driver, DriverConfig, DriverContext
+
+DRIVERS: dict[str, tuple[str, str]] = {
+    "hwmon": ("qrad_drivers.hwmon", "HwmonDriver"),
+}
+"""type name -> (module, class)."""
+
+
+def driver_class(type_name: str) -> type[Driver]:
+    """The driver class registered as ``type_name``. Raises KeyError listing the known names."""
+    if type_name not in DRIVERS:
+        raise KeyError(f"unknown sensor type {type_name!r}; known: {sorted(DRIVERS)}")
+    module, cls = DRIVERS[type_name]
+    return getattr(importlib.import_module(module), cls)
+
+
+def config_models() -> list[type[DriverConfig]]:
+    """Every registered driver's config model (each with a Literal ``type``), for the config union."""
+    return [driver_class(name).config_model for name in DRIVERS]
+
+
+def build_driver(cfg: DriverConfig, context: DriverContext) -> Driver:
+    """Instantiate the driver for one validated sensor entry."""
+    return driver_class(cfg.type)(cfg, context)
