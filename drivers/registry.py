@@ -13,6 +13,13 @@ from qrad_drivers.base import Driver, DriverConfig, DriverContext
 
 DRIVERS: dict[str, tuple[str, str]] = {
     "hwmon": ("qrad_drivers.hwmon", "HwmonDriver"),
+    "mhz19": ("qrad_drivers.mhz19", "Mhz19Driver"),
+    "pms5003": ("qrad_drivers.pms5003", "Pms5003Driver"),
+    "iio": ("qrad_drivers.iio", "IioDriver"),
+    "w1_therm": ("qrad_drivers.w1", "W1ThermDriver"),
+    "gpio": ("qrad_drivers.gpio", "GpioDriver"),
+    "audio": ("qrad_drivers.audio", "AudioDriver"),
+    "sdm120": ("qrad_drivers.sdm120", "Sdm120Driver"),
 }
 """type name -> (module, class)."""
 

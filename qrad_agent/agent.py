@@ -22,7 +22,9 @@ from qrad_agent.errors import ComponentDied
 from qrad_agent.power.manager import PowerManager
 from qrad_agent.safety import SafetyLayer
 from qrad_agent.sdnotify import Notifier
-from qrad_agent.sensors import SensorHub, build_channel
+from qrad_agent.sensing.hub import SensorHub
+from qrad_drivers.base import DriverContext
+from qrad_drivers.registry import build_driver
 from qrad_agent.state import load_state, save_state
 
 log = structlog.get_logger(component="supervisor")
@@ -43,7 +45,8 @@ class Agent:
         self.clock = clock or Clock()
         self.notifier = notifier or Notifier()
         self.power = PowerManager(cfg.power)
-        self.hub = SensorHub([build_channel(s, cfg.power.sysfs_root) for s in cfg.sensors], self.clock)
+        context = DriverContext(sysfs_root=cfg.power.sysfs_root)
+        self.hub = SensorHub([build_driver(s, context) for s in cfg.sensors], self.clock, cfg.sensor_hub)
         self.safety = SafetyLayer(cfg.safety, self.power, self.clock, cfg.power.heartbeat_timeout_s)
         self.thermostat = Thermostat(cfg.thermostat, self.power, self.hub, self.safety, self.clock,
                                      self.notifier, controller)

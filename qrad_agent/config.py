@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from qrad_agent.errors import ConfigError
+from qrad_drivers.base import DriverContext
+from qrad_drivers.registry import build_driver, config_models
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """Device ids become MQTT topic levels: no '/', '+', '#', spaces or control characters."""
@@ -126,20 +128,35 @@ class ThermostatConfig(Section):
     summer: SummerConfig = SummerConfig()
 
 
-class HwmonSensorConfig(Section):
-    """A hwmon input as a channel: chip ``name`` and attribute (e.g. sht4x / temp1_input)."""
+def _sensor_union() -> Any:
+    """The ``[[sensors]]`` entry: a union of every registered driver's config, told apart by ``type``."""
+    models = tuple(config_models())
+    return Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007 - built at run time
 
-    type: Literal["hwmon"] = "hwmon"
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    chip: str
-    attribute: str = Field(pattern=r"^[a-z]+\d+_[a-z]+$")
-    chip_index: int = Field(0, ge=0)
-    quantity: str = "temperature"
-    unit: str = "°C"
-    valid_min: float = -20.0
-    valid_max: float = 60.0
-    period_s: PositiveS = 10.0
-    stuck_after_s: float = Field(600.0, ge=0, description="0 disables the frozen-value check")
+
+SensorConfig = _sensor_union()
+
+
+class SensorHubConfig(Section):
+    """Plausibility and scheduling of the sensor hub.
+
+    ``max_rate_per_s``: largest believable change per second by quantity; a jump larger than
+    ``max_rate_per_s * dt + spike_floor`` between two samples is a spike (FAULT); the floor absorbs noise.
+    Defaults: room temperature 1 K/s (a flaming fire raises a room sensor by well under that per second
+    over the first minutes: UL FSRI armchair test, ../shared/data/fire_compartment_fsri), CO2 200 ppm/s.
+    ``redundancy_tolerance_k``: redundant room temperatures further than this from their median are
+    flagged (with three or more sensors) or reported as disagreeing (with two).
+    """
+
+    history_len: int = Field(360, ge=2, le=100_000)
+    max_rate_per_s: dict[str, float] = Field(default_factory=lambda: {
+        "temperature": 1.0, "relative_humidity": 5.0, "carbon_dioxide": 200.0, "pressure": 5.0})
+    spike_floor: dict[str, float] = Field(default_factory=lambda: {
+        "temperature": 1.0, "relative_humidity": 5.0, "carbon_dioxide": 100.0, "pressure": 2.0})
+    redundancy_tolerance_k: float = Field(1.5, gt=0)
+    backoff_initial_s: float = Field(1.0, gt=0)
+    backoff_max_s: float = Field(60.0, gt=0)
+    timeouts_before_reconnect: int = Field(3, ge=1)
 
 
 class SafetyConfig(Section):
@@ -166,7 +183,8 @@ class AgentConfig(Section):
     logging: LoggingConfig = LoggingConfig()
     power: PowerConfig = PowerConfig()
     thermostat: ThermostatConfig = ThermostatConfig()
-    sensors: list[HwmonSensorConfig] = Field(default_factory=list)
+    sensors: list[SensorConfig] = Field(default_factory=list)  # type: ignore[valid-type]
+    sensor_hub: SensorHubConfig = SensorHubConfig()
     safety: SafetyConfig = SafetyConfig()
     platform: PlatformConfig = PlatformConfig()
 
@@ -176,10 +194,20 @@ class AgentConfig(Section):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"sensor names must be unique, repeated: {duplicates}")
-        missing = [c for c in self.thermostat.room_channels if c not in names]
+        channels = channel_names(self.sensors)
+        repeated = sorted({c for c in channels if channels.count(c) > 1})
+        if repeated:
+            raise ValueError(f"channel names must be unique, repeated: {repeated}")
+        missing = [c for c in self.thermostat.room_channels if c not in channels]
         if missing:
-            raise ValueError(f"thermostat.room_channels names unknown sensors {missing}; known: {names}")
+            raise ValueError(f"thermostat.room_channels names unknown channels {missing}; known: {channels}")
         return self
+
+
+def channel_names(sensors: list[Any]) -> list[str]:
+    """Every channel the configured sensors declare, in config order (drivers are built without I/O)."""
+    context = DriverContext()
+    return [spec.name for entry in sensors for spec in build_driver(entry, context).channels]
 
 
 ENV_OVERRIDES = {

@@ -24,7 +24,7 @@ from qrad_agent.control.schedule import Mode, ModeSetpoints, WeeklySchedule, def
 from qrad_agent.power.manager import PowerManager
 from qrad_agent.safety import SafetyLayer
 from qrad_agent.sdnotify import Notifier
-from qrad_agent.sensors import SensorHub
+from qrad_agent.sensing.hub import SensorHub
 
 log = structlog.get_logger(component="thermostat")
 

@@ -31,17 +31,20 @@ pidd = 3
 ti_s = -1
 
 [[sensors]]
-name = "room_temp"
+type = "hwmon"
+name = "room_sht4x"
 chip = "sht4x"
-attribute = "bad"
+inputs = { room_temp = "temp1_input" }
+periodd = 3
 """
-BAD_PATHS = ("power.max_w", "thermostat.pidd", "thermostat.pid.ti_s", "sensors[0].attribute")
+BAD_PATHS = ("power.max_w", "thermostat.pidd", "thermostat.pid.ti_s", "sensors[0].hwmon.periodd")
 
 
 def minimal(**overrides) -> dict:
     """A valid decoded config with one room sensor, updated with ``overrides``."""
     data = {"device_id": "dev-1",
-            "sensors": [{"name": "room_temp", "chip": "sht4x", "attribute": "temp1_input"}]}
+            "sensors": [{"type": "hwmon", "name": "room_sht4x", "chip": "sht4x",
+                         "inputs": {"room_temp": "temp1_input"}}]}
     data.update(overrides)
     return data
 
@@ -58,7 +61,8 @@ def test_example_config_loads() -> None:
     assert isinstance(cfg, AgentConfig)
     assert cfg.device_id == "hwsim-0001"
     assert cfg.power.platform_overhead_w == 30.0
-    assert [s.name for s in cfg.sensors] == cfg.thermostat.room_channels == ["room_temp"]
+    assert [s.name for s in cfg.sensors] == ["room_sht4x"]
+    assert cfg.thermostat.room_channels == ["room_temp"]
 
 
 def test_config_check_cli_accepts_the_example(capsys: pytest.CaptureFixture[str],
@@ -124,7 +128,8 @@ def test_idle_at_or_above_max_is_refused() -> None:
 
 def test_room_channel_naming_an_unknown_sensor_is_refused_with_the_names() -> None:
     data = minimal(thermostat={"room_channels": ["room_temp", "hall_temp"]})
-    data["sensors"].append({"name": "floor_temp", "chip": "sht4x", "attribute": "temp2_input"})
+    data["sensors"].append({"type": "hwmon", "name": "floor", "chip": "sht4x",
+                            "inputs": {"floor_temp": "temp2_input"}})
     with pytest.raises(ConfigError) as exc:
         parse_config(data)
     reason = exc.value.problems[0][1]
@@ -134,8 +139,17 @@ def test_room_channel_naming_an_unknown_sensor_is_refused_with_the_names() -> No
 def test_duplicate_sensor_names_are_refused() -> None:
     data = minimal()
     data["sensors"].append(dict(data["sensors"][0]))
-    with pytest.raises(ConfigError, match="room_temp"):
+    with pytest.raises(ConfigError, match="room_sht4x"):
         parse_config(data)
+
+
+def test_unknown_sensor_type_lists_the_known_ones() -> None:
+    data = minimal()
+    data["sensors"].append({"type": "thermocouple", "name": "x"})
+    with pytest.raises(ConfigError) as exc:
+        parse_config(data)
+    path, reason = exc.value.problems[0]
+    assert path == "sensors[1]" and "hwmon" in reason and "thermocouple" in reason
 
 
 # --- environment overrides ---------------------------------------------------------------------------
@@ -192,8 +206,8 @@ def test_config_check_console_script(tmp_path: Path) -> None:
 
 def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "latin1.toml"
-    path.write_bytes('device_id = "dev-1"\nsensors = [{name = "room_temp", chip = "sht4x", '
-                     'attribute = "temp1_input", unit = "°C"}]\n'.encode("latin-1"))
+    path.write_bytes('device_id = "dev-1"\nsensors = [{type = "hwmon", name = "room", chip = "sht4x", '
+                     'inputs = {room_temp = "temp1_input"}, ranges = {"°C" = [0, 1]}}]\n'.encode("latin-1"))
     with pytest.raises(ConfigError) as exc:
         load_config(path, environ={})
     assert problem_paths(exc) == ["(file)"] and "UTF-8" in exc.value.problems[0][1]

@@ -44,9 +44,9 @@ kp_w_per_k = 1400.0
 ti_s = {1100 / SPEED}
 [[sensors]]
 type = "hwmon"
-name = "room_temp"
+name = "room_sht4x"
 chip = "sht4x"
-attribute = "temp1_input"
+inputs = {{ room_temp = "temp1_input" }}
 period_s = {10 / SPEED}
 stuck_after_s = 2.0
 [safety]

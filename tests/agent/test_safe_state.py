@@ -115,7 +115,8 @@ def test_hung_control_loop_is_caught_by_the_safety_heartbeat(tmp_path: Path) -> 
     seen: dict[str, object] = {}
 
     async def hang_forever() -> None:
-        agent.hub.poll("room_temp")
+        while "room_temp" not in agent.hub.latest:
+            await asyncio.sleep(1)
         agent.thermostat.step()
         await asyncio.Event().wait()  # an await that never returns: the loop is alive, control is not
 

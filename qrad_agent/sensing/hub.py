@@ -1,0 +1,207 @@
+"""The sensor hub: every driver on its own task, latest reading and short history per channel, health.
+
+Each driver is polled at its period by its own task, so a slow or hung driver delays nobody else: a read
+is bounded by the driver's ``timeout_s``; repeated timeouts or a lost transport (DriverError) close the
+driver and reopen it after a jittered exponential backoff. Every failure becomes FAULT readings with the
+reason, never an exception out of the hub. On top of the drivers' range checks the hub flags spikes (rate
+of change) and votes out a redundant room temperature that disagrees with the others.
+
+Reads are bounded with ``asyncio.timeout`` rather than ``asyncio.wait_for``: on Python 3.11, wait_for can
+swallow a cancellation that arrives as the read completes (CPython gh-86296), and the hub would then never
+stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from dataclasses import dataclass, field
+
+import structlog
+
+from qrad_agent.clock import Clock
+from qrad_agent.config import SensorHubConfig
+from qrad_agent.sensing.plausibility import check_rate, vote
+from qrad_drivers.base import Driver, DriverError, Quality, Reading, fault
+
+log = structlog.get_logger(component="sensors")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The reading chosen for a role, or None with the reason nothing usable was found."""
+
+    reading: Reading | None
+    reason: str
+    notes: tuple[str, ...] = ()
+
+
+@dataclass
+class DriverHealth:
+    """Connection state of one driver, for status and diagnostics."""
+
+    state: str = "connecting"  # connecting | open | backoff
+    consecutive_failures: int = 0
+    reconnects: int = 0
+    last_error: str = ""
+
+
+@dataclass
+class ChannelState:
+    """Latest reading and history of one channel."""
+
+    latest: Reading | None = None
+    history: deque[Reading] = field(default_factory=deque)
+
+
+class SensorHub:
+    """Polls ``drivers``; `best` picks the room temperature; `status` reports every channel and driver."""
+
+    def __init__(self, drivers: list[Driver], clock: Clock, cfg: SensorHubConfig | None = None) -> None:
+        self.cfg = cfg or SensorHubConfig()
+        self.clock = clock
+        self.drivers = {d.cfg.name: d for d in drivers}
+        self.specs = {spec.name: spec for d in drivers for spec in d.channels}
+        self.channels = {name: ChannelState(history=deque(maxlen=self.cfg.history_len)) for name in self.specs}
+        self.health = {name: DriverHealth() for name in self.drivers}
+        self._reported: dict[str, Quality] = {}
+        self._rng = random.Random()
+
+    @property
+    def latest(self) -> dict[str, Reading]:
+        """Latest reading per channel that has one."""
+        return {n: c.latest for n, c in self.channels.items() if c.latest is not None}
+
+    def driver(self, name: str) -> Driver:
+        """The driver of device ``name`` (e.g. to subscribe to the microphone stream)."""
+        return self.drivers[name]
+
+    async def run(self) -> None:
+        """Poll every driver until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            for name, driver in self.drivers.items():
+                group.create_task(self._drive(driver), name=f"sensor:{name}")
+
+    async def _drive(self, driver: Driver) -> None:
+        health = self.health[driver.cfg.name]
+        backoff_s = self.cfg.backoff_initial_s
+        while True:
+            if await self._open(driver, health):
+                backoff_s = self.cfg.backoff_initial_s
+                await self._poll_until_lost(driver, health)
+                await self._close(driver)
+                health.reconnects += 1
+            health.state = "backoff"
+            await asyncio.sleep(backoff_s * self._rng.uniform(0.5, 1.0))
+            backoff_s = min(self.cfg.backoff_max_s, backoff_s * 2)
+            health.state = "connecting"
+
+    async def _open(self, driver: Driver, health: DriverHealth) -> bool:
+        try:
+            async with asyncio.timeout(driver.cfg.timeout_s):
+                await driver.open()
+        except (DriverError, TimeoutError) as exc:
+            self._fail(driver, health, f"open failed: {exc or 'timeout'}")
+            return False
+        except Exception as exc:  # a driver bug must not take the hub down; it is logged with its traceback
+            log.exception("driver crashed in open", device=driver.cfg.name)
+            self._fail(driver, health, f"driver error in open: {exc!r}")
+            return False
+        health.state = "open"
+        return True
+
+    async def _poll_until_lost(self, driver: Driver, health: DriverHealth) -> None:
+        loop = asyncio.get_running_loop()
+        next_s = loop.time()
+        timeouts = 0
+        while True:
+            t_s = self.clock.monotonic()
+            try:
+                async with asyncio.timeout(driver.cfg.timeout_s):
+                    readings = await driver.read(t_s)
+            except TimeoutError:
+                timeouts += 1
+                self._fail(driver, health, f"no answer within {driver.cfg.timeout_s:g} s")
+                if timeouts >= self.cfg.timeouts_before_reconnect:
+                    return
+            except DriverError as exc:
+                self._fail(driver, health, f"lost: {exc}")
+                return
+            except Exception as exc:
+                log.exception("driver crashed in read", device=driver.cfg.name)
+                self._fail(driver, health, f"driver error: {exc!r}")
+                return
+            else:
+                timeouts = 0
+                self.store(readings)
+                health.consecutive_failures = 0 if all(r.ok for r in readings) else health.consecutive_failures + 1
+            next_s += driver.period_s
+            now_s = loop.time()
+            if next_s < now_s:  # fell behind (a slow read): skip the missed slots rather than burst
+                next_s = now_s
+            await asyncio.sleep(next_s - now_s)
+
+    async def _close(self, driver: Driver) -> None:
+        try:
+            async with asyncio.timeout(driver.cfg.timeout_s):
+                await driver.close()
+        except Exception:  # close never raises by contract; a broken one is logged and forgotten
+            log.exception("driver close failed", device=driver.cfg.name)
+
+    def _fail(self, driver: Driver, health: DriverHealth, reason: str) -> None:
+        health.consecutive_failures += 1
+        health.last_error = reason
+        self.store([fault(spec, self.clock.monotonic(), reason) for spec in driver.channels])
+
+    def store(self, readings: list[Reading]) -> None:
+        """Check and keep ``readings``; quality changes are logged once per change."""
+        for reading in readings:
+            state = self.channels.get(reading.channel)
+            if state is None:
+                continue
+            quantity = self.specs[reading.channel].quantity
+            reading = check_rate(state.latest, reading, self.cfg.max_rate_per_s.get(quantity),
+                                 self.cfg.spike_floor.get(quantity, 0.0))
+            state.latest = reading
+            state.history.append(reading)
+            if self._reported.get(reading.channel) is not reading.quality:
+                self._reported[reading.channel] = reading.quality
+                level = log.info if reading.quality is Quality.OK else log.warning
+                level("channel quality", channel=reading.channel, quality=reading.quality.value,
+                      reason=reading.reason)
+
+    def best(self, names: list[str], stale_after_s: float) -> Choice:
+        """The first of ``names`` with a fresh, OK reading that agrees with the other redundant sensors."""
+        now_s = self.clock.monotonic()
+        reasons, fresh = [], []
+        for name in names:
+            state = self.channels.get(name)
+            reading = state.latest if state else None
+            if reading is None:
+                reasons.append(f"{name}: no reading yet")
+            elif not reading.ok:
+                reasons.append(f"{name}: {reading.quality.value}: {reading.reason}")
+            elif now_s - reading.t_s > stale_after_s:
+                reasons.append(f"{name}: last reading {now_s - reading.t_s:.0f} s old")
+            else:
+                fresh.append(reading)
+        kept, notes = vote(fresh, self.cfg.redundancy_tolerance_k)
+        if kept:
+            return Choice(kept[0], "", tuple(notes))
+        return Choice(None, "; ".join(reasons + notes), tuple(notes))
+
+    def status(self) -> dict:
+        """Plain-JSON channels (value, unit, quality, reason, age) and drivers (state, failures)."""
+        now_s = self.clock.monotonic()
+        channels = {}
+        for name, state in self.channels.items():
+            r = state.latest
+            channels[name] = {"unit": self.specs[name].unit, "quantity": self.specs[name].quantity,
+                              "value": None if r is None or r.value != r.value else r.value,
+                              "quality": None if r is None else r.quality.value,
+                              "reason": "" if r is None else r.reason,
+                              "age_s": None if r is None else round(now_s - r.t_s, 3)}
+        drivers = {name: {"type": d.type_name, "period_s": d.period_s, **vars(self.health[name])}
+                   for name, d in self.drivers.items()}
+        return {"channels": channels, "drivers": drivers}
