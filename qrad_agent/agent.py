@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from qrad_agent.api.server import ApiServer, Handler
 from qrad_agent.clock import Clock
 from qrad_agent.config import AgentConfig
 from qrad_agent.control.thermostat import Controller, PidStep, Thermostat
@@ -54,7 +55,14 @@ class Agent:
 
     def components(self) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
         """Name -> coroutine function of every supervised component."""
-        return {"safety": self.safety.run, "sensors": self.hub.run, "control": self.thermostat.run}
+        api = ApiServer(self.cfg.api.socket_path, self.api_handlers(), self.cfg.api.group)
+        return {"safety": self.safety.run, "sensors": self.hub.run, "control": self.thermostat.run,
+                "api": api.run}
+
+    def api_handlers(self) -> dict[str, Handler]:
+        """Local API methods: read-only views for technicians."""
+        return {"status": lambda params, peer: self.status(),
+                "sensors": lambda params, peer: self.hub.status()}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set. Raises ComponentDied if a component ends or fails."""

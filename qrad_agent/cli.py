@@ -3,8 +3,10 @@
     qrad-agent run --config FILE        run the daemon (systemd starts it this way)
     qrad-agent config check FILE        validate a configuration file
     qrad-agent sim [--days 7] [...]     simulate a week against hw-sim and print the KPIs
+    qrad-agent sensors [--watch] [--json]   live channel table from the running agent (local API)
 
-Exit codes: 0 ok, 2 usage, 70 (EX_SOFTWARE) a component died, 78 (EX_CONFIG) bad configuration.
+Exit codes: 0 ok, 1 failure found, 2 usage, 69 (EX_UNAVAILABLE) agent unreachable, 70 (EX_SOFTWARE) a
+component died, 78 (EX_CONFIG) bad configuration.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import asyncio
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 
 import structlog
 
-from qrad_agent.config import AgentConfig, load_config
-from qrad_agent.errors import EX_CONFIG, EX_SOFTWARE, ComponentDied, ConfigError
+from qrad_agent.config import AgentConfig, ApiConfig, load_config
+from qrad_agent.errors import EX_CONFIG, EX_SOFTWARE, EX_UNAVAILABLE, ComponentDied, ConfigError
 from qrad_agent.log import setup_logging
 
 
@@ -34,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser("check", help="validate a configuration file")
     check.add_argument("file", type=Path)
     check.add_argument("--json", action="store_true", help="print the effective configuration as JSON")
+    sensors = sub.add_parser("sensors", help="live table of every channel, from the running agent")
+    _add_socket_args(sensors)
+    sensors.add_argument("--watch", nargs="?", const=2.0, type=float, metavar="S",
+                         help="refresh every S seconds (default 2) until interrupted")
     sim = sub.add_parser("sim", help="simulate the heater and its room on real weather (virtual time)")
     sim.add_argument("--days", type=float, default=7.0, help="simulated days (default 7)")
     sim.add_argument("--start", default="01-01", help="start date, MM-DD or YYYY-MM-DD (default 01-01)")
@@ -44,6 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_socket_args(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--config", type=Path, help="the agent's config file (to find its API socket)")
+    where.add_argument("--socket", type=Path, help="the agent's API socket")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _socket_path(args: argparse.Namespace) -> Path:
+    if args.socket:
+        return args.socket
+    if args.config:
+        return load_config(args.config).api.socket_path
+    return ApiConfig().socket_path
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -52,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(load_config(args.config))
         if args.command == "config":
             return cmd_config_check(args.file, args.json)
+        if args.command == "sensors":
+            return cmd_sensors(args)
         return cmd_sim(args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
@@ -67,6 +91,32 @@ def cmd_config_check(path: Path, as_json: bool) -> int:
         print(f"{path}: ok (device {cfg.device_id}, {len(cfg.sensors)} sensor(s), "
               f"thermostat {cfg.thermostat.algorithm})")
     return 0
+
+
+def cmd_sensors(args: argparse.Namespace) -> int:
+    """Print the agent's channels once, or every ``--watch`` seconds. 69 if the agent is unreachable."""
+    from qrad_agent.api.client import AgentUnreachable, RequestFailed, call
+    from qrad_agent.api.views import sensors_table
+
+    path = _socket_path(args)
+    while True:
+        try:
+            status = call(path, "sensors")
+        except AgentUnreachable as exc:
+            print(f"qrad-agent: agent unreachable: {exc}", file=sys.stderr)
+            return EX_UNAVAILABLE
+        except RequestFailed as exc:
+            print(f"qrad-agent: {exc}", file=sys.stderr)
+            return 1
+        text = json.dumps(status, indent=2) if args.json else sensors_table(status)
+        if args.watch is None:
+            print(text)
+            return 0
+        print("\033[H\033[J" + text if sys.stdout.isatty() else text, flush=True)
+        try:
+            time.sleep(args.watch)  # the CLI process, not the agent: a plain wait between refreshes
+        except KeyboardInterrupt:
+            return 0
 
 
 def cmd_run(cfg: AgentConfig) -> int:

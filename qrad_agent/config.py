@@ -159,6 +159,13 @@ class SensorHubConfig(Section):
     timeouts_before_reconnect: int = Field(3, ge=1)
 
 
+class ApiConfig(Section):
+    """The local API socket: JSON over a Unix socket, mode 0660, owned by the technicians' ``group``."""
+
+    socket_path: Path = Path("/run/qrad-agent/api.sock")
+    group: str | None = None
+
+
 class SafetyConfig(Section):
     """Safety layer: how often it checks and the CPU package temperature limit (°C)."""
 
@@ -186,6 +193,7 @@ class AgentConfig(Section):
     sensors: list[SensorConfig] = Field(default_factory=list)  # type: ignore[valid-type]
     sensor_hub: SensorHubConfig = SensorHubConfig()
     safety: SafetyConfig = SafetyConfig()
+    api: ApiConfig = ApiConfig()
     platform: PlatformConfig = PlatformConfig()
 
     @model_validator(mode="after")

@@ -9,6 +9,9 @@ from __future__ import annotations
 EX_CONFIG = 78
 """sysexits(3) exit status for a configuration error."""
 
+EX_UNAVAILABLE = 69
+"""sysexits(3) exit status for a service that is unavailable (the agent does not answer)."""
+
 EX_SOFTWARE = 70
 """sysexits(3) exit status for an internal software error (a component died)."""
 

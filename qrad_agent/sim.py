@@ -51,14 +51,19 @@ def example_config_data() -> dict[str, Any]:
 def sim_config(root: Path, thermostat: dict[str, Any] | None = None) -> AgentConfig:
     """The example config with its paths under ``root``, quiet logs, and ``thermostat`` keys overridden.
 
-    The safety check runs every 10 s instead of 1 s here: it reads every CPU temperature file each time, and
+    Only the board's hwmon sensors are kept (virtual time has no serial ports or microphone), and the safety
+    check runs every 10 s instead of 1 s here: it reads every CPU temperature file each time, and
     a week at 1 s would spend most of the run in those reads; the simulated boards have no over-temperature.
     """
     data = example_config_data()
     data["state_dir"] = str(root / "state")
+    data["api"] = {"socket_path": str(root / "api.sock")}
     data["power"].update(sysfs_root=str(root), jobs_cgroup=str(root / "fs/cgroup/qrad-jobs"))
     data["logging"] = {"level": "warning", "format": "console"}
     data["safety"]["check_period_s"] = 10.0
+    # Virtual time has no serial ports or microphone: keep the sysfs sensors the simulated board has.
+    data["sensors"] = [s for s in data["sensors"] if s["type"] == "hwmon" and s["chip"] in ("sht4x", "coretemp")]
+    data["thermostat"]["room_channels"] = ["room_temp"]
     for key, value in (thermostat or {}).items():
         if isinstance(value, dict):
             data["thermostat"].setdefault(key, {}).update(value)

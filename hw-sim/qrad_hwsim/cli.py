@@ -4,8 +4,11 @@ serve: builds the sysfs tree of a heater under ``--root`` (the directory standin
 ``READY root=<DIR>`` on stdout, then runs the model in real time times ``--speed`` until SIGTERM or
 SIGINT, and exits 0. ``--trace FILE.csv`` appends one row per step.
 
-fault: tells a running serve process (through ``<root>/.hwsim/sensor_fault``, read every step) to
-make the room sensor stuck, missing, or ok again.
+With ``--devices all`` (the default) every sensor of a heater is served too (see devices/suite.py).
+
+fault: tells a running serve process to inject a fault: ``--sensor stuck|missing|ok`` for the room
+temperature sensor (``<root>/.hwsim/sensor_fault``), or ``--device NAME --kind KIND`` for any device
+(``<root>/.hwsim/faults.json``); both are read every step. ``serve --scenario FILE`` plays timed faults.
 """
 
 from __future__ import annotations
@@ -21,7 +24,11 @@ from dataclasses import astuple, fields
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
+
 from .board import BoardSpec
+from .devices.suite import DeviceSuite
+from .faults import FaultControl, load_scenario, request_fault
 from .heater import HeaterSpec, HeaterState, SimulatedHeater, reset_tree, sensor_fault_path
 from .sensor import SENSOR_FAULTS
 from .sim_clock import parse_start
@@ -47,9 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cgroup", choices=("v2", "v1", "none"), default="v2")
     serve.add_argument("--seed", type=int, default=0)
     serve.add_argument("--trace", type=Path, help="append a CSV row per step to this file")
+    serve.add_argument("--devices", choices=("all", "room"), default="all",
+                       help="all: every sensor of a heater (serial ports, IIO, 1-Wire, GPIO, microphone); "
+                            "room: only the board and the room temperature sensor")
+    serve.add_argument("--no-noise", action="store_true", help="exact sensor values (integration tests)")
+    serve.add_argument("--scenario", type=Path, help="TOML file of timed faults: [[fault]] at_s, device, kind")
     fault = sub.add_parser("fault", help="inject a fault into a running serve process")
     fault.add_argument("--root", type=Path, required=True)
-    fault.add_argument("--sensor", choices=SENSOR_FAULTS, required=True)
+    target = fault.add_mutually_exclusive_group(required=True)
+    target.add_argument("--sensor", choices=SENSOR_FAULTS, help="room temperature sensor fault")
+    target.add_argument("--device", help="device name (co2, pm, meter, board, bme280, light, ds18b20, "
+                                         "gpio, audio, room)")
+    fault.add_argument("--kind", help="fault kind for --device (ok, unplugged, garbage, partial, "
+                                      "bad_checksum, stuck, out_of_range, spike, drift, ...)")
     return parser
 
 
@@ -89,17 +106,41 @@ async def serve(args: argparse.Namespace) -> int:
     root = args.root.resolve()
     reset_tree(root)
     heater = SimulatedHeater(root, heater_spec_from_args(args), weather, parse_start(args.start), args.seed)
+    suite = None
+    if args.devices == "all":
+        suite = DeviceSuite(root, np.random.default_rng(args.seed + 1), noise=not args.no_noise)
+        await suite.start()
+    control = FaultControl(root, heater, suite, load_scenario(args.scenario) if args.scenario else [])
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     print(f"READY root={root}", flush=True)
-    with ExitStack() as stack:
-        on_step = _trace_writer(args.trace, stack)
-        async with asyncio.TaskGroup() as group:
-            runner = group.create_task(heater.run(args.step, args.speed, on_step), name="hwsim-run")
-            await stop.wait()
-            runner.cancel()
+    try:
+        with ExitStack() as stack:
+            trace = _trace_writer(args.trace, stack)
+
+            def on_step(state: HeaterState) -> None:
+                control.step(state, weather)
+                if trace is not None:
+                    trace(state)
+
+            async with asyncio.TaskGroup() as group:
+                runner = group.create_task(heater.run(args.step, args.speed, on_step), name="hwsim-run")
+                await stop.wait()
+                runner.cancel()
+    finally:
+        if suite is not None:
+            await suite.stop()
+    return 0
+
+
+def inject_device_fault(root: Path, device: str, kind: str | None) -> int:
+    """Queue a device fault for a running serve (``<root>/.hwsim/faults.json``); return the exit status."""
+    if not root.is_dir() or kind is None:
+        print("qrad-hwsim: --device needs --kind and a running simulator's --root", file=sys.stderr)
+        return 2
+    request_fault(root, device, kind)
     return 0
 
 
@@ -118,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qrad-hwsim`` console script."""
     args = build_parser().parse_args(argv)
     if args.command == "fault":
+        if args.device:
+            return inject_device_fault(args.root, args.device, args.kind)
         return inject_fault(args.root, args.sensor)
     try:
         if args.command == "serve":

@@ -30,7 +30,7 @@ from .sysfs_io import read_text
 from .weather import Weather
 
 CONTROL_DIR = ".hwsim"
-TREE_DIRS = ("class", "devices", "fs", CONTROL_DIR)
+TREE_DIRS = ("class", "devices", "fs", "bus", "dev", CONTROL_DIR)
 
 
 def sensor_fault_path(root: Path) -> Path:
@@ -98,6 +98,7 @@ class SimulatedHeater:
         self.board = Board(self.root, spec.board, spec.initial_air_c, rng)
         self.sensor = RoomSensor(self.root, spec.sensor, spec.initial_air_c, rng)
         self.last_board: BoardStep | None = None
+        self.internal_w = 0.0  # occupants' heat (W), set by whoever simulates them
         self.state = HeaterState(0.0, self.room.air_c, self.room.mass_c, outdoor_c, 0.0, 0.0,
                                  self.sensor.published_c)
 
@@ -117,7 +118,7 @@ class SimulatedHeater:
         outdoor_c = self.weather.outdoor_c(t_year_s)
         solar_w = self.spec.room.solar_gain_w(self.weather.ghi_w_m2(t_year_s))
         board = self.board.step(dt_s, self.room.air_c)
-        self.room.step(dt_s, board.power_w, outdoor_c, solar_w=solar_w)
+        self.room.step(dt_s, board.power_w, outdoor_c, solar_w=solar_w, internal_w=self.internal_w)
         sensor_c = self.sensor.step(dt_s, self.room.air_c)
         self.last_board = board
         self.state = HeaterState(self.state.t_s + dt_s, self.room.air_c, self.room.mass_c, outdoor_c,

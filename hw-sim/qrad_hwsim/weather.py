@@ -21,6 +21,7 @@ import numpy as np
 WEATHER_ENV_VAR = "QRAD_WEATHER_FILE"
 WEATHER_REL_PATH = Path("shared/data/weather/lyon_bron_tmyx_hourly.csv")
 HOUR_S = 3600.0
+STANDARD_PRESSURE_PA = 101_325.0
 YEAR_S = 365 * 86400.0
 _DAYS_BEFORE_MONTH = (0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
 
@@ -69,17 +70,19 @@ class Weather:
     times_s: np.ndarray
     dry_bulb_c: np.ndarray
     ghi_w_m2_series: np.ndarray
+    pressure_pa_series: np.ndarray | None = None
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike[str]) -> Weather:
         """Load the derived TMYx CSV (header row, 8760 data rows in time order)."""
-        times, temps, ghis = [], [], []
+        times, temps, ghis, pressures = [], [], [], []
         with open(path, newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle):
                 month, day, hour = int(row["month"]), int(row["day"]), int(row["hour_ending"])
                 times.append(t_year_s_of(month, day, hour * HOUR_S))
                 temps.append(float(row["dry_bulb_C"]))
                 ghis.append(float(row["global_horiz_Wh_m2"]))
+                pressures.append(float(row.get("pressure_Pa") or STANDARD_PRESSURE_PA))
         if len(times) < 2:
             raise ValueError(f"{path}: fewer than two weather records")
         order = np.argsort(times, kind="stable")
@@ -87,6 +90,7 @@ class Weather:
             times_s=np.asarray(times, dtype=float)[order],
             dry_bulb_c=np.asarray(temps, dtype=float)[order],
             ghi_w_m2_series=np.asarray(ghis, dtype=float)[order],
+            pressure_pa_series=np.asarray(pressures, dtype=float)[order],
         )
 
     @classmethod
@@ -101,7 +105,9 @@ class Weather:
         times = np.concatenate([self.times_s - YEAR_S, self.times_s, self.times_s + YEAR_S])
         object.__setattr__(self, "_wrapped_times_s", times)
         object.__setattr__(self, "_wrapped", {
-            "dry_bulb_c": np.tile(self.dry_bulb_c, 3), "ghi_w_m2": np.tile(self.ghi_w_m2_series, 3)})
+            "dry_bulb_c": np.tile(self.dry_bulb_c, 3), "ghi_w_m2": np.tile(self.ghi_w_m2_series, 3),
+            "pressure_pa": np.tile(self.pressure_pa_series if self.pressure_pa_series is not None
+                                   else np.full(len(self.times_s), STANDARD_PRESSURE_PA), 3)})
 
     def _interp(self, t_year_s: float, series: str) -> float:
         t_s = float(t_year_s) % YEAR_S
@@ -110,6 +116,10 @@ class Weather:
     def outdoor_c(self, t_year_s: float) -> float:
         """Outdoor dry-bulb temperature, °C, linearly interpolated, wrapping around the year."""
         return self._interp(t_year_s, "dry_bulb_c")
+
+    def pressure_pa(self, t_year_s: float) -> float:
+        """Station pressure, Pa (EPW field 10), linearly interpolated; 101 325 Pa for a constant year."""
+        return self._interp(t_year_s, "pressure_pa")
 
     def ghi_w_m2(self, t_year_s: float) -> float:
         """Global horizontal irradiance, W/m², linearly interpolated, wrapping around the year."""

@@ -25,6 +25,8 @@ def _agent_toml(root: Path, state_dir: Path) -> str:
     return f"""
 device_id = "it-0001"
 state_dir = "{state_dir}"
+[api]
+socket_path = "{state_dir}/api.sock"
 [logging]
 level = "info"
 format = "json"

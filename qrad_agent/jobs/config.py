@@ -1,0 +1,67 @@
+"""The ``[jobs]`` configuration section: where jobs live, how many run, the largest limits a job may ask.
+
+Follows qrad_agent.config: unknown keys are errors, values frozen after load. The agent's AgentConfig gains
+``jobs: JobsConfig = JobsConfig()``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RuntimeBind(_Section):
+    """A host path shown read-only inside every sandbox (the job runtime: interpreter, libraries)."""
+
+    host: Path
+    sandbox: Path
+
+
+class JobsConfig(_Section):
+    """Sandboxed jobs. Limits are the heater's maxima: a manifest asking for more is rejected.
+
+    ``cgroup``: the jobs' parent cgroup. On cgroup v2 it is that directory (``power.jobs_cgroup``); on a
+    v1-only machine its parent is taken as the hierarchies' mount root and its name is created in each
+    controller hierarchy (``/sys/fs/cgroup/{cpu,cpuacct,memory,pids,freezer}/qrad-jobs``).
+    ``runtime``: read-only binds for the interpreter when it is not in /usr (Debian: python3 + python3-numpy
+    need none); ``python`` is the interpreter path inside the sandbox; ``env`` is added to every job.
+    """
+
+    enabled: bool = True
+    jobs_dir: Path = Path("/var/lib/qrad-agent/jobs")
+    cgroup: Path = Path("/sys/fs/cgroup/qrad-jobs")
+    public_key: Path | None = Field(None, description="platform Ed25519 public key (PEM or raw 32 bytes)")
+    allow_unsigned: bool = False
+    job_user: str = Field("qrad-job", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    create_job_user: bool = Field(True, description="useradd --system the job user when it is missing")
+    bwrap: Path = Path("/usr/bin/bwrap")
+    python: Path = Path("/usr/bin/python3")
+    runtime: list[RuntimeBind] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cpus: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=1024)
+    slots: int | None = Field(None, ge=1, le=1024, description="concurrent cores for jobs; default cpus")
+    max_cores: int = Field(64, ge=1)
+    max_memory_mb: int = Field(4096, ge=16)
+    max_walltime_s: float = Field(7 * 86400.0, gt=0)
+    max_output_mb: int = Field(1024, ge=1)
+    max_pids: int = Field(256, ge=8, le=65536)
+    max_bundle_mb: int = Field(512, ge=1)
+    tmp_mb: int = Field(256, ge=1, description="size of the private /tmp (tmpfs, counted as job memory)")
+    checkpoint_grace_s: float = Field(30.0, gt=0, le=600)
+    poll_s: float = Field(0.2, gt=0, le=10, description="limit and status polling period")
+
+    @model_validator(mode="after")
+    def _slots_fit(self) -> JobsConfig:
+        if self.slots is not None and self.slots > self.cpus:
+            raise ValueError(f"slots ({self.slots}) must not exceed cpus ({self.cpus})")
+        return self
+
+    @property
+    def total_slots(self) -> int:
+        return self.slots or self.cpus
