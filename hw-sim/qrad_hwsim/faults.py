@@ -104,4 +104,6 @@ class FaultControl:
         self.suite.update(state, moment, dt_s, weather.pressure_pa(t_year_s), weather.ghi_w_m2(t_year_s))
         self.heater.internal_w = self.suite.internal_gains_w
         truth = self.suite.truth() | {"room_temp": state.sensor_c, "t_s": state.t_s}
+        if self.heater.last_board is not None:  # coretemp shows whole degrees
+            truth |= {f"cpu{i}_temp": float(round(t)) for i, t in enumerate(self.heater.last_board.cpu_temp_c)}
         write_text_atomic(truth_path(self.root), json.dumps(truth))

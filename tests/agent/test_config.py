@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from qrad_agent.cli import main
-from qrad_agent.config import AgentConfig, apply_env, load_config, parse_config
+from qrad_agent.config import channel_names, AgentConfig, apply_env, load_config, parse_config
 from qrad_agent.errors import EX_CONFIG, ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -61,8 +61,9 @@ def test_example_config_loads() -> None:
     assert isinstance(cfg, AgentConfig)
     assert cfg.device_id == "hwsim-0001"
     assert cfg.power.platform_overhead_w == 30.0
-    assert [s.name for s in cfg.sensors] == ["room_sht4x"]
-    assert cfg.thermostat.room_channels == ["room_temp"]
+    assert cfg.sensors[0].name == "room_sht4x"
+    assert cfg.thermostat.room_channels == ["room_temp", "room_temp_ds18b20", "room_temp_bme280"]
+    assert len(channel_names(cfg.sensors)) >= 20  # the 20+ channels on one heater
 
 
 def test_config_check_cli_accepts_the_example(capsys: pytest.CaptureFixture[str],

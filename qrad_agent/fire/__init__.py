@@ -1,0 +1,1 @@
+"""Fire detection: alarm sound, heat and CO2 detectors fused into NORMAL / PRE_ALARM / ALARM / FAULT."""

@@ -1,0 +1,76 @@
+"""CO2 and particles against what the room's occupancy explains.
+
+The CO2 balance of a ventilated room, ``V dC/dt = G - Q (C - C_out)``, gives the generation implied by a
+measurement: ``G = V (dC/dt + n (C - C_out))`` with ``n`` the air changes per second. Divided by one
+person's 0.3 L/min it is a number of persons. People present (an occupancy sensor, speech-level sound in
+the last ``presence_hold_s``, or, with neither, the ``occupied_hours`` of the day) explain up to
+``max_occupants`` plus ``appliance_persons`` (a gas hob); an empty or sleeping room explains
+``absent_persons``. The excess, over ``span_persons``, is the confidence. The rate counts only
+``noise_sigmas`` standard errors above zero (an NDIR sensor is noisy at ±(50 ppm + 5 %)); a level above
+``level_ppm`` is evidence by itself. A flaming fire of 40 kW makes about 40 L/min of CO2, >130 persons.
+
+Particles (a PMS5003's PM2.5 where present): smoke is evidence above a floor that depends on presence
+(cooking makes hundreds of µg/m³ while someone cooks; nobody is cooking in an empty room).
+"""
+
+from __future__ import annotations
+
+import math
+
+from qrad_agent.fire.config import Co2Config
+from qrad_agent.fire.evidence import Evidence, clip01, missing
+from qrad_agent.fire.trend import WindowSlope
+
+LEVEL_CONFIDENCE = 0.8
+
+
+class Co2Detector:
+    """``update(t_s, co2_ppm, pm_ug_m3, present)`` per sample; returns (co2 evidence, particle evidence)."""
+
+    def __init__(self, cfg: Co2Config) -> None:
+        self.cfg = cfg
+        self.trend = WindowSlope(cfg.slope_window_s)
+        self.pm_trend = WindowSlope(30.0)
+        self.last_co2: Evidence = missing("co2", 0.0, "no CO2 yet")
+        self.last_pm: Evidence = missing("particles", 0.0, "no particle sensor")
+
+    def update(self, t_s: float, co2_ppm: float | None, pm_ug_m3: float | None,
+               present: bool | None) -> tuple[Evidence, Evidence]:
+        present_ = True if present is None else present  # unknown: assume people (fewer false alarms)
+        self.last_co2 = self._co2(t_s, co2_ppm, present_)
+        self.last_pm = self._pm(t_s, pm_ug_m3, present_)
+        return self.last_co2, self.last_pm
+
+    def _co2(self, t_s: float, ppm: float | None, present: bool) -> Evidence:
+        c = self.cfg
+        if ppm is None or not math.isfinite(ppm):
+            self.trend.clear()
+            return missing("co2", t_s, "no fresh CO2 reading")
+        self.trend.add(t_s, ppm)
+        slope, se = self.trend.slope()
+        level = self.trend.median_last() or ppm
+        rising = max(0.0, slope - c.noise_sigmas * se) if math.isfinite(se) else 0.0
+        decay = c.air_changes_per_h / 3600.0 * max(0.0, level - c.outdoor_ppm)
+        persons = c.room_volume_m3 * (rising + decay) * 1e-6 / (c.person_l_per_min / 60000.0)
+        explained = c.max_occupants + c.appliance_persons if present else c.absent_persons
+        conf = clip01((persons - explained) / c.span_persons)
+        values = {"co2_ppm": round(level), "rate_ppm_per_min": round(slope * 60.0, 1),
+                  "persons_equivalent": round(persons, 1), "persons_explained": explained, "present": present}
+        if level >= c.level_ppm and conf < LEVEL_CONFIDENCE:
+            return Evidence("co2", LEVEL_CONFIDENCE, values, f"CO2 at {level:.0f} ppm >= {c.level_ppm:.0f}", t_s)
+        if conf <= 0:
+            return Evidence("co2", 0.0, values, "CO2 explained by occupancy", t_s)
+        return Evidence("co2", conf, values, f"CO2 generation of {persons:.0f} persons where "
+                        f"{explained:.0f} are explained ({'present' if present else 'nobody present'})", t_s)
+
+    def _pm(self, t_s: float, pm: float | None, present: bool) -> Evidence:
+        c = self.cfg
+        if pm is None or not math.isfinite(pm):
+            return missing("particles", t_s, "no fresh particle reading")
+        self.pm_trend.add(t_s, pm)
+        level = self.pm_trend.median_last(5) or pm
+        floor = c.pm_floor_present_ug_m3 if present else c.pm_floor_absent_ug_m3
+        conf = clip01((level - floor) / c.pm_span_ug_m3)
+        values = {"pm_ug_m3": round(level, 1), "floor_ug_m3": floor, "present": present}
+        reason = f"PM2.5 {level:.0f} µg/m³ over {floor:.0f}" if conf > 0 else "particles normal"
+        return Evidence("particles", conf, values, reason, t_s)

@@ -1,0 +1,134 @@
+"""Heat detection on the best room temperature: EN 54-5 class A1R, and "a rise our own power explains".
+
+EN 54-5 class A1 (typical 25 °C, max application 50 °C, static response 54-65 °C), response-time limits
+from 25 °C (EN 54-5:2000 Table 5, quoted from memory, check before citing): 1 K/min 29 min - 40 min 20 s;
+3 K/min 7 min 13 s - 13 min 40 s; 5 K/min 4 min 9 s - 8 min 20 s; 10 K/min 1 - 4 min 20 s; 20 K/min
+30 s - 2 min 20 s; 30 K/min 20 s - 1 min 40 s. The A1R element here alarms at ``ror_alarm_c`` 46 °C when
+rising at ``ror_k_per_min`` >= 4 K/min and at ``static_alarm_c`` 56 °C otherwise; from 25 °C that answers
+1 K/min at 31 min, 3 K/min at 10 min 20 s, 5 K/min at 4 min 12 s, 10 K/min at 2 min 6 s, 20 K/min at
+63 s and 30 K/min at 42 s: inside every window (tests/fire/test_heat.py checks the table). The level is the
+median of the last three samples and the rate a least-squares slope over ``slope_window_s``, so one noisy
+sample cannot trip it.
+
+Earlier, graded evidence comes from the part of the rise that the heater's own power does not explain.
+An online first-order room model, ``T[k+1] - T[k] = a + b T[k] + c P[k]`` per ``model_step_s`` (the fast
+pole of the 2R2C room: loss to a slowly varying ambient, capacity 1/c), is identified by recursive least
+squares with forgetting from the heater's power and the room temperature. Updates stop when the residual
+is an outlier or fire evidence is present (the model must not learn the fire). The explained rate is the
+model's prediction now; only heating it explains is subtracted (an over-predicted cooling never adds
+evidence). The unexplained rate counts only ``noise_sigmas`` standard errors above zero.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from qrad_agent.fire.config import HeatConfig
+from qrad_agent.fire.evidence import Evidence, clip01, missing
+from qrad_agent.fire.trend import WindowSlope
+
+STATIC_PREWARN_K = 10.0
+"""The graded level evidence starts this far below the alarm level (EBL128-style pre-warning)."""
+STATIC_MAX_CONFIDENCE = 0.9
+
+
+class RoomModel:
+    """RLS on T[k+1] - T[k] = theta . [1, T[k], P[k]] with a prior from the configured room."""
+
+    def __init__(self, cfg: HeatConfig) -> None:
+        self.cfg = cfg
+        step = cfg.model_step_s
+        loss = cfg.prior_loss_w_k * step / cfg.prior_c_air_j_k
+        self.theta = np.array([loss * 10.0, -loss, step / cfg.prior_c_air_j_k])
+        self._p0 = np.diag([1e-2, 1e-5, 1e-8])
+        self.p = self._p0.copy()
+        self.sigma = 0.05  # K per step, running residual scale
+        self.updates = 0
+        self._acc_t = self._acc_p = 0.0
+        self._acc_n = 0
+        self._step_start: float | None = None
+        self._prev: tuple[float, float] | None = None
+        self.last_residual = 0.0
+
+    def add(self, t_s: float, temp_c: float, power_w: float, learn: bool) -> None:
+        if self._step_start is None:
+            self._step_start = t_s
+        self._acc_t += temp_c
+        self._acc_p += power_w
+        self._acc_n += 1
+        if t_s - self._step_start < self.cfg.model_step_s:
+            return
+        mean = (self._acc_t / self._acc_n, self._acc_p / self._acc_n)
+        self._acc_t = self._acc_p = 0.0
+        self._acc_n, self._step_start = 0, t_s
+        if self._prev is not None:
+            self._update(np.array([1.0, self._prev[0], self._prev[1]]), mean[0] - self._prev[0], learn)
+        self._prev = mean
+
+    def _update(self, phi: np.ndarray, y: float, learn: bool) -> None:
+        e = y - float(phi @ self.theta)
+        self.last_residual = e
+        if not learn or abs(e) > 4.0 * self.sigma + 0.05:
+            return
+        lam = self.cfg.model_forgetting
+        k = self.p @ phi / (lam + phi @ self.p @ phi)
+        self.theta = self.theta + k * e
+        self.p = np.minimum((self.p - np.outer(k, phi @ self.p)) / lam, self._p0 * 10)  # bounded: no wind-up
+        self.sigma += 0.05 * (abs(e) - self.sigma)
+        self.updates += 1
+
+    def explained_k_per_min(self, temp_c: float, power_w: float) -> float:
+        rate = float(self.theta @ np.array([1.0, temp_c, power_w]))
+        return rate * 60.0 / self.cfg.model_step_s
+
+
+class HeatDetector:
+    """``update(t_s, temp_c, power_w)`` per sample; returns the heat evidence."""
+
+    def __init__(self, cfg: HeatConfig) -> None:
+        self.cfg = cfg
+        self.trend = WindowSlope(cfg.slope_window_s)
+        self.model = RoomModel(cfg)
+        self.last: Evidence = missing("heat", 0.0, "no temperature yet")
+
+    def update(self, t_s: float, temp_c: float | None, power_w: float | None) -> Evidence:
+        if temp_c is None or not math.isfinite(temp_c):
+            self.trend.clear()
+            self.last = missing("heat", t_s, "no fresh room temperature")
+            return self.last
+        self.trend.add(t_s, temp_c)
+        power = power_w if power_w is not None and math.isfinite(power_w) else 0.0
+        self.model.add(t_s, temp_c, power, learn=self.last.confidence < 0.2)
+        self.last = self._evaluate(t_s, temp_c, power)
+        return self.last
+
+    def _evaluate(self, t_s: float, temp_c: float, power_w: float) -> Evidence:
+        c = self.cfg
+        level = self.trend.median_last() or temp_c
+        slope, se = self.trend.slope()
+        rate, se_min = slope * 60.0, se * 60.0
+        rising = rate >= c.ror_k_per_min and rate - c.noise_sigmas * se_min > 0
+        alarm_c = c.ror_alarm_c if rising else c.static_alarm_c
+        explained = max(0.0, self.model.explained_k_per_min(temp_c, power_w))
+        unexplained = rate - explained - c.noise_sigmas * se_min if math.isfinite(se_min) else 0.0
+        values = {"temp_c": round(level, 2), "rate_k_per_min": round(rate, 3),
+                  "explained_k_per_min": round(explained, 3), "unexplained_k_per_min": round(unexplained, 3),
+                  "alarm_level_c": alarm_c}
+        if level >= alarm_c:
+            why = "rate-of-rise" if rising else "static"
+            return Evidence("heat", 1.0, values, f"EN 54-5 A1R {why} response: {level:.1f} °C >= {alarm_c} °C"
+                            f" at {rate:.1f} K/min", t_s)
+        span = c.rate_full_k_per_min - c.rate_floor_k_per_min
+        c_rate = c.rate_max_confidence * clip01((unexplained - c.rate_floor_k_per_min) / span)
+        c_level = STATIC_MAX_CONFIDENCE * clip01((level - (alarm_c - STATIC_PREWARN_K)) / STATIC_PREWARN_K)
+        if c_rate <= 0 and c_level <= 0:
+            return Evidence("heat", 0.0, values, "no unexplained heat", t_s)
+        reason = (f"rise of {rate:.2f} K/min, {unexplained:.2f} K/min beyond what {power_w:.0f} W explains"
+                  if c_rate >= c_level else f"{level:.1f} °C approaching {alarm_c} °C")
+        return Evidence("heat", max(c_rate, c_level), values, reason, t_s)
+
+    def status(self) -> dict:
+        return {"model_theta": [float(x) for x in self.model.theta], "model_updates": self.model.updates,
+                "model_sigma_k": round(self.model.sigma, 4), "last": self.last.as_dict()}

@@ -1,0 +1,74 @@
+"""A least-squares slope over a sliding time window, with its standard error: rates that know their noise.
+
+Running sums make each update O(1); they are rebuilt around a new time origin every ``REBASE_EVERY``
+samples so that days of seconds never cost precision.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+REBASE_EVERY = 512
+
+
+class WindowSlope:
+    """Samples (t, x) kept for ``window_s``; ``slope()`` returns (slope per s, standard error per s)."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self.samples: deque[tuple[float, float]] = deque()
+        self._origin = 0.0
+        self._sums = [0.0] * 5  # t, x, tt, tx, xx (t from the origin)
+        self._adds = 0
+
+    def add(self, t_s: float, x: float) -> None:
+        self.samples.append((t_s, x))
+        self._account(t_s, x, 1.0)
+        while t_s - self.samples[0][0] > self.window_s:
+            old = self.samples.popleft()
+            self._account(old[0], old[1], -1.0)
+        self._adds += 1
+        if self._adds % REBASE_EVERY == 0:
+            self._rebase()
+
+    def _account(self, t_s: float, x: float, sign: float) -> None:
+        t = t_s - self._origin
+        s = self._sums
+        s[0] += sign * t
+        s[1] += sign * x
+        s[2] += sign * t * t
+        s[3] += sign * t * x
+        s[4] += sign * x * x
+
+    def _rebase(self) -> None:
+        self._origin = self.samples[0][0] if self.samples else 0.0
+        self._sums = [0.0] * 5
+        for t, x in self.samples:
+            self._account(t, x, 1.0)
+
+    def clear(self) -> None:
+        self.samples.clear()
+        self._rebase()
+
+    def slope(self) -> tuple[float, float]:
+        """(slope, standard error); (0, inf) with fewer than 4 samples or no time span."""
+        n = len(self.samples)
+        if n < 4:
+            return 0.0, math.inf
+        st, sx, stt, stx, sxx = self._sums
+        vtt = stt - st * st / n
+        if vtt <= 1e-9:
+            return 0.0, math.inf
+        vtx = stx - st * sx / n
+        vxx = sxx - sx * sx / n
+        b = vtx / vtt
+        resid = max(0.0, vxx - b * vtx)
+        return b, math.sqrt(resid / (n - 2) / vtt)
+
+    def median_last(self, k: int = 3) -> float | None:
+        """Median of the last ``k`` values: one noisy or spiking sample cannot trip a level alone."""
+        if not self.samples:
+            return None
+        last = sorted(self.samples[-i][1] for i in range(1, min(k, len(self.samples)) + 1))
+        return last[len(last) // 2]

@@ -1,0 +1,90 @@
+"""The jobs as the heater's actuator: CPU share for fine control, freeze/thaw to stop heat at once,
+checkpoint before a long stop.
+
+`freeze_all` is the safety layer's path: synchronous, one cgroup write, no await, no lock, never raises.
+A share near zero freezes the jobs (their work is kept); a share above what the running jobs can use lets
+queued jobs start.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from qrad_agent.errors import ActuatorError
+from qrad_agent.jobs.runner import JobRunner
+
+log = structlog.get_logger(component="jobs.heat")
+
+FREEZE_BELOW_SHARE = 0.01
+"""A commanded share under this freezes the jobs instead of starving them on a 1 ms quota."""
+
+
+class JobsHeat:
+    """Power actuator over the runner's jobs; ``share`` in [0, 1] of ``cfg.cpus`` CPUs."""
+
+    name = "jobs"
+    steps = 0
+
+    def __init__(self, runner: JobRunner) -> None:
+        self.runner = runner
+        self.share = 1.0
+        self.forced_reason: str | None = None
+
+    def set_share(self, fraction: float) -> None:
+        """Jobs may use ``fraction`` of the CPUs (quota on the parent cgroup). Raises ActuatorError."""
+        fraction = min(1.0, max(0.0, fraction))
+        self.share = fraction
+        self.forced_reason = None
+        if fraction < FREEZE_BELOW_SHARE:
+            self.freeze_all("share zero")
+            return
+        self.runner.tree.set_quota(fraction, self.runner.cfg.cpus)
+        if self.runner.frozen:
+            self.runner.thaw()
+        # queued jobs start only while the share leaves room for more than the running ones use
+        self.runner.hold = self.runner.used_slots() >= fraction * self.runner.cfg.cpus
+        self.runner._wake.set()
+
+    def freeze_all(self, reason: str = "safety") -> None:
+        """Stop the jobs' CPU now, keeping their work. Synchronous; never raises (failures logged)."""
+        self.forced_reason = reason
+        self.runner.hold = True
+        try:
+            self.runner.freeze()
+        except ActuatorError as exc:
+            log.error("freeze failed; lowering the quota to its minimum", error=str(exc))
+            try:
+                self.runner.tree.set_quota(0.0, self.runner.cfg.cpus)
+            except ActuatorError as exc2:
+                log.error("minimum quota failed too", error=str(exc2))
+        except Exception as exc:  # the safety path must not raise whatever happens
+            log.exception("freeze crashed", error=repr(exc))
+
+    def thaw_all(self) -> None:
+        """Resume frozen jobs where they stopped."""
+        self.forced_reason = None
+        self.runner.thaw()
+        self.runner.hold = False
+
+    async def checkpoint_all(self, grace_s: float | None = None) -> None:
+        """Before a long stop: SIGTERM, grace, SIGKILL; checkpointable jobs return to the queue."""
+        self.runner.hold = True
+        await self.runner.checkpoint_all(grace_s)
+
+    # -- the PowerManager actuator contract (apply/release/readback), if wired as one --
+
+    def apply(self, level: float) -> None:
+        self.set_share(level)
+
+    def release(self) -> None:
+        self.runner.tree.release_quota()
+        if self.runner.frozen and self.forced_reason is None:
+            self.runner.thaw()
+
+    def readback(self) -> dict[str, str]:
+        return {"share": f"{self.share:.3f}", "frozen": str(self.runner.frozen),
+                "cpu_s": f"{self.runner.tree.cpu_s():.3f}"}
+
+    def cpu_s(self) -> float:
+        """CPU seconds used by all jobs so far (for measured heat: W = power model of CPU time)."""
+        return self.runner.tree.cpu_s()

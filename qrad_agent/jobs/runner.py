@@ -1,0 +1,436 @@
+"""The job runner: a priority queue, slots per core, one supervised sandbox per running job.
+
+`JobRunner.run` is the agent's ``jobs`` component (a named task). Each running job has its own task that
+spawns the sandbox inside a fresh cgroup, polls its limits (wall time counted while not frozen, output
+bytes), and on exit classifies it, reads its usage, kills whatever is left in its cgroup and removes the
+cgroup, whatever happened. Results stay on disk until `ack` (the sync layer calls it once the platform has
+them). Stopping work for heat is in heat.py; it uses `freeze`, `thaw` and `checkpoint_all` here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from qrad_agent.jobs import bundle
+from qrad_agent.jobs.cgroups import JobCgroup, JobsCgroupTree
+from qrad_agent.jobs.config import JobsConfig
+from qrad_agent.jobs.model import CHECKPOINTED_EXIT, JOB_ID_PATTERN, JobRecord, JobRejected, Manifest, RejectReason, Status
+from qrad_agent.jobs.sandbox import (SANDBOX_START_FAILED, JobUser, build_launch, check_tools,
+                                     ensure_job_user)
+from qrad_agent.jobs.store import JobStore, dir_bytes
+
+log = structlog.get_logger(component="jobs")
+
+CGROUP_REMOVE_TIMEOUT_S = 5.0
+
+
+@dataclass
+class _Active:
+    """A running job's live state."""
+
+    manifest: Manifest
+    cgroup: JobCgroup
+    proc: asyncio.subprocess.Process
+    task: asyncio.Task | None = None
+    stop_reason: str | None = None  # cancel, walltime, output, checkpoint
+    kill_at: float | None = None
+    active_s: float = 0.0
+    input_bytes: int = 0
+
+
+class JobRunner:
+    """Queue, slots, sandboxes and results of the heater's jobs."""
+
+    def __init__(self, cfg: JobsConfig, tree: JobsCgroupTree | None = None) -> None:
+        self.cfg = cfg
+        self.tree = tree or JobsCgroupTree(cfg.cgroup)
+        self.store = JobStore(cfg.jobs_dir)
+        self.key = bundle.load_public_key(cfg.public_key) if cfg.public_key else None
+        self.records: dict[str, JobRecord] = {}
+        self.manifests: dict[str, Manifest] = {}
+        self.active: dict[str, _Active] = {}
+        self.hold = False  # no new starts (heat demand met, or frozen)
+        self.frozen = False
+        self._queue: list[tuple[int, int, str]] = []
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+        self.user: JobUser | None = None
+
+    # -- setup and shutdown --
+
+    def setup(self) -> None:
+        """Job user, tools, cgroups, directories; kill and remove what a previous run left."""
+        check_tools(self.cfg)
+        self.user = ensure_job_user(self.cfg)
+        self.tree.setup()
+        self.tree.thaw()
+        self.store.setup(self.user.gid)
+        for job_id in self.tree.leftovers():
+            self._destroy_cgroup_now(self.tree.job(job_id))
+        for record in self.store.load_all():
+            self._restore(record)
+
+    def _restore(self, record: JobRecord) -> None:
+        if not record.status.terminal:
+            manifest = self._load_manifest(record.id)
+            if manifest is None:
+                record.status, record.reason = Status.FAILED, "agent_restart"
+                self.store.save(record)
+            else:
+                record.status = Status.QUEUED
+                self._enqueue(record, manifest)
+        self.records[record.id] = record
+
+    def _load_manifest(self, job_id: str) -> Manifest | None:
+        try:
+            return Manifest.model_validate_json((self.store.job_dir(job_id) / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    async def run(self) -> None:
+        """The ``jobs`` component: start queued jobs into free slots, take spooled bundles and cancels."""
+        try:
+            while True:
+                self._take_spool()
+                self._take_cancels()
+                self._start_ready()
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=max(self.cfg.poll_s, 0.5))
+                except TimeoutError:
+                    pass
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Kill every running job (checkpointable ones get their grace first when the tree is thawed)."""
+        if not self.active:
+            return
+        await self.checkpoint_all(self.cfg.checkpoint_grace_s if not self.frozen else 0.0)
+
+    # -- submission, queries, acknowledgement --
+
+    def submit(self, source: Path) -> JobRecord:
+        """Verify and queue a bundle; a refused one gets a REJECTED record, and nothing else remains."""
+        staged = None
+        try:
+            staged = bundle.stage(source, self.cfg, self.key, self.store.root)
+            manifest = staged.manifest
+            if manifest.id in self.records:
+                raise JobRejected(RejectReason.DUPLICATE_ID, f"job {manifest.id} exists")
+            return self._accept(staged)
+        except JobRejected as exc:
+            if staged is not None:
+                staged.discard()
+            return self._reject(source, exc)
+
+    def _accept(self, staged: bundle.StagedBundle) -> JobRecord:
+        assert self.user is not None, "setup() first"
+        manifest = staged.manifest
+        job_dir = self.store.make_job_dir(manifest.id, self.user.gid)
+        staged.path.rename(job_dir / "work")
+        (job_dir / "manifest.json").write_text(manifest.model_dump_json())
+        (job_dir / "work" / "manifest.json").unlink(missing_ok=True)
+        bundle.chown_tree(job_dir / "work", self.user.uid, self.user.gid)
+        (job_dir / "work").chmod(0o700)
+        record = JobRecord(id=manifest.id, priority=manifest.priority, cores=manifest.cores,
+                           submitted_at=time.time(), signed=staged.signed)
+        self.records[record.id] = record
+        self.store.save(record)
+        self._enqueue(record, manifest)
+        log.info("job queued", job=record.id, priority=record.priority, cores=record.cores)
+        return record
+
+    def _reject(self, source: Path, exc: JobRejected) -> JobRecord:
+        job_id = _guess_id(source)
+        if job_id is None or job_id in self.records or self.store.job_dir(job_id).exists():
+            job_id = f"rejected-{uuid.uuid4().hex[:12]}"
+        record = JobRecord(id=job_id, status=Status.REJECTED, reason=exc.reason.value, detail=exc.detail,
+                           submitted_at=time.time(), ended_at=time.time())
+        self.store.make_job_dir(job_id, 0)
+        self.store.save(record)
+        self.records[job_id] = record
+        log.warning("job rejected", job=job_id, reason=exc.reason.value, detail=exc.detail)
+        return record
+
+    def _enqueue(self, record: JobRecord, manifest: Manifest) -> None:
+        self.manifests[record.id] = manifest
+        heapq.heappush(self._queue, (-record.priority, next(self._seq), record.id))
+        self._wake.set()
+
+    def get(self, job_id: str) -> JobRecord | None:
+        return self.records.get(job_id)
+
+    def results(self) -> list[JobRecord]:
+        """Finished jobs the platform has not acknowledged yet."""
+        return [r for r in self.records.values() if r.status.terminal and not r.acked]
+
+    def ack(self, job_id: str) -> bool:
+        """The platform has the result: delete the job's files and forget it. False if not finished."""
+        record = self.records.get(job_id)
+        if record is None or not record.status.terminal:
+            return False
+        self.store.remove(job_id)
+        del self.records[job_id]
+        self.manifests.pop(job_id, None)
+        return True
+
+    def cancel(self, job_id: str, grace_s: float | None = None) -> bool:
+        """Cancel a queued or running job (running: SIGTERM, its grace, then SIGKILL)."""
+        record = self.records.get(job_id)
+        if record is None or record.status.terminal:
+            return False
+        if job_id in self.active:
+            self._stop(job_id, "cancel", grace_s)
+        else:
+            self._finish(record, Status.CANCELLED, reason="cancelled before start")
+        return True
+
+    def used_slots(self) -> int:
+        return sum(a.manifest.cores for a in self.active.values())
+
+    def status(self) -> dict:
+        """Plain-JSON status of the runner."""
+        by_status: dict[str, int] = {}
+        for r in self.records.values():
+            by_status[r.status.value] = by_status.get(r.status.value, 0) + 1
+        return {"slots": self.cfg.total_slots, "used_slots": self.used_slots(), "hold": self.hold,
+                "frozen": self.frozen, "queued": len(self._queue), "jobs": by_status}
+
+    # -- starting --
+
+    def _start_ready(self) -> None:
+        while self._queue and not self.hold and not self.frozen:
+            _, _, job_id = self._queue[0]
+            record = self.records.get(job_id)
+            if record is None or record.status != Status.QUEUED:
+                heapq.heappop(self._queue)
+                continue
+            manifest = self.manifests[job_id]
+            if manifest.cores > self.cfg.total_slots - self.used_slots():
+                return  # head of line waits for slots: no starvation of big jobs
+            heapq.heappop(self._queue)
+            self._start(record, manifest)
+
+    def _start(self, record: JobRecord, manifest: Manifest) -> None:
+        assert self.user is not None, "setup() first"
+        job_dir = self.store.job_dir(record.id)
+        cgroup = None
+        launch = None
+        try:
+            cgroup = self.tree.create(record.id, manifest.cores, manifest.memory_mb << 20, manifest.pids)
+            launch = build_launch(self.cfg, self.user, record.id, manifest.cores, job_dir / "work",
+                                  cgroup.procs_files, manifest.output_mb << 20, manifest.command)
+            with open(job_dir / "stdout", "ab") as out, open(job_dir / "stderr", "ab") as err:
+                proc = subprocess.Popen(launch.argv, env=launch.env, pass_fds=launch.fds, stdin=subprocess.DEVNULL,
+                                        stdout=out, stderr=err, start_new_session=True)
+        except Exception as exc:  # a start failure (cgroup, bwrap, fork) is the job's, never the agent's
+            if cgroup is not None:
+                self._destroy_cgroup_now(cgroup)
+            self._finish(record, Status.FAILED, reason="sandbox_start", detail=str(exc))
+            return
+        finally:
+            if launch is not None:
+                launch.close()
+        active = _Active(manifest, cgroup, proc, input_bytes=dir_bytes(job_dir / "work"))
+        self.active[record.id] = active
+        record.status, record.started_at = Status.RUNNING, record.started_at or time.time()
+        self.store.save(record)
+        active.task = asyncio.get_running_loop().create_task(self._supervise(record, active),
+                                                             name=f"job:{record.id}")
+        log.info("job started", job=record.id, pid=proc.pid)
+
+    # -- supervision --
+
+    async def _supervise(self, record: JobRecord, active: _Active) -> None:
+        loop = asyncio.get_running_loop()
+        started = last = loop.time()
+        try:
+            while active.proc.poll() is None:
+                await asyncio.sleep(self.cfg.poll_s)
+                now = loop.time()
+                if not self.frozen:
+                    active.active_s += now - last
+                else:
+                    record.usage.frozen_s += now - last
+                last = now
+                await self._check_limits(record, active, now)
+            returncode = active.proc.returncode
+        finally:
+            record.usage.wall_s = loop.time() - started
+            await self._cleanup(record, active)
+        self._classify(record, active, returncode)
+
+    async def _check_limits(self, record: JobRecord, active: _Active, now: float) -> None:
+        if active.kill_at is not None and now >= active.kill_at:
+            active.cgroup.kill_all(self.tree.thaw_root)
+            return
+        if active.stop_reason is None and active.active_s > active.manifest.walltime_s:
+            self._stop(record.id, "walltime", 0.0)
+        elif active.stop_reason is None and await asyncio.to_thread(self._output_bytes, record.id, active) \
+                >= active.manifest.output_mb << 20:
+            self._stop(record.id, "output", 0.0)
+
+    def _output_bytes(self, job_id: str, active: _Active) -> int:
+        job_dir = self.store.job_dir(job_id)
+        logs = sum((job_dir / n).stat().st_size for n in ("stdout", "stderr") if (job_dir / n).exists())
+        return logs + max(0, dir_bytes(job_dir / "work") - active.input_bytes)
+
+    def _stop(self, job_id: str, reason: str, grace_s: float | None) -> None:
+        """SIGTERM the job's own processes (not bwrap's), SIGKILL everything after ``grace_s``."""
+        active = self.active.get(job_id)
+        if active is None:
+            return
+        if active.stop_reason is None or reason == "cancel":
+            active.stop_reason = reason
+        grace = active.manifest.grace_s if grace_s is None else grace_s
+        if grace <= 0 or self.frozen:
+            active.cgroup.kill_all(self.tree.thaw_root)
+            active.kill_at = 0.0
+            return
+        for pid in _sandboxed_pids(active.cgroup):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = asyncio.get_running_loop().time() + grace
+        active.kill_at = deadline if active.kill_at is None else min(active.kill_at, deadline)
+
+    async def _cleanup(self, record: JobRecord, active: _Active) -> None:
+        cg = active.cgroup
+        record.usage.cpu_s = cg.cpu_s()
+        record.usage.memory_peak_bytes = cg.memory_peak()
+        record.usage.oom_kills = cg.oom_kills()
+        record.usage.pids_limit_hits = cg.pids_limit_hits()
+        record.usage.output_bytes = self._output_bytes(record.id, active)
+        deadline = asyncio.get_running_loop().time() + CGROUP_REMOVE_TIMEOUT_S
+        while True:
+            cg.kill_all(self.tree.thaw_root)
+            if cg.try_remove():
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                log.error("job cgroup not removed", job=record.id, pids=cg.pids())
+                break
+            await asyncio.sleep(0.05)
+        self.active.pop(record.id, None)
+        self._wake.set()
+
+    def _classify(self, record: JobRecord, active: _Active, returncode: int | None) -> None:
+        rc = returncode if returncode is None or returncode < 128 else -(returncode - 128)
+        record.exit_code = rc
+        stop = active.stop_reason
+        if stop == "cancel":
+            self._finish(record, Status.CANCELLED)
+        elif stop == "walltime":
+            self._finish(record, Status.KILLED_WALLTIME, detail=f"over {active.manifest.walltime_s} s")
+        elif stop == "output" or record.usage.output_bytes >= active.manifest.output_mb << 20:
+            self._finish(record, Status.KILLED_OUTPUT, detail=f"over {active.manifest.output_mb} MiB")
+        elif record.usage.oom_kills > 0:
+            self._finish(record, Status.KILLED_MEMORY, detail=f"over {active.manifest.memory_mb} MiB")
+        elif rc == 0:
+            self._finish(record, Status.SUCCEEDED)
+        elif stop == "checkpoint":
+            record.checkpoints += 1
+            record.status = Status.QUEUED
+            record.reason = "checkpointed" if rc == CHECKPOINTED_EXIT else "killed_after_grace"
+            self.store.save(record)
+            self._enqueue(record, active.manifest)
+        elif rc == SANDBOX_START_FAILED:
+            self._finish(record, Status.FAILED, reason="sandbox_start",
+                         detail=self.store.tail(record.id, "stderr", 500))
+        else:
+            self._finish(record, Status.FAILED, reason="exit_code" if rc and rc > 0 else "signal")
+
+    def _finish(self, record: JobRecord, status: Status, reason: str | None = None,
+                detail: str | None = None) -> None:
+        record.status, record.ended_at = status, time.time()
+        record.reason = reason or (status.value if status != Status.SUCCEEDED else None)
+        record.detail = detail
+        self.store.save(record)
+        log.info("job ended", job=record.id, status=status.value, exit_code=record.exit_code,
+                 cpu_s=round(record.usage.cpu_s, 2))
+
+    def _destroy_cgroup_now(self, cgroup: JobCgroup) -> None:
+        deadline = time.monotonic() + CGROUP_REMOVE_TIMEOUT_S
+        while not cgroup.try_remove() and time.monotonic() < deadline:
+            cgroup.kill_all(self.tree.thaw_root)
+            time.sleep(0.02)
+
+    # -- heat primitives (heat.py) --
+
+    def freeze(self) -> None:
+        """Stop every job's CPU at once (synchronous; one cgroup write). Jobs keep their memory and work."""
+        self.tree.freeze()
+        self.frozen = True
+
+    def thaw(self) -> None:
+        self.tree.thaw()
+        self.frozen = False
+        self._wake.set()
+
+    async def checkpoint_all(self, grace_s: float | None = None) -> None:
+        """SIGTERM every running job, SIGKILL after the grace; checkpointable ones go back to the queue."""
+        if self.frozen:
+            self.thaw()
+            self.hold = True
+        tasks = []
+        for job_id, active in list(self.active.items()):
+            self._stop(job_id, "checkpoint" if active.manifest.checkpointable else "cancel",
+                       grace_s if grace_s is not None else self.cfg.checkpoint_grace_s)
+            if active.task is not None:
+                tasks.append(active.task)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- the CLI's file protocol --
+
+    def _take_spool(self) -> None:
+        for path in self.store.spooled():
+            try:
+                self.submit(path)
+            finally:
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+    def _take_cancels(self) -> None:
+        for job_id, record in list(self.records.items()):
+            if not record.status.terminal and self.store.cancel_requested(job_id):
+                (self.store.job_dir(job_id) / "cancel").unlink(missing_ok=True)
+                self.cancel(job_id)
+
+
+def _sandboxed_pids(cgroup: JobCgroup) -> list[int]:
+    """The job's own processes: inside its pid namespace and not that namespace's init (bwrap)."""
+    found = []
+    for pid in cgroup.pids():
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                nspid = next((line.split()[1:] for line in f if line.startswith("NSpid:")), [])
+        except OSError:
+            continue
+        if len(nspid) >= 2 and nspid[-1] != "1":
+            found.append(pid)
+    return found
+
+
+def _guess_id(source: Path) -> str | None:
+    """The manifest's id for a rejected bundle's record, when it is readable and safe; else None."""
+    try:
+        raw = json.loads((source / "manifest.json").read_bytes()) if source.is_dir() else None
+        job_id = raw.get("id") if isinstance(raw, dict) else None
+        return job_id if isinstance(job_id, str) and re.match(JOB_ID_PATTERN, job_id) else None
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,108 @@
+"""The jobs directory on disk: one directory per job, its status record, logs and working directory.
+
+Layout (``jobs_dir`` is root:<job group> 0710, so the job user can reach a job's ``work`` but list nothing)::
+
+    <jobs_dir>/<id>/status.json   JobRecord, rewritten atomically at each change (root 0644)
+    <jobs_dir>/<id>/stdout|stderr capped logs, opened by the agent (root 0600)
+    <jobs_dir>/<id>/work/         the bundle's files, the job's only writable place (job user 0700)
+    <jobs_dir>/<id>/cancel        a cancel request left by `qrad-agent jobs cancel`
+    <jobs_dir>/spool/             bundles left by `qrad-agent jobs submit`, taken by the runner
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from qrad_agent.jobs.model import JobRecord
+
+
+class JobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def setup(self, job_gid: int) -> None:
+        for d in (self.root, self.spool):
+            d.mkdir(parents=True, exist_ok=True)
+        os.chown(self.root, 0, job_gid)
+        os.chmod(self.root, 0o710)
+        os.chmod(self.spool, 0o700)
+
+    @property
+    def spool(self) -> Path:
+        return self.root / "spool"
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.root / job_id
+
+    def work_dir(self, job_id: str) -> Path:
+        return self.root / job_id / "work"
+
+    def make_job_dir(self, job_id: str, job_gid: int) -> Path:
+        d = self.job_dir(job_id)
+        d.mkdir(mode=0o710)
+        os.chown(d, 0, job_gid)
+        return d
+
+    def save(self, record: JobRecord) -> None:
+        d = self.job_dir(record.id)
+        tmp = d / "status.json.tmp"
+        tmp.write_text(record.model_dump_json(indent=1))
+        os.replace(tmp, d / "status.json")
+
+    def load(self, job_id: str) -> JobRecord | None:
+        try:
+            return JobRecord.model_validate_json((self.job_dir(job_id) / "status.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def load_all(self) -> list[JobRecord]:
+        if not self.root.is_dir():
+            return []
+        found = (self.load(p.name) for p in sorted(self.root.iterdir()) if p.is_dir() and p != self.spool)
+        return [r for r in found if r is not None]
+
+    def remove(self, job_id: str) -> None:
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    def request_cancel(self, job_id: str) -> bool:
+        d = self.job_dir(job_id)
+        if not d.is_dir():
+            return False
+        (d / "cancel").write_text("")
+        return True
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return (self.job_dir(job_id) / "cancel").exists()
+
+    def tail(self, job_id: str, name: str, max_bytes: int = 4096) -> str:
+        try:
+            with (self.job_dir(job_id) / name).open("rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - max_bytes))
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def spooled(self) -> list[Path]:
+        try:
+            return sorted(p for p in self.spool.iterdir() if not p.name.startswith("."))
+        except OSError:
+            return []
+
+
+def dir_bytes(root: Path) -> int:
+    """Bytes of the regular files under ``root`` (apparent size; RLIMIT_FSIZE caps each file)."""
+    total = 0
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def dump(records: list[JobRecord]) -> str:
+    return json.dumps([r.model_dump(mode="json") for r in records], indent=1)

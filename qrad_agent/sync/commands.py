@@ -1,0 +1,288 @@
+"""Platform commands: validated models, a persisted replay window, and the handler that applies them.
+
+A command arrives on ``{prefix}/{device}/cmd`` (MQTT 5, with a response topic and correlation data) and is
+answered on the response topic with a `CommandResponse`. The handler checks, in order: JSON, the command
+name, the model (strict types, bounds), age and expiry, the Ed25519 signature (``submit_job``'s manifest,
+``reset_alarm``'s command), the command id against the replay window; only then does it call the agent
+through `CommandTarget`. Any failure is an error response with a `Reason` and no agent call. The handler
+never raises (cancellation aside).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal, Protocol, Union
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from qrad_agent.errors import AgentError
+from qrad_agent.sync.signing import Verifier
+
+log = structlog.get_logger(component="sync.commands")
+
+COMMAND_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
+MAX_PAYLOAD_BYTES = 64 * 1024
+CLOCK_SKEW_S = 300.0
+"""A command issued further than this in the future is refused as invalid (a wrong platform clock)."""
+
+
+class Reason(StrEnum):
+    OK = "ok"
+    MALFORMED_JSON = "malformed_json"
+    TOO_LARGE = "too_large"
+    UNKNOWN_COMMAND = "unknown_command"
+    INVALID = "invalid"
+    EXPIRED = "expired"
+    REPLAYED = "replayed"
+    BAD_SIGNATURE = "bad_signature"
+    REJECTED = "rejected"
+    BUSY = "busy"
+    INTERNAL_ERROR = "internal_error"
+
+
+class CommandRejected(AgentError):
+    """Raised by a `CommandTarget` method that refuses a valid command (e.g. an unknown job id)."""
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    v: Literal[1]
+    command_id: str = Field(pattern=COMMAND_ID)
+    issued_at: float = Field(description="unix time, s")
+    expires_at: float | None = Field(None, description="unix time after which the command is void")
+
+
+class SetSetpoint(_Command):
+    command: Literal["set_setpoint"]
+    mode: Literal["comfort", "eco", "frost"]
+    setpoint_c: float = Field(ge=5, le=30)
+
+
+class SetMode(_Command):
+    command: Literal["set_mode"]
+    mode: Literal["auto", "comfort", "eco", "frost", "off"]
+
+
+class ScheduleRule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    days: str = Field(pattern=r"^(daily|(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?"
+                              r"(,(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?)*)$")
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    mode: Literal["comfort", "eco", "frost"]
+
+
+class SetSchedule(_Command):
+    command: Literal["set_schedule"]
+    rules: list[ScheduleRule] = Field(min_length=1, max_length=64)
+
+
+class JobManifest(BaseModel):
+    """What the platform signs: the job, its image digest and its limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    job_id: str = Field(pattern=COMMAND_ID)
+    image_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    argv: list[Annotated[str, Field(max_length=4096)]] = Field(min_length=1, max_length=256)
+    cpus: float = Field(gt=0, le=1024)
+    max_runtime_s: float = Field(gt=0, le=30 * 86400)
+    checkpoint: bool = False
+    not_after: float = Field(description="unix time after which the manifest is void")
+
+
+class SubmitJob(_Command):
+    command: Literal["submit_job"]
+    manifest: JobManifest
+    signature: str = Field(max_length=200, description="base64 Ed25519 over canonical(manifest)")
+
+
+class CancelJob(_Command):
+    command: Literal["cancel_job"]
+    job_id: str = Field(pattern=COMMAND_ID)
+
+
+class RequestDiagnostics(_Command):
+    command: Literal["request_diagnostics"]
+
+
+class ResetAlarm(_Command):
+    command: Literal["reset_alarm"]
+    code: str = Field(pattern=COMMAND_ID)
+    signature: str = Field(max_length=200, description="base64 Ed25519 over canonical(command without it)")
+
+
+COMMANDS: tuple[type[_Command], ...] = (SetSetpoint, SetMode, SetSchedule, SubmitJob, CancelJob,
+                                        RequestDiagnostics, ResetAlarm)
+COMMAND_NAMES = frozenset(m.model_fields["command"].annotation.__args__[0] for m in COMMANDS)  # type: ignore
+Command = Annotated[Union[COMMANDS], Field(discriminator="command")]  # type: ignore[valid-type]  # noqa: UP007
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(Command)
+
+
+class CommandResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = 1
+    command_id: str | None
+    command: str | None
+    ok: bool
+    reason: Reason
+    detail: str = ""
+    result: dict[str, Any] = Field(default_factory=dict)
+
+
+def COMMAND_SCHEMA_MODELS() -> dict[str, dict[str, Any]]:  # noqa: N802 - used by contract.schemas
+    """JSON Schema of the command union and the response."""
+    return {"command": _ADAPTER.json_schema(), "command_response": CommandResponse.model_json_schema(),
+            "job_manifest": JobManifest.model_json_schema()}
+
+
+class CommandTarget(Protocol):
+    """What the agent provides to the handler. A method may raise `CommandRejected` to refuse."""
+
+    async def set_setpoint(self, mode: str, setpoint_c: float) -> None: ...
+    async def set_mode(self, mode: str) -> None: ...
+    async def set_schedule(self, rules: list[dict[str, str]]) -> None: ...
+    async def submit_job(self, manifest: JobManifest) -> None: ...
+    async def cancel_job(self, job_id: str) -> None: ...
+    async def diagnostics(self) -> dict[str, Any]: ...
+    async def reset_alarm(self, code: str) -> None: ...
+
+
+class ReplayWindow:
+    """Command ids seen in the last ``window_s`` seconds, persisted in SQLite (survives a restart)."""
+
+    def __init__(self, path: Path, window_s: float) -> None:
+        self.window_s = window_s
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS seen_commands (id TEXT PRIMARY KEY, at REAL NOT NULL)")
+
+    def claim(self, command_id: str, now: float) -> bool:
+        """Record ``command_id``; False if it was already seen within the window (a replay)."""
+        with self._lock:
+            self._db.execute("DELETE FROM seen_commands WHERE at < ?", (now - self.window_s,))
+            cur = self._db.execute("INSERT OR IGNORE INTO seen_commands (id, at) VALUES (?, ?)", (command_id, now))
+            return cur.rowcount == 1
+
+    def ids(self) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self._db.execute("SELECT id FROM seen_commands")}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class CommandHandler:
+    """Validates and applies platform commands; see the module docstring for the order of checks."""
+
+    def __init__(self, target: CommandTarget, replay: ReplayWindow, verifier: Verifier | None,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self.target = target
+        self.replay = replay
+        self.verifier = verifier
+        self.wall_clock = wall_clock
+        self.counts: dict[str, int] = {}
+
+    async def handle(self, payload: bytes) -> CommandResponse:
+        """Answer one command payload. Never raises except CancelledError."""
+        try:
+            response = await self._handle(payload)
+        except Exception as exc:  # the last line: a handler bug must not kill the sync component
+            log.exception("command handler failed")
+            response = _error(None, None, Reason.INTERNAL_ERROR, type(exc).__name__)
+        self.counts[response.reason] = self.counts.get(response.reason, 0) + 1
+        return response
+
+    async def _handle(self, payload: bytes) -> CommandResponse:
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            return _error(None, None, Reason.TOO_LARGE, f"{len(payload)} bytes")
+        try:
+            raw = json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _error(None, None, Reason.MALFORMED_JSON, str(exc)[:200])
+        ident = _str_field(raw, "command_id")
+        name = _str_field(raw, "command")
+        if name not in COMMAND_NAMES:
+            return _error(ident, None, Reason.UNKNOWN_COMMAND, f"unknown command {name!r}"[:200])
+        try:
+            cmd = _ADAPTER.validate_python(raw)
+        except ValidationError as exc:
+            return _error(ident, name, Reason.INVALID, _summary(exc))
+        problem = self._check(cmd)
+        if problem is not None:
+            return problem
+        if not self.replay.claim(cmd.command_id, self.wall_clock()):
+            return _error(cmd.command_id, name, Reason.REPLAYED, "command id already seen")
+        try:
+            result = await self._apply(cmd)
+        except CommandRejected as exc:
+            return _error(cmd.command_id, name, Reason.REJECTED, str(exc)[:500])
+        log.info("command applied", command=name, command_id=cmd.command_id)
+        return CommandResponse(command_id=cmd.command_id, command=name, ok=True, reason=Reason.OK,
+                               result=result or {})
+
+    def _check(self, cmd: Any) -> CommandResponse | None:
+        now = self.wall_clock()
+        name = cmd.command
+        if cmd.expires_at is not None and now > cmd.expires_at:
+            return _error(cmd.command_id, name, Reason.EXPIRED, "expires_at passed")
+        if now - cmd.issued_at > self.replay.window_s:
+            return _error(cmd.command_id, name, Reason.EXPIRED, "older than the replay window")
+        if cmd.issued_at - now > CLOCK_SKEW_S:
+            return _error(cmd.command_id, name, Reason.INVALID, "issued_at in the future")
+        if isinstance(cmd, SubmitJob):
+            if now > cmd.manifest.not_after:
+                return _error(cmd.command_id, name, Reason.EXPIRED, "manifest not_after passed")
+            if not self._signed(cmd.manifest.model_dump(), cmd.signature):
+                return _error(cmd.command_id, name, Reason.BAD_SIGNATURE, "manifest signature")
+        if isinstance(cmd, ResetAlarm) and not self._signed(cmd.model_dump(exclude={"signature"}), cmd.signature):
+            return _error(cmd.command_id, name, Reason.BAD_SIGNATURE, "command signature")
+        return None
+
+    def _signed(self, document: dict[str, Any], signature: str) -> bool:
+        return self.verifier is not None and self.verifier.verify(document, signature)
+
+    async def _apply(self, cmd: Any) -> dict[str, Any] | None:
+        t = self.target
+        match cmd:
+            case SetSetpoint():
+                await t.set_setpoint(cmd.mode, cmd.setpoint_c)
+            case SetMode():
+                await t.set_mode(cmd.mode)
+            case SetSchedule():
+                await t.set_schedule([r.model_dump() for r in cmd.rules])
+            case SubmitJob():
+                await t.submit_job(cmd.manifest)
+            case CancelJob():
+                await t.cancel_job(cmd.job_id)
+            case RequestDiagnostics():
+                return {"diagnostics": await t.diagnostics()}
+            case ResetAlarm():
+                await t.reset_alarm(cmd.code)
+        return None
+
+
+def _error(ident: str | None, name: str | None, reason: Reason, detail: str) -> CommandResponse:
+    return CommandResponse(command_id=ident, command=name, ok=False, reason=reason, detail=detail)
+
+
+def _str_field(raw: Any, key: str) -> str | None:
+    value = raw.get(key) if isinstance(raw, dict) else None
+    return value[:64] if isinstance(value, str) else None
+
+
+def _summary(exc: ValidationError) -> str:
+    parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
+    return "; ".join(parts)[:500]

@@ -1,0 +1,52 @@
+"""The ``[sync]`` configuration section: broker, mutual TLS, session, outbox and command settings.
+
+Validated once at load like every section (unknown keys are errors, values frozen). Credentials are not
+here: the device authenticates with its client certificate (mutual TLS); an optional username/password
+comes from ``[platform]`` (environment overrides) and is never logged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TOPIC_PREFIX_PATTERN = r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
+"""Topic prefix levels: no wildcards, no empty level, no leading or trailing '/'."""
+
+
+class SyncConfig(BaseModel):
+    """Platform sync over MQTT 5 (see docs/sync.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "localhost"
+    port: int = Field(8883, ge=1, le=65535)
+    tls: bool = Field(True, description="mutual TLS; false only for a lab broker on loopback")
+    ca_file: Path | None = Field(None, description="CA bundle that signed the broker's certificate (PEM)")
+    cert_file: Path | None = Field(None, description="this heater's client certificate (PEM, CN = device id)")
+    key_file: Path | None = Field(None, description="this heater's private key (PEM)")
+    keepalive_s: int = Field(30, ge=2, le=65535)
+    session_expiry_s: int = Field(7 * 86400, ge=0, le=0xFFFFFFFF, description="broker keeps the session this long")
+    connect_timeout_s: float = Field(10.0, gt=0)
+    backoff_initial_s: float = Field(1.0, gt=0)
+    backoff_max_s: float = Field(120.0, gt=0)
+    max_inflight: int = Field(20, ge=1, le=65535, description="QoS 1 publishes awaiting PUBACK")
+    topic_prefix: str = Field("qrad/v1", pattern=TOPIC_PREFIX_PATTERN)
+    outbox_path: Path = Path("/var/lib/qrad-agent/sync-outbox.db")
+    outbox_max_messages: int = Field(100_000, ge=10)
+    outbox_durability: Literal["full", "normal"] = Field(
+        "full", description="full: fsync every commit (survives a power cut); normal: survives a crash")
+    platform_public_key: Path | None = Field(
+        None, description="platform's Ed25519 public key (PEM or raw 32 bytes); none: signed commands refused")
+    command_replay_window_s: float = Field(86400.0, gt=0, description="command ids remembered; older refused")
+    command_queue_size: int = Field(32, ge=1)
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> SyncConfig:
+        if self.tls and None in (self.ca_file, self.cert_file, self.key_file):
+            raise ValueError("tls needs ca_file, cert_file and key_file")
+        if self.backoff_initial_s > self.backoff_max_s:
+            raise ValueError("backoff_initial_s must not exceed backoff_max_s")
+        return self
