@@ -88,8 +88,8 @@ class SensorHub:
         backoff_s = self.cfg.backoff_initial_s
         while True:
             if await self._open(driver, health):
-                backoff_s = self.cfg.backoff_initial_s
-                await self._poll_until_lost(driver, health)
+                if await self._poll_until_lost(driver, health):  # it worked for a while: start over
+                    backoff_s = self.cfg.backoff_initial_s
                 await self._close(driver)
                 health.reconnects += 1
             health.state = "backoff"
@@ -111,10 +111,12 @@ class SensorHub:
         health.state = "open"
         return True
 
-    async def _poll_until_lost(self, driver: Driver, health: DriverHealth) -> None:
+    async def _poll_until_lost(self, driver: Driver, health: DriverHealth) -> bool:
+        """Poll until the driver is lost; True if at least one read succeeded before that."""
         loop = asyncio.get_running_loop()
         next_s = loop.time()
         timeouts = 0
+        succeeded = False
         while True:
             t_s = self.clock.monotonic()
             try:
@@ -124,16 +126,17 @@ class SensorHub:
                 timeouts += 1
                 self._fail(driver, health, f"no answer within {driver.cfg.timeout_s:g} s")
                 if timeouts >= self.cfg.timeouts_before_reconnect:
-                    return
+                    return succeeded
             except DriverError as exc:
                 self._fail(driver, health, f"lost: {exc}")
-                return
+                return succeeded
             except Exception as exc:
                 log.exception("driver crashed in read", device=driver.cfg.name)
                 self._fail(driver, health, f"driver error: {exc!r}")
-                return
+                return succeeded
             else:
                 timeouts = 0
+                succeeded = True
                 self.store(readings)
                 health.consecutive_failures = 0 if all(r.ok for r in readings) else health.consecutive_failures + 1
             next_s += driver.period_s

@@ -82,6 +82,7 @@ class Household:
         self._pink = band_noise(16 * RATE_HZ, RATE_HZ, 20.0, RATE_HZ / 2, True, rng)
         self._offset = int(rng.integers(0, 16 * RATE_HZ))
         self._speech_phase = 0.0
+        self._speech_loop = self._speech(0, 32 * RATE_HZ)
         self._music = BeepTrack(self._notes(3600.0, music_band))
 
     def _notes(self, length_s: float, in_band: bool) -> list[Beep]:
@@ -111,7 +112,7 @@ class Household:
         idx = np.arange(n0 + self._offset, n0 + self._offset + n)
         out = pink * np.take(self._pink, idx, mode="wrap")
         if speech:
-            out += speech * self._speech(n0, n) / 1.2
+            out += speech * np.take(self._speech_loop, np.arange(n0, n0 + n), mode="wrap") / 1.2
         if music:
             out += music * self._music.render(n0 % (3600 * RATE_HZ), n) / 0.8
         return out

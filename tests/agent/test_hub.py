@@ -1,0 +1,117 @@
+"""The sensor hub: isolation of a hung driver, reconnect with backoff, spikes, redundancy vote."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from qrad_agent.clock import Clock
+from qrad_agent.config import SensorHubConfig
+from qrad_agent.sensing.hub import SensorHub
+from qrad_agent.sensing.plausibility import check_rate, vote
+from qrad_drivers.base import ChannelSpec, Driver, DriverConfig, DriverContext, DriverError, Quality, Reading
+from qrad_hwsim.virtual_time import run_virtual
+
+
+class ScriptConfig(DriverConfig):
+    type: Literal["script"] = "script"
+
+
+class ScriptedDriver(Driver):
+    """A device at the driver seam whose behaviour the test scripts: values, hangs, lost links."""
+
+    type_name = "script"
+    config_model = ScriptConfig
+    nominal_period_s = 10.0
+
+    def __init__(self, name: str, values: list[float | str]) -> None:
+        self.values = list(values)
+        self.opens = 0
+        self.reads = 0
+        super().__init__(ScriptConfig(name=name, timeout_s=2.0), DriverContext())
+
+    def declare_channels(self) -> tuple[ChannelSpec, ...]:
+        return (ChannelSpec(self.cfg.name, "temperature", "°C", -20, 60, self.period_s),)
+
+    async def open(self) -> None:
+        self.opens += 1
+
+    async def read(self, t_s: float) -> list[Reading]:
+        self.reads += 1
+        value = self.values.pop(0) if len(self.values) > 1 else self.values[0]
+        if value == "hang":
+            await asyncio.Event().wait()
+        if value == "lost":
+            raise DriverError("port vanished")
+        return [Reading(self.cfg.name, float(value), "°C", t_s)]
+
+
+def _run(hub: SensorHub, seconds: float) -> None:
+    async def scenario() -> None:
+        task = asyncio.create_task(hub.run())
+        await asyncio.sleep(seconds)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    run_virtual(scenario())
+
+
+def test_a_hung_driver_delays_nobody_and_is_reconnected() -> None:
+    healthy = ScriptedDriver("healthy", [20.0])
+    hung = ScriptedDriver("hung", ["hang"])
+    hub = SensorHub([healthy, hung], Clock(), SensorHubConfig(backoff_initial_s=1.0, backoff_max_s=8.0))
+    _run(hub, 300)
+    assert healthy.reads >= 30  # every 10 s for 300 s, never held up
+    assert hub.latest["hung"].quality is Quality.FAULT and "no answer within 2 s" in hub.latest["hung"].reason
+    assert hung.opens >= 3  # three timeouts -> close, back off, reopen
+    assert hub.health["hung"].reconnects >= 2
+
+
+def test_lost_link_backs_off_exponentially() -> None:
+    lost = ScriptedDriver("lost", ["lost"])
+    hub = SensorHub([lost], Clock(), SensorHubConfig(backoff_initial_s=1.0, backoff_max_s=60.0))
+    _run(hub, 200)
+    # 1+2+4+8+16+32+60+60 s of backoff (jittered 50-100 %) fit in 200 s: a handful of opens, not 200
+    assert 5 <= lost.opens <= 12
+    assert hub.latest["lost"].quality is Quality.FAULT and "port vanished" in hub.latest["lost"].reason
+
+
+def test_recovery_after_fault() -> None:
+    flaky = ScriptedDriver("flaky", ["lost", 21.0])
+    hub = SensorHub([flaky], Clock(), SensorHubConfig(backoff_initial_s=1.0))
+    _run(hub, 60)
+    assert hub.latest["flaky"].ok and hub.latest["flaky"].value == 21.0
+
+
+def test_spike_is_flagged_and_a_real_step_accepted_after() -> None:
+    a = Reading("t", 20.0, "°C", 0.0)
+    spike = check_rate(a, Reading("t", 45.0, "°C", 10.0), max_rate_per_s=1.0, floor=1.0)
+    assert spike.quality is Quality.FAULT and "spike" in spike.reason
+    slow = check_rate(a, Reading("t", 25.0, "°C", 10.0), max_rate_per_s=1.0, floor=1.0)
+    assert slow.ok  # 5 K in 10 s is within 1 K/s
+
+
+def test_redundant_room_temperatures_vote_out_a_drifting_sensor() -> None:
+    readings = [Reading("sht", 23.5, "°C", 0), Reading("ds", 20.1, "°C", 0), Reading("bme", 20.3, "°C", 0)]
+    kept, notes = vote(readings, tolerance=1.5)
+    assert [r.channel for r in kept] == ["ds", "bme"]
+    assert "sht" in notes[0] and "median" in notes[0]
+    kept, notes = vote(readings[:2], tolerance=1.5)
+    assert len(kept) == 2 and "disagree" in notes[0]
+
+
+def test_thermostat_falls_back_when_the_preferred_sensor_fails() -> None:
+    preferred = ScriptedDriver("sht", ["lost"])
+    backup = ScriptedDriver("ds", [20.5])
+    hub = SensorHub([preferred, backup], Clock(), SensorHubConfig())
+    seen = {}
+
+    async def scenario() -> None:
+        task = asyncio.create_task(hub.run())
+        await asyncio.sleep(30)
+        seen["choice"] = hub.best(["sht", "ds"], stale_after_s=300)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    run_virtual(scenario())
+    assert seen["choice"].reading is not None and seen["choice"].reading.channel == "ds"
