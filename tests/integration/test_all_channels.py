@@ -83,3 +83,18 @@ def test_every_channel_reads_what_the_simulator_shows(live_heater) -> None:
     assert len(channels) >= 20
     sound = channels["sound"]
     assert sound["quality"] == "ok" and 25 < sound["value"] < 60  # 32 dB SPL pink background, A-weighted
+    # The technicians' view of the same thing, in both output forms.
+    as_json = subprocess.run([AGENT, "sensors", "--socket", str(socket_path), "--json"], capture_output=True,
+                             text=True, timeout=30)
+    assert as_json.returncode == 0
+    assert set(RESOLUTION) <= set(json.loads(as_json.stdout)["channels"])
+    table = subprocess.run([AGENT, "sensors", "--socket", str(socket_path)], capture_output=True, text=True,
+                           timeout=30)
+    assert table.returncode == 0
+    assert all(any(line.startswith(name + " ") for line in table.stdout.splitlines()) for name in RESOLUTION)
+
+
+def test_sensors_command_without_an_agent_exits_69(tmp_path: Path) -> None:
+    result = subprocess.run([AGENT, "sensors", "--socket", str(tmp_path / "none.sock")], capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 69 and "unreachable" in result.stderr

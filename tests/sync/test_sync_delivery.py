@@ -14,7 +14,7 @@ from qrad_agent.sync.client import SyncClient
 from qrad_agent.sync.contract import Kind, Reading, TelemetryBatch
 from qrad_agent.sync.outbox import Outbox
 
-from .proxy import LinkProxy
+from sync_proxy import LinkProxy
 
 
 def batch(i: int) -> TelemetryBatch:

@@ -124,3 +124,14 @@ def rms(x: np.ndarray) -> float:
 
 def to_int16(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def random_beeps(start_s: float, end_s: float, amp: float, rng: np.random.Generator,
+                 freqs_hz: list[float]) -> list[Beep]:
+    """TV-like beeps: a random one of ``freqs_hz``, 0.1-1 s on, 0.1-3 s off (game shows, censor bleeps)."""
+    beeps, t = [], start_s
+    while t < end_s:
+        on = float(rng.uniform(0.1, 1.0))
+        beeps.append((t, t + on, float(rng.choice(freqs_hz)), amp, False))
+        t += on + float(rng.uniform(0.1, 3.0))
+    return beeps
