@@ -60,13 +60,15 @@ class Agent:
                 "api": api.run}
 
     def api_handlers(self) -> dict[str, Handler]:
-        """Local API methods: read-only views for technicians."""
-        return {"status": lambda params, peer: self.status(),
-                "sensors": lambda params, peer: self.hub.status()}
+        """Local API methods: read-only views for the technicians' group, changes for the privileged one."""
+        from qrad_agent.ops import handlers
+
+        return handlers.build(self)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set. Raises ComponentDied if a component ends or fails."""
         self.power.force_minimum("starting")
+        self.started_at = (self.clock.monotonic(), time.time())
         self.restore_state()
         tasks = {asyncio.create_task(fn(), name=name): name for name, fn in self.components().items()}
         stopper = asyncio.create_task(stop.wait(), name="stop")
@@ -92,11 +94,19 @@ class Agent:
         for task in pending:
             log.error("component did not stop in time", component=task.get_name())
 
+    def extra_changes(self) -> dict[str, Any]:
+        """Privileged API changes offered by optional components (jobs, fire, sync), name -> action(params)."""
+        return {}
+
     def state(self) -> dict:
         """What survives a restart: controller state and the learned power curve."""
         state: dict = {"saved_at": time.time(), "power_curve": self.power.curve.state()}
         if isinstance(self.thermostat.controller, PidStep):
             state["pid"] = self.thermostat.controller.pid.state()
+        t = self.thermostat
+        if t.override_c is not None:
+            remaining = None if t.override_until_s is None else max(0.0, t.override_until_s - self.clock.monotonic())
+            state["override"] = {"setpoint_c": t.override_c, "remaining_s": remaining}
         return state
 
     def save_state(self) -> None:
@@ -112,6 +122,12 @@ class Agent:
         if not state:
             return
         self.power.curve.restore(state.get("power_curve", {}))
+        override = state.get("override")
+        if isinstance(override, dict) and isinstance(override.get("setpoint_c"), (int, float)):
+            try:
+                self.thermostat.set_override(float(override["setpoint_c"]), override.get("remaining_s"))
+            except ValueError as exc:
+                log.warning("override not restored", error=str(exc))
         age_s = time.time() - float(state.get("saved_at", 0))
         if "pid" in state and isinstance(self.thermostat.controller, PidStep) and age_s < STATE_MAX_AGE_S:
             try:

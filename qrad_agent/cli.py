@@ -41,6 +41,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_socket_args(sensors)
     sensors.add_argument("--watch", nargs="?", const=2.0, type=float, metavar="S",
                          help="refresh every S seconds (default 2) until interrupted")
+    status = sub.add_parser("status", help="mode, setpoint, room, power and why, alarms, sync, jobs")
+    _add_socket_args(status)
+    power = sub.add_parser("power", help="power actuation tools")
+    power_sub = power.add_subparsers(dest="power_command", required=True)
+    explain = power_sub.add_parser("explain", help="setpoint -> demand -> P-states/RAPL/quota, read back")
+    _add_socket_args(explain)
+    selftest = sub.add_parser("selftest", help="check every sensor, actuator, the loop timing, clock, disk")
+    _add_socket_args(selftest)
+    logs = sub.add_parser("logs", help="the agent's recent structured log")
+    _add_socket_args(logs)
+    logs.add_argument("--component", help="only this component (power, thermostat, sensors, safety ...)")
+    logs.add_argument("--level", choices=["debug", "info", "warning", "error"], help="this level or above")
+    logs.add_argument("--limit", type=int, default=50)
+    override = sub.add_parser("override", help="hold a setpoint instead of the schedule (privileged)")
+    _add_socket_args(override)
+    override.add_argument("setpoint_c", nargs="?", type=float, help="°C; omit with --clear")
+    override.add_argument("--hours", type=float, help="for this long (default: until cleared)")
+    override.add_argument("--clear", action="store_true", help="back to the schedule")
     sim = sub.add_parser("sim", help="simulate the heater and its room on real weather (virtual time)")
     sim.add_argument("--days", type=float, default=7.0, help="simulated days (default 7)")
     sim.add_argument("--start", default="01-01", help="start date, MM-DD or YYYY-MM-DD (default 01-01)")
@@ -76,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_config_check(args.file, args.json)
         if args.command == "sensors":
             return cmd_sensors(args)
+        if args.command in ("status", "power", "selftest", "logs", "override"):
+            return cmd_api(args)
         return cmd_sim(args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
@@ -117,6 +137,42 @@ def cmd_sensors(args: argparse.Namespace) -> int:
             time.sleep(args.watch)  # the CLI process, not the agent: a plain wait between refreshes
         except KeyboardInterrupt:
             return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    """One local API request and its output; exit 0, 1 (failure found / refused), 2 (usage), 69."""
+    from qrad_agent.api.client import AgentUnreachable, RequestFailed, call
+    from qrad_agent.api.views import logs_table, status_table
+    from qrad_agent.ops.explain import explain_table
+    from qrad_agent.ops.selftest import as_table
+
+    if args.command == "override":
+        if args.clear == (args.setpoint_c is not None):
+            print("qrad-agent override: give a setpoint in °C, or --clear", file=sys.stderr)
+            return 2
+        method, params = ("clear_override", {}) if args.clear else (
+            "set_override", {"setpoint_c": args.setpoint_c,
+                             "duration_s": None if args.hours is None else args.hours * 3600})
+        render = status_table
+    else:
+        method, params, render = {
+            "status": ("status", {}, status_table),
+            "power": ("power_explain", {}, explain_table),
+            "selftest": ("selftest", {}, as_table),
+            "logs": ("logs", {"component": getattr(args, "component", None),
+                              "level": getattr(args, "level", None), "limit": getattr(args, "limit", 50)},
+                     logs_table),
+        }[args.command]
+    try:
+        result = call(_socket_path(args), method, params)
+    except AgentUnreachable as exc:
+        print(f"qrad-agent: agent unreachable: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    except RequestFailed as exc:
+        print(f"qrad-agent: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2, default=str) if args.json else render(result))
+    return 1 if args.command == "selftest" and not result["ok"] else 0
 
 
 def cmd_run(cfg: AgentConfig) -> int:

@@ -163,7 +163,8 @@ class ApiConfig(Section):
     """The local API socket: JSON over a Unix socket, mode 0660, owned by the technicians' ``group``."""
 
     socket_path: Path = Path("/run/qrad-agent/api.sock")
-    group: str | None = None
+    group: str | None = Field(None, description="group owning the socket: who may look")
+    privileged_group: str | None = Field(None, description="group whose members may change things")
 
 
 class SafetyConfig(Section):

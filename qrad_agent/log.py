@@ -7,11 +7,37 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from collections import deque
+from typing import Any, TextIO
 
 import structlog
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+RECENT_EVENTS = 2000
+"""How many recent log events the agent keeps in memory for `qrad-agent logs`."""
+
+
+class RecentEvents:
+    """A structlog processor keeping the last events (plain dicts) in a bounded ring; drops the oldest."""
+
+    def __init__(self, maxlen: int = RECENT_EVENTS) -> None:
+        self.events: deque[dict[str, Any]] = deque(maxlen=maxlen)
+
+    def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+        self.events.append({k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
+                            for k, v in event.items()})
+        return event
+
+    def query(self, component: str | None = None, level: str | None = None, limit: int = 200) -> list[dict]:
+        """The newest ``limit`` events of ``component`` at ``level`` or above, oldest first."""
+        floor = LEVELS.get(level or "debug", logging.DEBUG)
+        picked = [e for e in self.events if (component is None or e.get("component") == component)
+                  and LEVELS.get(str(e.get("level")), logging.INFO) >= floor]
+        return picked[-limit:]
+
+
+recent = RecentEvents()
+"""The process's ring of recent events (the one piece of module state: it mirrors the log stream)."""
 
 
 def setup_logging(device_id: str, level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
@@ -26,6 +52,7 @@ def setup_logging(device_id: str, level: str = "info", fmt: str = "auto", stream
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            recent,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),

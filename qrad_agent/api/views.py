@@ -17,3 +17,35 @@ def sensors_table(status: dict[str, Any]) -> str:
         lines.append(f"device {name} ({d['type']}): {d['state']}, {d['consecutive_failures']} failure(s), "
                      f"{d['reconnects']} reconnect(s); last error: {d['last_error'][:80]}")
     return "\n".join(lines)
+
+
+def status_table(status: dict[str, Any]) -> str:
+    """The `status` view: what the heater does and why."""
+    t, p, s = status["thermostat"], status["power"], status["safety"]
+    lines = [f"device      {status['device_id']}",
+             f"mode        {t['mode']}  setpoint {t['setpoint_c']} °C  room {t['room_c']} °C  ({t['algorithm']})",
+             f"power       demand {t['demand_w']} W  expected {p['expected_w']} W  measured {p['measured_w']} W",
+             f"limited by  {t['limit_reason']}",
+             f"interfaces  {' -> '.join(p['chain']) or 'none'}",
+             f"safety      {'MINIMUM POWER: ' + str(s['conditions']) if s['forced_minimum'] else 'normal'}"]
+    for key in ("fire", "sync", "jobs"):
+        if key in status:
+            lines.append(f"{key:<12}{_summary(status[key])}")
+    return "\n".join(lines)
+
+
+def _summary(part: Any) -> str:
+    if isinstance(part, dict):
+        return ", ".join(f"{k}={v}" for k, v in part.items() if not isinstance(v, (dict, list)))
+    return str(part)
+
+
+def logs_table(events: list[dict[str, Any]]) -> str:
+    """One line per event: time, level, component, event, then the other fields."""
+    lines = []
+    for e in events:
+        rest = {k: v for k, v in e.items() if k not in ("timestamp", "level", "component", "event", "device_id")}
+        extra = " ".join(f"{k}={v}" for k, v in rest.items())
+        lines.append(f"{e.get('timestamp', '')[:19]} {e.get('level', ''):<8}{e.get('component', ''):<12}"
+                     f"{e.get('event', '')} {extra}".rstrip())
+    return "\n".join(lines) or "(no events)"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import deque
 from typing import Protocol
 
 import structlog
@@ -102,10 +103,28 @@ class Thermostat:
         self.limit_reason = "starting"
         self._last_t_s: float | None = None
         self._summer_floor_on = True
+        self.step_times_s: deque[float] = deque(maxlen=20)
+        self.override_c: float | None = None
+        self.override_until_s: float | None = None
+
+    def set_override(self, setpoint_c: float, duration_s: float | None) -> None:
+        """Hold ``setpoint_c`` (°C) instead of the schedule, for ``duration_s`` (None: until cleared)."""
+        if not (5.0 <= setpoint_c <= 30.0):
+            raise ValueError(f"setpoint {setpoint_c} °C outside 5..30 °C")
+        self.override_c = setpoint_c
+        self.override_until_s = None if duration_s is None else self.clock.monotonic() + duration_s
+
+    def clear_override(self) -> None:
+        """Back to the mode and schedule."""
+        self.override_c = self.override_until_s = None
 
     def _setpoint(self) -> tuple[str, float]:
         if self.cfg.mode == "off":
             return "off", math.nan
+        if self.override_c is not None:
+            if self.override_until_s is None or self.clock.monotonic() < self.override_until_s:
+                return "override", self.override_c
+            self.clear_override()
         mode = self.schedule.mode_at(self.clock.now()) if self.cfg.mode == "auto" else Mode(self.cfg.mode)
         self.mode = mode
         return mode.value, self.schedule.setpoints.for_mode(mode)
@@ -113,6 +132,7 @@ class Thermostat:
     def step(self) -> float:
         """One control period; returns the heat demand (W) decided."""
         t_s = self.clock.monotonic()
+        self.step_times_s.append(t_s)
         dt_s = self.cfg.period_s if self._last_t_s is None else min(t_s - self._last_t_s, 2 * self.cfg.period_s)
         self._last_t_s = t_s
         self.power.measure(t_s)
@@ -158,6 +178,7 @@ class Thermostat:
 
     def status(self) -> dict:
         """Plain-JSON status of the loop."""
-        return {"mode": self.mode.value if self.cfg.mode != "off" else "off", "setpoint_c": self.setpoint_c,
+        mode = "off" if self.cfg.mode == "off" else ("override" if self.override_c is not None else self.mode.value)
+        return {"mode": mode, "setpoint_c": self.setpoint_c, "override_c": self.override_c,
                 "room_c": self.pv_c, "demand_w": round(self.demand_w, 1), "limit_reason": self.limit_reason,
                 "algorithm": self.cfg.algorithm}

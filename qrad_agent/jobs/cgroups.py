@@ -55,6 +55,7 @@ class JobCgroup:
     def __init__(self, version: int, dirs: dict[str, Path]) -> None:
         self.version = version
         self.dirs = dirs  # controller -> directory (v2: every controller maps to the same directory)
+        self.cpu_quota_cap_us: int | None = None  # v1: a child's quota may not exceed its parent's
 
     @property
     def procs_files(self) -> list[Path]:
@@ -71,7 +72,10 @@ class JobCgroup:
             _write(d / "pids.max", str(pids))
             return
         _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(PERIOD_US))
-        _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(cores * PERIOD_US))
+        quota = cores * PERIOD_US
+        if self.cpu_quota_cap_us is not None:
+            quota = min(quota, self.cpu_quota_cap_us)
+        _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(quota))
         _write(self.dirs["memory"] / "memory.limit_in_bytes", str(memory_bytes))
         if (self.dirs["memory"] / "memory.memsw.limit_in_bytes").exists():  # no escape into swap
             _write(self.dirs["memory"] / "memory.memsw.limit_in_bytes", str(memory_bytes))
@@ -154,6 +158,7 @@ class JobsCgroupTree:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.job_quota_us: dict[str, int] = {}  # v1: each job's own quota, to restore after a clamp
         root = path.parent
         if (root / "cgroup.controllers").exists():
             self.version = 2
@@ -193,9 +198,13 @@ class JobsCgroupTree:
     def create(self, job_id: str, cores: int, memory_bytes: int, pids: int) -> JobCgroup:
         """A fresh cgroup for the job with its limits set; removed again if a write fails."""
         cg = self.job(job_id)
+        self.job_quota_us[f"job-{job_id}"] = cores * PERIOD_US
         try:
             for d in sorted(set(cg.dirs.values())):
                 d.mkdir()
+            if self.version == 1:
+                parent = self._v1_quota()
+                cg.cpu_quota_cap_us = parent if parent != 1 << 62 else None
             cg.set_limits(cores, memory_bytes, pids)
         except (OSError, ActuatorError) as exc:
             cg.try_remove()
@@ -213,14 +222,38 @@ class JobsCgroupTree:
         if self.version == 2:
             _write(self.cpu_dir / "cpu.max", f"{quota} {PERIOD_US}")
         else:
-            _write(self.cpu_dir / "cpu.cfs_period_us", str(PERIOD_US))
-            _write(self.cpu_dir / "cpu.cfs_quota_us", str(quota))
+            self._set_v1_quota(quota)
 
     def release_quota(self) -> None:
         if self.version == 2:
             _write(self.cpu_dir / "cpu.max", f"max {PERIOD_US}")
         else:
-            _write(self.cpu_dir / "cpu.cfs_quota_us", "-1")
+            self._set_v1_quota(-1)
+
+    def _set_v1_quota(self, quota: int) -> None:
+        """v1 refuses a parent quota below a child's (sched-bwc.rst): clamp the jobs' own quotas first
+        when lowering, restore them after when raising."""
+        lowering = quota != -1 and quota < self._v1_quota()
+        if lowering:
+            self._clamp_children(quota)
+        _write(self.cpu_dir / "cpu.cfs_quota_us", str(quota))
+        if not lowering:
+            self._clamp_children(quota)
+
+    def _v1_quota(self) -> int:
+        try:
+            value = int(_read(self.cpu_dir / "cpu.cfs_quota_us"))
+        except (ActuatorError, ValueError):
+            return -1
+        return 1 << 62 if value == -1 else value
+
+    def _clamp_children(self, parent_quota: int) -> None:
+        for child in self.cpu_dir.glob("job-*"):
+            own = self.job_quota_us.get(child.name, PERIOD_US)
+            try:
+                _write(child / "cpu.cfs_quota_us", str(own if parent_quota == -1 else min(own, parent_quota)))
+            except ActuatorError:
+                pass  # the job is ending: its cgroup is going away
 
     def freeze(self) -> None:
         if self.version == 2:

@@ -142,7 +142,7 @@ def _bwrap_args(cfg: JobsConfig, launch: Launch, job_id: str, cores: int, work_d
              "--proc", "/proc", "--dev", "/dev", "--size", str(cfg.tmp_mb << 20), "--tmpfs", "/tmp"]
     for bind in cfg.runtime:
         args += ["--ro-bind", str(bind.host), str(bind.sandbox)]
-    args += ["--bind", str(work_dir), JOB_DIR, "--chdir", JOB_DIR]
+    args += ["--bind", str(work_dir), JOB_DIR, "--remount-ro", "/", "--chdir", JOB_DIR]
     try:
         program = build_filter()
     except ValueError as exc:

@@ -74,6 +74,14 @@ class CgroupQuotaActuator:
         else:
             write_text(self.path / "cpu.cfs_quota_us", quota)
 
+    def expected(self, level: float | None) -> dict[str, str]:
+        """What `readback` must show after ``apply(level)`` (``None``: after `release`)."""
+        if self.version == 2:
+            quota = "max" if level is None else str(self.quota_us(level))
+            return {"cpu.max": f"{quota} {self.period_us}"}
+        quota = "-1" if level is None else str(self.quota_us(level))
+        return {"cpu.cfs_quota_us": quota, "cpu.cfs_period_us": str(self.period_us)}
+
     def readback(self) -> dict[str, str]:
         """Applied quota, read back from the cgroup."""
         if self.version == 2:

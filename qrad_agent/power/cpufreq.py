@@ -94,6 +94,10 @@ class CpufreqActuator:
         """Remove the cap (every policy at its highest frequency)."""
         self.apply(1.0)
 
+    def expected(self, level: float) -> dict[str, int]:
+        """What `readback` must show after ``apply(level)``."""
+        return {p.path.name: khz for p, khz in zip(self.policies, self.targets_khz(level))}
+
     def readback(self) -> dict[str, int]:
         """Applied ``scaling_max_freq`` per policy (kHz), read back from sysfs."""
         return {p.path.name: read_int(p.path / "scaling_max_freq") for p in self.policies}

@@ -96,14 +96,25 @@ class PowerManager:
             except _Refused as refused:
                 self._drop(refused.actuator, refused.error)
 
-    def _apply_chain(self, level: float) -> None:
+    def plan(self, level: float) -> dict[str, float | None]:
+        """Interface name -> the level it gets for overall ``level`` (None: released, not limiting)."""
         quota, pstate = self._quota(), self._pstate()
         share = self.cfg.quota_share if (quota and pstate) else (1.0 if quota else 0.0)
+        plan: dict[str, float | None] = {a.name: None for a in self.actuators}
         if quota is not None:
-            _call(quota, quota.apply if level < share else quota.release,
-                  min(1.0, level / share) if level < share else None)
+            plan[quota.name] = min(1.0, level / share) if level < share else None
         if pstate is not None:
-            _call(pstate, pstate.apply, max(0.0, (level - share) / (1 - share)) if share < 1 else 0.0)
+            plan[pstate.name] = max(0.0, (level - share) / (1 - share)) if share < 1 else 0.0
+        return plan
+
+    def _apply_chain(self, level: float) -> None:
+        plan = self.plan(level)
+        quota, pstate = self._quota(), self._pstate()
+        if quota is not None:
+            arg = plan[quota.name]
+            _call(quota, quota.release if arg is None else quota.apply, arg)
+        if pstate is not None:
+            _call(pstate, pstate.apply, plan[pstate.name])
         for other in self.actuators:
             if other is not quota and other is not pstate and other.name not in self._released:
                 _call(other, other.release, None)
@@ -172,6 +183,28 @@ class PowerManager:
             "chain": self.chain_names(),
             "failed": dict(self._failed),
         }
+
+    def verify(self) -> dict[str, tuple[bool, str]]:
+        """Each interface's read-back state against what the current level commands: name -> (ok, detail)."""
+        plan = self.plan(self.level)
+        if self.forced_reason is not None:  # force_minimum put every interface at 0, released ones too
+            plan = {name: 0.0 for name in plan}
+        results = {}
+        for actuator in self.actuators:
+            arg = plan[actuator.name]
+            if isinstance(actuator, CgroupQuotaActuator):
+                expected = actuator.expected(arg)
+            else:
+                expected = actuator.expected(1.0 if arg is None else arg)
+            try:
+                actual = actuator.readback()
+            except ActuatorError as exc:
+                results[actuator.name] = (False, str(exc))
+                continue
+            wrong = {k: (v, actual.get(k)) for k, v in expected.items() if str(actual.get(k)) != str(v)}
+            results[actuator.name] = (not wrong, f"differs (expected, read): {wrong}" if wrong else
+                                      f"{len(expected)} value(s) read back as commanded")
+        return results
 
     def readback(self) -> dict[str, dict]:
         """What each interface holds now, read back from sysfs."""

@@ -77,6 +77,10 @@ class RaplActuator:
         """Limits at their maximum: RAPL no longer limits."""
         self.apply(1.0)
 
+    def expected(self, level: float) -> dict[str, int]:
+        """What `readback` must show after ``apply(level)``."""
+        return {z.path.name: uw for z, uw in zip(self.zones, self.limits_uw(level))}
+
     def readback(self) -> dict[str, int]:
         """Applied long-term limit per package (µW), read back from sysfs."""
         return {z.path.name: read_int(z.path / "constraint_0_power_limit_uw") for z in self.zones}

@@ -300,7 +300,8 @@ class SyncClient:
             return
         if self.connected:
             self.stats["disconnects"] += 1
-            log.warning("broker connection lost", reason=str(reason), inflight=len(self._inflight))
+            (log.info if reason.value == 0 else log.warning)(
+                "broker connection ended", reason=str(reason), inflight=len(self._inflight))
         self.connected = False
         self._inflight.clear()  # no PUBACK came for these: they stay in the outbox and are replayed
         self._lost.set()

@@ -36,6 +36,7 @@ SCENARIO_DIR = Path(__file__).parent / "scenarios"
 PERSON_W, PERSON_CO2_L_MIN, SPEECH_DB = 80.0, 0.3, 60.0
 BLOCK_N = 2000
 PM_DEPOSITION_PER_H = 0.4
+PM_SATURATION_UG_M3 = 1000.0
 AUDIO_MARGIN_S = 15.0
 _ROOM_FIELDS = set(RoomParams.__dataclass_fields__)
 
@@ -164,14 +165,15 @@ class Player:
             self.co2 += step * (co2_m3_s / self.volume * 1e6 - n_s * (self.co2 - 420.0))
             self.pm += step * (pm_ug_s / self.volume - (n_s + PM_DEPOSITION_PER_H / 3600) * (self.pm - 5.0))
             t += step
-            truth = (self.room.air_c, self.co2, self.pm)
+            plume = float(s.get("self_heating_k_per_kw", 0.0)) * power / 1000  # the heater's own plume
+            truth = (self.room.air_c + plume, self.co2, self.pm)
             for i, tau in enumerate((s["temp_tau_s"], s["co2_tau_s"], 10.0)):
                 self._sensed[i] += (truth[i] - self._sensed[i]) * (1 - math.exp(-step / tau))
             level = _db_sum(s["background_db"], SPEECH_DB + 10 * math.log10(people) if people else None)
             tick = Tick(t, (start_hour + t / 3600) % 24,
                         round(self._sensed[0] + self.rng.normal(0, s["temp_noise_k"]), 2),
                         round(self._sensed[1] + self.rng.normal(0, s["co2_noise_ppm"])),
-                        max(0.0, self._sensed[2] + self.rng.normal(0, s["pm_noise"])) if s["pm"] else None,
+                        _pm_reading(self._sensed[2] + self.rng.normal(0, s["pm_noise"])) if s["pm"] else None,
                         power, level, truth_air_c=self.room.air_c)
             tick.audio = self._audio(t - step, t, people)
             yield tick
@@ -188,6 +190,11 @@ class Player:
             mix += track.render(n0, n1 - n0)
         pcm = sounds.to_int16(mix)
         return [((n0 + i + BLOCK_N) / sounds.RATE_HZ, pcm[i : i + BLOCK_N]) for i in range(0, len(pcm), BLOCK_N)]
+
+
+def _pm_reading(value: float) -> float:
+    """A PMS5003 reads 0 to PM_SATURATION_UG_M3."""
+    return min(PM_SATURATION_UG_M3, max(0.0, value))
 
 
 def _db_sum(a: float, b: float | None) -> float:

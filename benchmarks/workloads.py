@@ -1,0 +1,106 @@
+"""Sandbox start latency and throughput loss against running the same job bare.
+
+Run as root on a machine with bubblewrap: ``.venv/bin/python benchmarks/workloads.py``. The jobs use
+Debian's /usr/bin/python3 with the venv's numpy bound read-only (as in tests/jobs). Prints a table:
+start latency of `/bin/true` and of python startup (bare vs sandboxed, median of N), and Monte Carlo
+paths/s bare vs in the sandbox with its cgroup (median of 3 runs).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy
+
+from qrad_agent.jobs.cgroups import JobsCgroupTree
+from qrad_agent.jobs.config import JobsConfig, RuntimeBind
+from qrad_agent.jobs.sandbox import build_launch, ensure_job_user
+
+N_START = 30
+MC = Path(__file__).parents[1] / "qrad_agent" / "jobs" / "examples" / "montecarlo.py"
+MC_ARGS = ["--seed", "7", "--paths", "2000000", "--batch", "20000", "--steps", "64"]
+
+
+def _cfg(base: Path) -> JobsConfig:
+    np_dir = Path(numpy.__file__).parent
+    runtime = [RuntimeBind(host=np_dir, sandbox=Path("/opt/pylib/numpy"))]
+    if (np_dir.parent / "numpy.libs").is_dir():
+        runtime.append(RuntimeBind(host=np_dir.parent / "numpy.libs", sandbox=Path("/opt/pylib/numpy.libs")))
+    return JobsConfig(jobs_dir=base, cgroup=Path(f"/sys/fs/cgroup/qrad-bench-{uuid.uuid4().hex[:6]}"),
+                      python=Path("/usr/bin/python3"), runtime=runtime, env={"PYTHONPATH": "/opt/pylib"})
+
+
+def _sandboxed(cfg, user, tree, work: Path, command: list[str], n: int) -> tuple[list[float], str]:
+    times, out = [], ""
+    for i in range(n):
+        cg = tree.create(f"b{i}", 1, 1 << 30, 64)
+        launch = build_launch(cfg, user, f"b{i}", 1, work, cg.procs_files, 1 << 30, command)
+        t0 = time.perf_counter()
+        proc = subprocess.run(launch.argv, env=launch.env, pass_fds=launch.fds, capture_output=True, text=True)
+        times.append(time.perf_counter() - t0)
+        launch.close()
+        out = proc.stdout
+        while not cg.try_remove():
+            time.sleep(0.01)
+    return times, out
+
+
+def _bare(command: list[str], cwd: Path, n: int) -> tuple[list[float], str]:
+    times, out = [], ""
+    for _ in range(n):
+        t0 = time.perf_counter()
+        proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
+                              env={"PYTHONPATH": str(Path(numpy.__file__).parents[1])})
+        times.append(time.perf_counter() - t0)
+        out = proc.stdout
+    return times, out
+
+
+def main() -> None:
+    base = Path(tempfile.mkdtemp(prefix="qrad-bench-", dir="/tmp"))
+    base.chmod(0o755)
+    cfg = _cfg(base)
+    user = ensure_job_user(cfg)
+    tree = JobsCgroupTree(cfg.cgroup)
+    tree.setup()
+    work = base / "work"
+    work.mkdir()
+    shutil.copyfile(MC, work / "montecarlo.py")
+    shutil.chown(work, user.name, user.name)
+    shutil.chown(work / "montecarlo.py", user.name, user.name)
+    rows = []
+    try:
+        for label, cmd in (("/bin/true", ["/usr/bin/true"]), ("python3 -c pass", ["python3", "-c", "pass"])):
+            bare_cmd = ["/usr/bin/python3", *cmd[1:]] if cmd[0] == "python3" else cmd
+            bare, _ = _bare(bare_cmd, work, N_START)
+            boxed, _ = _sandboxed(cfg, user, tree, work, cmd, N_START)
+            rows.append((f"start: {label} (median ms)", statistics.median(bare) * 1e3,
+                         statistics.median(boxed) * 1e3, f"+{(statistics.median(boxed) - statistics.median(bare)) * 1e3:.1f} ms"))
+        bare_rates, boxed_rates = [], []
+        for _ in range(3):
+            _, out = _bare(["/usr/bin/python3", str(work / "montecarlo.py"), *MC_ARGS], base, 1)
+            bare_rates.append(json.loads(out.splitlines()[-1])["paths_per_s"])
+            _, out = _sandboxed(cfg, user, tree, work, ["python3", "montecarlo.py", *MC_ARGS], 1)
+            boxed_rates.append(json.loads(out.splitlines()[-1])["paths_per_s"])
+        b, s = statistics.median(bare_rates), statistics.median(boxed_rates)
+        rows.append(("Monte Carlo paths/s (median of 3)", b, s, f"{(b - s) / b * 100:+.1f} % loss"))
+    finally:
+        for d in set(tree.dirs.values()):
+            d.rmdir()
+        shutil.rmtree(base, ignore_errors=True)
+    print(f"{'measure':38} {'bare':>12} {'sandboxed':>12}  difference")
+    for name, bare_v, boxed_v, diff in rows:
+        print(f"{name:38} {bare_v:>12.1f} {boxed_v:>12.1f}  {diff}")
+    print(f"(python {sys.version.split()[0]} runs the harness; jobs run /usr/bin/python3)")
+
+
+if __name__ == "__main__":
+    main()

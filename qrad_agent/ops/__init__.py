@@ -1,0 +1,1 @@
+"""Field operations: what technicians ask of a heater on site (explain, self-test, authorisation)."""

@@ -1,0 +1,111 @@
+"""`selftest`: every check a technician needs on site, each with pass or fail and a detail.
+
+Sensors (quality and freshness), redundant room temperatures, every power interface read back against
+what was commanded, the control loop's timing, the clock (loop monotonic against wall), config and code
+hashes, free disk for the state directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import qrad_agent
+
+MIN_FREE_DISK_MB = 100.0
+MAX_PERIOD_JITTER = 0.2
+"""Largest deviation of a control period from its nominal length, as a fraction of it."""
+MAX_CLOCK_DRIFT = 1e-3
+"""Largest relative disagreement between the loop's monotonic clock and the wall clock."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One self-test item."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def code_hash() -> str:
+    """sha256 over the agent's installed Python sources (first 16 hex digits)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(qrad_agent.__file__).parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def run_selftest(agent: Any) -> list[Check]:
+    """Every check, on the running ``agent``."""
+    checks = []
+    status = agent.hub.status()
+    for name, ch in sorted(status["channels"].items()):
+        period = agent.hub.specs[name].period_s
+        fresh = ch["age_s"] is not None and ch["age_s"] <= 3 * period + 5
+        ok = ch["quality"] == "ok" and fresh
+        checks.append(Check(f"sensor {name}", ok, f"{ch['value']} {ch['unit']}, {ch['quality']}, "
+                            f"age {ch['age_s']} s {ch['reason']}".strip()))
+    choice = agent.hub.best(agent.cfg.thermostat.room_channels, agent.cfg.thermostat.stale_after_s)
+    checks.append(Check("room temperature sensors agree", choice.reading is not None and not choice.notes,
+                        "; ".join(choice.notes) or choice.reason or "agree"))
+    for name, (ok, detail) in agent.power.verify().items():
+        checks.append(Check(f"actuator {name}", ok, detail))
+    checks.append(Check("power interfaces", bool(agent.power.actuators),
+                        " -> ".join(agent.power.chain_names()) or "no interface left"))
+    checks.append(_loop_timing(agent))
+    checks.append(_clock(agent))
+    config_json = json.dumps(agent.cfg.model_dump(mode="json"), sort_keys=True)
+    checks.append(Check("config hash", True, hashlib.sha256(config_json.encode()).hexdigest()[:16]))
+    checks.append(Check("code hash", True, f"{code_hash()} (qrad-agent {qrad_agent.__version__})"))
+    checks.append(_disk(agent.cfg.state_dir))
+    return checks
+
+
+def _loop_timing(agent: Any) -> Check:
+    steps = list(agent.thermostat.step_times_s)
+    period = agent.thermostat.cfg.period_s
+    if len(steps) < 3:
+        return Check("control loop timing", False, f"only {len(steps)} control steps so far")
+    gaps = [b - a for a, b in zip(steps, steps[1:])]
+    worst = max(abs(g - period) for g in gaps) / period
+    return Check("control loop timing", worst <= MAX_PERIOD_JITTER,
+                 f"{len(gaps)} periods of {period:g} s, worst deviation {100 * worst:.1f} %")
+
+
+def _clock(agent: Any) -> Check:
+    loop_s, wall_s = agent.clock.monotonic(), time.time()
+    start_loop_s, start_wall_s = agent.started_at
+    span = loop_s - start_loop_s
+    if span < 10:
+        return Check("clock", True, f"running {span:.0f} s: too early to compare")
+    drift = abs((wall_s - start_wall_s) - span) / span
+    return Check("clock", drift <= MAX_CLOCK_DRIFT,
+                 f"wall clock moved {wall_s - start_wall_s:.1f} s while the loop clock moved {span:.1f} s")
+
+
+def _disk(state_dir: Path) -> Check:
+    probe = state_dir if state_dir.exists() else state_dir.parent
+    try:
+        free_mb = shutil.disk_usage(probe).free / 2**20
+    except OSError as exc:
+        return Check("free disk for state and outbox", False, f"{probe}: {exc}")
+    return Check("free disk for state and outbox", free_mb >= MIN_FREE_DISK_MB, f"{free_mb:.0f} MB free at {probe}")
+
+
+def as_json(checks: list[Check]) -> dict[str, Any]:
+    """Plain-JSON report."""
+    return {"ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]}
+
+
+def as_table(report: dict[str, Any]) -> str:
+    """Readable report."""
+    lines = [f"{'PASS' if c['ok'] else 'FAIL'}  {c['name']:<36} {c['detail']}" for c in report["checks"]]
+    lines.append(f"self-test {'passed' if report['ok'] else 'FAILED'}: "
+                 f"{sum(not c['ok'] for c in report['checks'])} failure(s)")
+    return "\n".join(lines)

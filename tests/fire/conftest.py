@@ -1,0 +1,39 @@
+"""Shared helpers for the fire tests: feeding audio to a detector, the data directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qrad_agent.fire.alarm_sound import AlarmSoundDetector
+from qrad_agent.fire.config import SoundConfig
+from qrad_hwsim.fire import sounds
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def feed(signal: np.ndarray, det: AlarmSoundDetector | None = None) -> tuple[AlarmSoundDetector, list[float]]:
+    """Feed a full-scale float signal in 0.125 s blocks; returns the detector and confirmation times."""
+    det = det or AlarmSoundDetector(SoundConfig())
+    pcm = sounds.to_int16(signal)
+    hits = []
+    for i in range(0, pcm.size - 1999, 2000):
+        t = (i + 2000) / sounds.RATE_HZ
+        if det.feed(t, pcm[i : i + 2000]):
+            hits.append(t)
+    return det, hits
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    if not DATA.exists():
+        pytest.skip("../shared/data not present")
+    return DATA
+
+
+@pytest.fixture
+def feed_audio():
+    """The ``feed`` helper as a fixture."""
+    return feed

@@ -1,0 +1,164 @@
+"""Every technician command against a running daemon on hw-sim, in both output forms; a change refused
+to a real second uid outside the privileged group."""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+AGENT = str(Path(sys.executable).with_name("qrad-agent"))
+HWSIM = str(Path(sys.executable).with_name("qrad-hwsim"))
+NOBODY = 65534
+
+
+def _config(root: Path, run_dir: Path) -> str:
+    group = grp.getgrgid(NOBODY).gr_name if _has_gid(NOBODY) else None
+    return f"""
+device_id = "ops-0001"
+state_dir = "{run_dir}/state"
+[api]
+socket_path = "{run_dir}/api.sock"
+{f'group = "{group}"' if group else ''}
+privileged_group = "root"
+[power]
+sysfs_root = "{root}"
+jobs_cgroup = "{root}/fs/cgroup/qrad-jobs"
+platform_overhead_w = 30.0
+[thermostat]
+mode = "comfort"
+period_s = 1.0
+[[sensors]]
+type = "hwmon"
+name = "room_sht4x"
+chip = "sht4x"
+inputs = {{ room_temp = "temp1_input" }}
+period_s = 1.0
+[[sensors]]
+type = "hwmon"
+name = "cpu0"
+chip = "coretemp"
+inputs = {{ cpu0_temp = "temp1_input" }}
+stuck_after_s = 0.0
+period_s = 1.0
+"""
+
+
+def _has_gid(gid: int) -> bool:
+    try:
+        grp.getgrgid(gid)
+        return True
+    except KeyError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    run_dir = Path(tempfile.mkdtemp(prefix="qrad-ops-"))
+    run_dir.chmod(0o755)  # a second uid must reach the socket inside
+    root = run_dir / "sys"
+    sim = subprocess.Popen([HWSIM, "serve", "--root", str(root), "--speed", "1", "--devices", "room",
+                            "--initial-air-c", "19.5"], stdout=subprocess.PIPE, text=True)
+    assert sim.stdout is not None and sim.stdout.readline().startswith("READY")
+    config = run_dir / "agent.toml"
+    config.write_text(_config(root, run_dir))
+    agent = subprocess.Popen([AGENT, "run", "--config", str(config)], stderr=(run_dir / "agent.log").open("w"))
+    sock = run_dir / "api.sock"
+    deadline = time.monotonic() + 20
+    while not sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(4)  # a few control periods, so loop timing and every channel have history
+    yield config, sock
+    for proc in (agent, sim):
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def _cli(*args: str, user: int | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([AGENT, *args], capture_output=True, text=True, timeout=30, user=user,
+                          env=dict(os.environ, HOME="/tmp"))
+
+
+@pytest.mark.parametrize("command, key, words", [
+    (["status"], "thermostat", ["mode", "limited by", "interfaces"]),
+    (["power", "explain"], "applied", ["heat demand", "cpufreq", "scaling_max_freq" if False else "policy0"]),
+    (["selftest"], "checks", ["PASS", "actuator cpufreq", "control loop timing", "code hash"]),
+    (["logs", "--component", "power"], None, ["interfaces"]),
+    (["sensors"], "channels", ["room_temp", "cpu0_temp"]),
+])
+def test_command_in_both_forms(daemon, command, key, words) -> None:
+    config, _ = daemon
+    as_json = _cli(*command, "--config", str(config), "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    data = json.loads(as_json.stdout)
+    if key is not None:
+        assert key in data
+    else:
+        assert data and all(e["component"] == "power" for e in data)
+    table = _cli(*command, "--config", str(config))
+    assert table.returncode == 0, table.stderr
+    assert all(word in table.stdout for word in words), table.stdout
+
+
+def test_selftest_passes_on_a_healthy_heater(daemon) -> None:
+    config, _ = daemon
+    report = json.loads(_cli("selftest", "--config", str(config), "--json").stdout)
+    failed = [c for c in report["checks"] if not c["ok"]]
+    assert report["ok"], failed
+
+
+def test_override_by_root_applies_and_clears(daemon) -> None:
+    config, _ = daemon
+    set_ = _cli("override", "22.5", "--hours", "1", "--config", str(config), "--json")
+    assert set_.returncode == 0, set_.stderr
+    assert json.loads(set_.stdout)["override_c"] == 22.5
+    time.sleep(1.5)
+    status = json.loads(_cli("status", "--config", str(config), "--json").stdout)
+    assert status["thermostat"]["mode"] == "override" and status["thermostat"]["setpoint_c"] == 22.5
+    cleared = _cli("override", "--clear", "--config", str(config), "--json")
+    assert json.loads(cleared.stdout)["override_c"] is None
+
+
+RAW_CLIENT = """
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode() + b"\\n")
+print(s.makefile().readline())
+"""
+"""A client for the second uid: the system Python, since the project's venv may sit under a private home."""
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def _as_nobody(sock: Path, request: dict) -> dict:
+    done = subprocess.run([SYSTEM_PYTHON, "-c", RAW_CLIENT, str(sock), json.dumps(request)], capture_output=True,
+                          text=True, timeout=30, user=NOBODY, group=NOBODY, extra_groups=[])
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not _has_gid(NOBODY) or not Path(SYSTEM_PYTHON).exists(),
+                    reason="needs root (to run as a second uid) and a system python3")
+def test_change_from_an_unprivileged_uid_is_refused_and_logged(daemon) -> None:
+    config, sock = daemon
+    view = _as_nobody(sock, {"method": "status"})
+    assert view["ok"]  # the technicians' group (here nobody's group owns the socket) may look
+    change = _as_nobody(sock, {"method": "set_override", "params": {"setpoint_c": 25}})
+    assert not change["ok"] and "not allowed for uid 65534" in change["error"]
+    status = json.loads(_cli("status", "--config", str(config), "--json").stdout)
+    assert status["thermostat"]["override_c"] != 25
+    refused = json.loads(_cli("logs", "--component", "api", "--config", str(config), "--json").stdout)
+    assert any(e["event"] == "change refused" and e.get("uid") == NOBODY for e in refused)
+
+
+def test_usage_error_exits_2(daemon) -> None:
+    config, _ = daemon
+    assert _cli("override", "--config", str(config)).returncode == 2
