@@ -201,7 +201,7 @@ def t3_trials(n: int = 200, seed: int = 1) -> dict[str, Any]:
         on, gap = float(rng.uniform(0.4, 0.65)), float(rng.uniform(0.4, 0.65))
         long_ = float(rng.uniform(1.2, 2.0))
         onset = float(rng.uniform(2.0, 6.0))
-        noise = sounds.Household(rng).render(0, int((onset + 12) * sounds.RATE_HZ))
+        noise = sounds.Household(rng, length_s=onset + 12).render(0, int((onset + 12) * sounds.RATE_HZ))
         amp = sounds.rms(noise) * 10 ** (snr / 20) * (1.0 if square else math.sqrt(2))
         beeps = sounds.t3_beeps(onset, onset + 12, freq, amp, on, gap, long_, square=square)
         x = (noise + sounds.BeepTrack(beeps).render(0, noise.size)) * 0.03

@@ -20,6 +20,9 @@ from qrad_agent.clock import Clock
 from qrad_agent.config import AgentConfig
 from qrad_agent.control.thermostat import Controller, PidStep, Thermostat
 from qrad_agent.errors import ComponentDied
+from qrad_agent.jobs.heat import JobsHeat
+from qrad_agent.jobs.runner import JobRunner
+from qrad_agent.platform import AgentCommands, Reporter
 from qrad_agent.power.manager import PowerManager
 from qrad_agent.safety import SafetyLayer
 from qrad_agent.sdnotify import Notifier
@@ -27,6 +30,7 @@ from qrad_agent.sensing.hub import SensorHub
 from qrad_drivers.base import DriverContext
 from qrad_drivers.registry import build_driver
 from qrad_agent.state import load_state, save_state
+from qrad_agent.sync.client import SyncClient
 
 log = structlog.get_logger(component="supervisor")
 
@@ -45,19 +49,46 @@ class Agent:
         self.cfg = cfg
         self.clock = clock or Clock()
         self.notifier = notifier or Notifier()
-        self.power = PowerManager(cfg.power)
+        self.jobs: JobRunner | None = None
+        jobs_heat = None
+        if cfg.jobs.enabled:
+            self.jobs = JobRunner(cfg.jobs)
+            self.jobs.setup()  # raises SandboxError / ActuatorError where jobs cannot run
+            jobs_heat = JobsHeat(self.jobs)
+        self.power = PowerManager(cfg.power, jobs=jobs_heat)
         context = DriverContext(sysfs_root=cfg.power.sysfs_root)
         self.hub = SensorHub([build_driver(s, context) for s in cfg.sensors], self.clock, cfg.sensor_hub)
         self.safety = SafetyLayer(cfg.safety, self.power, self.clock, cfg.power.heartbeat_timeout_s)
         self.thermostat = Thermostat(cfg.thermostat, self.power, self.hub, self.safety, self.clock,
                                      self.notifier, controller)
         self.state_path = cfg.state_dir / "state.json"
+        self.sync = self._build_sync(cfg) if cfg.sync is not None else None
+
+    def _build_sync(self, cfg: AgentConfig) -> SyncClient:
+        from qrad_agent.sync.commands import CommandHandler, ReplayWindow
+        from qrad_agent.sync.outbox import Outbox
+        from qrad_agent.sync.signing import Verifier, load_public_key
+
+        s = cfg.sync
+        assert s is not None
+        self.outbox = Outbox(s.outbox_path, s.outbox_max_messages, s.outbox_durability)
+        verifier = Verifier(load_public_key(s.platform_public_key)) if s.platform_public_key else None
+        replay = ReplayWindow(s.outbox_path.with_name("sync-commands.db"), s.command_replay_window_s)
+        password = cfg.platform.password.get_secret_value() if cfg.platform.password else None
+        return SyncClient(s, cfg.device_id, self.outbox, CommandHandler(AgentCommands(self), replay, verifier),
+                          username=cfg.platform.username, password=password)
 
     def components(self) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
         """Name -> coroutine function of every supervised component."""
         api = ApiServer(self.cfg.api.socket_path, self.api_handlers(), self.cfg.api.group)
-        return {"safety": self.safety.run, "sensors": self.hub.run, "control": self.thermostat.run,
-                "api": api.run}
+        components = {"safety": self.safety.run, "sensors": self.hub.run, "control": self.thermostat.run,
+                      "api": api.run}
+        if self.jobs is not None:
+            components["jobs"] = self.jobs.run
+        if self.sync is not None:
+            components["sync"] = self.sync.run
+            components["reporter"] = Reporter(self, self.sync).run
+        return components
 
     def api_handlers(self) -> dict[str, Handler]:
         """Local API methods: read-only views for the technicians' group, changes for the privileged one."""
@@ -85,6 +116,8 @@ class Agent:
             await self._cancel([*tasks, stopper])
             self.power.force_minimum("agent stopped")
             self.save_state()
+            if self.sync is not None:
+                self.outbox.close()
             log.info("agent stopped")
 
     async def _cancel(self, tasks: list[asyncio.Task]) -> None:
@@ -96,7 +129,11 @@ class Agent:
 
     def extra_changes(self) -> dict[str, Any]:
         """Privileged API changes offered by optional components (jobs, fire, sync), name -> action(params)."""
-        return {}
+        changes: dict[str, Any] = {}
+        if self.jobs is not None:
+            jobs = self.jobs
+            changes["cancel_job"] = lambda params: {"cancelled": jobs.cancel(str(params.get("job_id")))}
+        return changes
 
     def state(self) -> dict:
         """What survives a restart: controller state and the learned power curve."""
@@ -138,5 +175,17 @@ class Agent:
 
     def status(self) -> dict:
         """Plain-JSON status of every component."""
-        return {"device_id": self.cfg.device_id, "thermostat": self.thermostat.status(),
-                "power": self.power.status(), "safety": self.safety.status(), "sensors": self.hub.status()}
+        status = {"device_id": self.cfg.device_id, "thermostat": self.thermostat.status(),
+                  "power": self.power.status(), "safety": self.safety.status(), "sensors": self.hub.status()}
+        if self.jobs is not None:
+            status["jobs"] = self.jobs.status()
+        if self.sync is not None:
+            status["sync"] = self.sync.status()
+        return status
+
+    def reset_alarm(self, code: str, by: str) -> bool:
+        """Reset a latched alarm (authorised callers only); False when no such alarm is latched."""
+        fire = getattr(self, "fire", None)
+        if fire is None:
+            return False
+        return bool(fire.reset(code, by=by))

@@ -59,6 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     override.add_argument("setpoint_c", nargs="?", type=float, help="°C; omit with --clear")
     override.add_argument("--hours", type=float, help="for this long (default: until cleared)")
     override.add_argument("--clear", action="store_true", help="back to the schedule")
+    jobs = sub.add_parser("jobs", help="sandboxed compute jobs: list, show, submit, cancel")
+    jobs.add_argument("--config", type=Path, required=True, help="the agent's config file")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
+    jobs_list = jobs_sub.add_parser("list", help="every job and its status")
+    jobs_list.add_argument("--json", action="store_true")
+    jobs_show = jobs_sub.add_parser("show", help="one job's record")
+    jobs_show.add_argument("job_id")
+    jobs_show.add_argument("--json", action="store_true")
+    jobs_submit = jobs_sub.add_parser("submit", help="submit a local job bundle (technicians' tests)")
+    jobs_submit.add_argument("bundle", type=Path)
+    jobs_submit.add_argument("--wait", type=float, default=0.0, metavar="S", help="wait up to S s for the end")
+    jobs_submit.add_argument("--json", action="store_true")
+    jobs_cancel = jobs_sub.add_parser("cancel", help="cancel a job (checkpointable jobs get their grace)")
+    jobs_cancel.add_argument("job_id")
+    jobs_cancel.add_argument("--json", action="store_true")
     sim = sub.add_parser("sim", help="simulate the heater and its room on real weather (virtual time)")
     sim.add_argument("--days", type=float, default=7.0, help="simulated days (default 7)")
     sim.add_argument("--start", default="01-01", help="start date, MM-DD or YYYY-MM-DD (default 01-01)")
@@ -96,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_sensors(args)
         if args.command in ("status", "power", "selftest", "logs", "override"):
             return cmd_api(args)
+        if args.command == "jobs":
+            from qrad_agent.jobs import cli as jobs_cli
+
+            handler = getattr(jobs_cli, f"cmd_{args.jobs_command}")
+            return handler(args, load_config(args.config).jobs)
         return cmd_sim(args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from qrad_agent.errors import ConfigError
+from qrad_agent.jobs.config import JobsConfig
+from qrad_agent.sync.config import SyncConfig
 from qrad_drivers.base import DriverContext
 from qrad_drivers.registry import build_driver, config_models
 
@@ -195,6 +197,8 @@ class AgentConfig(Section):
     sensor_hub: SensorHubConfig = SensorHubConfig()
     safety: SafetyConfig = SafetyConfig()
     api: ApiConfig = ApiConfig()
+    jobs: JobsConfig = JobsConfig()
+    sync: SyncConfig | None = Field(None, description="platform sync over MQTT; None: no sync")
     platform: PlatformConfig = PlatformConfig()
 
     @model_validator(mode="after")

@@ -50,6 +50,8 @@ SETTLED_FAST_POLE_TAUS = 4.0
 """The step ends this many fitted time constants after the dead time (98 % of the fast pole's rise)."""
 MIN_STEP_S = 900.0
 """Shortest step record (s) before the settle check may end it."""
+FIT_SEARCH_SAMPLES = 300
+"""The fit's grid searches use about this many samples (decimated); its last refinement uses them all."""
 SETTLE_CHECK_S = 300.0
 """Interval (s) of the settle check's fits during the step."""
 SETTLE_AGREEMENT = 0.1
@@ -335,12 +337,15 @@ def fit_fopdt(t_s, temperature_c, step_w: float, *, creep: bool = True, coarse: 
     thetas = np.linspace(0.0, 0.5 * span_s, 26)
     taus = np.geomspace(max(dt_s, span_s / 200), 2.0 * span_s, 30)
     drift = np.count_nonzero(t < 0) >= 3  # a pre-step drift is only identifiable from pre-step samples
-    sse, theta, tau, coef = _grid(t, y, thetas, taus, creep, drift)
-    for _ in range(1 if coarse else 4):  # each pass: ±1 node of the previous grid, 10x finer
+    every = max(1, len(t) // FIT_SEARCH_SAMPLES)  # the searches run on a decimated record, the last on all
+    passes = 1 if coarse else 4
+    sse, theta, tau, coef = _grid(t[::every], y[::every], thetas, taus, creep, drift)
+    for n in range(passes):  # each pass: ±1 node of the previous grid, 10x finer
         d_theta, f_tau = thetas[1] - thetas[0], taus[1] / taus[0]
         thetas = np.linspace(max(0.0, theta - d_theta), theta + d_theta, 21)
         taus = np.geomspace(tau / f_tau, tau * f_tau, 21)
-        sse, theta, tau, coef = _grid(t, y, thetas, taus, creep, drift)
+        sub = 1 if n == passes - 1 else every
+        sse, theta, tau, coef = _grid(t[::sub], y[::sub], thetas, taus, creep, drift)
     gain = float(coef[2]) / step_w
     if not gain > 0:
         raise ValueError(f"the room did not respond to a {step_w:+.0f} W step (fitted gain {gain:.2g} K/W)")

@@ -106,6 +106,7 @@ class Thermostat:
         self.step_times_s: deque[float] = deque(maxlen=20)
         self.override_c: float | None = None
         self.override_until_s: float | None = None
+        self.mode_setting = cfg.mode  # the configured mode; the platform may change it at run time
 
     def set_override(self, setpoint_c: float, duration_s: float | None) -> None:
         """Hold ``setpoint_c`` (°C) instead of the schedule, for ``duration_s`` (None: until cleared)."""
@@ -119,13 +120,14 @@ class Thermostat:
         self.override_c = self.override_until_s = None
 
     def _setpoint(self) -> tuple[str, float]:
-        if self.cfg.mode == "off":
+        if self.mode_setting == "off":
             return "off", math.nan
         if self.override_c is not None:
             if self.override_until_s is None or self.clock.monotonic() < self.override_until_s:
                 return "override", self.override_c
             self.clear_override()
-        mode = self.schedule.mode_at(self.clock.now()) if self.cfg.mode == "auto" else Mode(self.cfg.mode)
+        auto = self.mode_setting == "auto"
+        mode = self.schedule.mode_at(self.clock.now()) if auto else Mode(self.mode_setting)
         self.mode = mode
         return mode.value, self.schedule.setpoints.for_mode(mode)
 
@@ -178,7 +180,8 @@ class Thermostat:
 
     def status(self) -> dict:
         """Plain-JSON status of the loop."""
-        mode = "off" if self.cfg.mode == "off" else ("override" if self.override_c is not None else self.mode.value)
+        mode = "off" if self.mode_setting == "off" else (
+            "override" if self.override_c is not None else self.mode.value)
         return {"mode": mode, "setpoint_c": self.setpoint_c, "override_c": self.override_c,
                 "room_c": self.pv_c, "demand_w": round(self.demand_w, 1), "limit_reason": self.limit_reason,
                 "algorithm": self.cfg.algorithm}

@@ -22,6 +22,7 @@ ISO alarm (3 x 0.5 + 2 x 0.5 + 1.5 + 0.12 s): one cycle is the lower bound the n
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -32,14 +33,21 @@ from qrad_agent.fire.evidence import Evidence
 
 SAMPLE_RATE_HZ = 16000
 FRAME_N = 256
-BRIDGE_FRAMES = 3
-"""Off frames (48 ms) tolerated inside one beep: a dropout in noise must not split it."""
+BRIDGE_FRAMES = 6
+"""Off frames (96 ms) tolerated inside one beep: a dropout in noise must not split it (T4's 100 ms gaps
+may merge its pulses into one 0.7 s beep a cycle: still nothing like T3)."""
 MIN_SEGMENT_FRAMES = 3
 """Segments shorter than this (under 48 ms) are noise blips, not beeps."""
 BIN_TOLERANCE = 2
 """Peak bin wander (±125 Hz) allowed within one beep and between the beeps of one pattern."""
+PATTERN_BIN_TOLERANCE = 2
+"""The beeps of one pattern share their pitch within ±2 bins (125 Hz)."""
+LEVEL_TOLERANCE_DB = 10.0
+"""... and their peak level within this (one alarm at one distance; a melody note is louder or softer)."""
 CONSECUTIVE_CYCLE_S = 9.0
 """A confirmation this soon after the previous one continues the same alarm (the cycle is ~4 s)."""
+SAME_CYCLE_S = 2.0
+"""Confirmations closer than this are one cycle heard in both bands."""
 STREAM_GAP_S = 0.5
 """A jump in block times larger than this resets the segmentation (the stream lost audio)."""
 
@@ -51,6 +59,7 @@ class Segment:
     start_s: float
     end_s: float
     bin: int
+    level_db: float = 0.0
 
     @property
     def duration_s(self) -> float:
@@ -70,6 +79,7 @@ class _Band:
         self.cur_start: int | None = None
         self.cur_last = 0
         self.cur_bin = 0
+        self.cur_level = 0.0
         self.confirmed_start: int | None = None
 
     def tone_frames(self, power: np.ndarray, cfg: SoundConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -153,23 +163,25 @@ class AlarmSoundDetector:
             if not tone:
                 rate = 0.3 if level_db[i] < band.floor_db else 0.005
                 band.floor_db += rate * (float(level_db[i]) - band.floor_db)
-            confirmed |= self._segment(band, frame, tone, int(bins[i]), t_s)
+            confirmed |= self._segment(band, frame, tone, int(bins[i]), float(level_db[i]), t_s)
         return confirmed
 
-    def _segment(self, band: _Band, frame: int, tone: bool, bin_: int, t_s: float) -> bool:
+    def _segment(self, band: _Band, frame: int, tone: bool, bin_: int, level: float, t_s: float) -> bool:
         if band.cur_start is not None:
             same = tone and abs(bin_ - band.cur_bin) <= BIN_TOLERANCE
             if same:
                 band.cur_last = frame
+                band.cur_level = max(band.cur_level, level)
             elif tone or frame - band.cur_last > BRIDGE_FRAMES:
                 self._close(band)
         if tone and band.cur_start is None:
-            band.cur_start, band.cur_last, band.cur_bin = frame, frame, bin_
+            band.cur_start, band.cur_last, band.cur_bin, band.cur_level = frame, frame, bin_, level
         if band.cur_start is None or band.confirmed_start == band.cur_start:
             return False
         if (band.cur_last + 1 - band.cur_start) * self.frame_s < self.cfg.next_beep_min_s:
             return False
-        current = Segment(band.cur_start * self.frame_s, (band.cur_last + 1) * self.frame_s, band.cur_bin)
+        current = Segment(band.cur_start * self.frame_s, (band.cur_last + 1) * self.frame_s, band.cur_bin,
+                          band.cur_level)
         if self._matches(list(band.segments), current):
             band.confirmed_start = band.cur_start
             self._confirm(band, current, t_s)
@@ -180,7 +192,7 @@ class AlarmSoundDetector:
         assert band.cur_start is not None
         if band.cur_last + 1 - band.cur_start >= MIN_SEGMENT_FRAMES:
             band.segments.append(Segment(band.cur_start * self.frame_s, (band.cur_last + 1) * self.frame_s,
-                                         band.cur_bin))
+                                         band.cur_bin, band.cur_level))
         band.cur_start = None
 
     def _matches(self, done: list[Segment], nxt: Segment) -> bool:
@@ -201,7 +213,10 @@ class AlarmSoundDetector:
             return False
         if not (c.long_gap_min_s <= long_gap <= c.long_gap_max_s and long_gap >= c.long_gap_ratio * max(gaps)):
             return False
-        if max(s.bin for s in (s1, s2, s3, nxt)) - min(s.bin for s in (s1, s2, s3, nxt)) > BIN_TOLERANCE:
+        four = (s1, s2, s3, nxt)
+        if max(s.bin for s in four) - min(s.bin for s in four) > PATTERN_BIN_TOLERANCE:
+            return False
+        if max(s.level_db for s in four) - min(s.level_db for s in four) > LEVEL_TOLERANCE_DB:
             return False
         if len(done) >= 4:  # the triple must start a cycle, not be the tail of a longer beep train
             before = s1.start_s - done[-4].end_s
@@ -212,8 +227,10 @@ class AlarmSoundDetector:
         return True
 
     def _confirm(self, band: _Band, seg: Segment, t_s: float) -> None:
-        recent = self.last_confirm_t is not None and t_s - self.last_confirm_t <= CONSECUTIVE_CYCLE_S
-        self.consecutive = self.consecutive + 1 if recent else 1
+        since = t_s - self.last_confirm_t if self.last_confirm_t is not None else math.inf
+        if since < SAME_CYCLE_S:  # the other band (a square wave's harmonics) heard the same cycle
+            return
+        self.consecutive = self.consecutive + 1 if since <= CONSECUTIVE_CYCLE_S else 1
         self.confirmations += 1
         self.last_confirm_t = t_s
         if self.last_match is not None:

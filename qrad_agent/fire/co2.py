@@ -6,8 +6,7 @@ person's 0.3 L/min it is a number of persons. People present (an occupancy senso
 the last ``presence_hold_s``, or, with neither, the ``occupied_hours`` of the day) explain up to
 ``max_occupants`` plus ``appliance_persons`` (a gas hob); an empty or sleeping room explains
 ``absent_persons``. The excess, over ``span_persons``, is the confidence. The rate counts only
-``noise_sigmas`` standard errors above zero (an NDIR sensor is noisy at ±(50 ppm + 5 %)); a level above
-``level_ppm`` is evidence by itself. A flaming fire of 40 kW makes about 40 L/min of CO2, >130 persons.
+``noise_sigmas`` standard errors above zero (an NDIR sensor is noisy at ±(50 ppm + 5 %));. A flaming fire of 40 kW makes about 40 L/min of CO2, >130 persons.
 
 Particles (a PMS5003's PM2.5 where present): smoke is evidence above a floor that depends on presence
 (cooking makes hundreds of µg/m³ while someone cooks; nobody is cooking in an empty room).
@@ -56,7 +55,7 @@ class Co2Detector:
         conf = clip01((persons - explained) / c.span_persons)
         values = {"co2_ppm": round(level), "rate_ppm_per_min": round(slope * 60.0, 1),
                   "persons_equivalent": round(persons, 1), "persons_explained": explained, "present": present}
-        if level >= c.level_ppm and conf < LEVEL_CONFIDENCE:
+        if not present and level >= c.level_ppm and conf < LEVEL_CONFIDENCE:
             return Evidence("co2", LEVEL_CONFIDENCE, values, f"CO2 at {level:.0f} ppm >= {c.level_ppm:.0f}", t_s)
         if conf <= 0:
             return Evidence("co2", 0.0, values, "CO2 explained by occupancy", t_s)

@@ -13,8 +13,9 @@ sample cannot trip it.
 Earlier, graded evidence comes from the part of the rise that the heater's own power does not explain.
 An online first-order room model, ``T[k+1] - T[k] = a + b T[k] + c P[k]`` per ``model_step_s`` (the fast
 pole of the 2R2C room: loss to a slowly varying ambient, capacity 1/c), is identified by recursive least
-squares with forgetting from the heater's power and the room temperature. Updates stop when the residual
-is an outlier or fire evidence is present (the model must not learn the fire). The explained rate is the
+squares with forgetting from the heater's power and the room temperature. Updates stop while heat evidence is
+present; a large residual is learned from only just after our own power changed (our step response),
+never while the power is steady (that would be learning the fire) (the model must not learn the fire). The explained rate is the
 model's prediction now; only heating it explains is subtracted (an over-predicted cooling never adds
 evidence). The unexplained rate counts only ``noise_sigmas`` standard errors above zero.
 """
@@ -32,6 +33,12 @@ from qrad_agent.fire.trend import WindowSlope
 STATIC_PREWARN_K = 10.0
 """The graded level evidence starts this far below the alarm level (EBL128-style pre-warning)."""
 STATIC_MAX_CONFIDENCE = 0.9
+EXCITATION_W = 50.0
+"""A change of our own power larger than this makes the next two model steps informative: a large
+residual then is learned from (it is our own step response); otherwise only ordinary residuals are."""
+MAX_RESIDUAL_K = 5.0
+"""A residual this large per model step is not learned from (a glitch or a fire; heat evidence stops
+learning earlier)."""
 
 
 class RoomModel:
@@ -42,7 +49,7 @@ class RoomModel:
         step = cfg.model_step_s
         loss = cfg.prior_loss_w_k * step / cfg.prior_c_air_j_k
         self.theta = np.array([loss * 10.0, -loss, step / cfg.prior_c_air_j_k])
-        self._p0 = np.diag([1e-2, 1e-5, 1e-8])
+        self._p0 = np.diag([1e-1, 1e-4, 1e-6])
         self.p = self._p0.copy()
         self.sigma = 0.05  # K per step, running residual scale
         self.updates = 0
@@ -50,6 +57,7 @@ class RoomModel:
         self._acc_n = 0
         self._step_start: float | None = None
         self._prev: tuple[float, float] | None = None
+        self._excited = False
         self.last_residual = 0.0
 
     def add(self, t_s: float, temp_c: float, power_w: float, learn: bool) -> None:
@@ -64,13 +72,16 @@ class RoomModel:
         self._acc_t = self._acc_p = 0.0
         self._acc_n, self._step_start = 0, t_s
         if self._prev is not None:
-            self._update(np.array([1.0, self._prev[0], self._prev[1]]), mean[0] - self._prev[0], learn)
+            excited = abs(mean[1] - self._prev[1]) > EXCITATION_W or self._excited
+            self._excited = abs(mean[1] - self._prev[1]) > EXCITATION_W
+            self._update(np.array([1.0, self._prev[0], self._prev[1]]), mean[0] - self._prev[0], learn, excited)
         self._prev = mean
 
-    def _update(self, phi: np.ndarray, y: float, learn: bool) -> None:
+    def _update(self, phi: np.ndarray, y: float, learn: bool, excited: bool) -> None:
         e = y - float(phi @ self.theta)
         self.last_residual = e
-        if not learn or abs(e) > 4.0 * self.sigma + 0.05:
+        ordinary = abs(e) <= 3.0 * self.sigma + 0.02
+        if not learn or abs(e) > MAX_RESIDUAL_K or not (ordinary or excited):
             return
         lam = self.cfg.model_forgetting
         k = self.p @ phi / (lam + phi @ self.p @ phi)

@@ -15,6 +15,7 @@ import structlog
 
 from qrad_agent.config import PowerConfig
 from qrad_agent.errors import ActuatorError
+from qrad_agent.jobs.heat import JobsHeat
 from qrad_agent.power.cgroup import CgroupQuotaActuator, online_cpus
 from qrad_agent.power.cpufreq import CpufreqActuator, discover_policies
 from qrad_agent.power.curve import PowerCurve
@@ -26,11 +27,15 @@ IMPLAUSIBLE_POWER_FACTOR = 1.5
 """A measured power above this many times max_w is a counter glitch or a clock mismatch (a sped-up rig
 whose energy counters run on model time): it is reported, never learned."""
 
-Actuator = CpufreqActuator | RaplActuator | CgroupQuotaActuator
+Actuator = CpufreqActuator | RaplActuator | CgroupQuotaActuator | JobsHeat
+QUOTA_TYPES = (CgroupQuotaActuator, JobsHeat)
 
 
-def discover_actuators(cfg: PowerConfig) -> list[Actuator]:
-    """The interfaces of ``cfg.interfaces`` that this board has, in that order."""
+def discover_actuators(cfg: PowerConfig, jobs: JobsHeat | None = None) -> list[Actuator]:
+    """The interfaces of ``cfg.interfaces`` that this board has, in that order.
+
+    With a job runner, its `JobsHeat` takes the "cgroup" place: quota, freeze and thaw of the jobs.
+    """
     found: list[Actuator] = []
     for name in cfg.interfaces:
         try:
@@ -38,6 +43,8 @@ def discover_actuators(cfg: PowerConfig) -> list[Actuator]:
                 found.append(CpufreqActuator(discover_policies(cfg.sysfs_root)))
             elif name == "rapl":
                 found.append(RaplActuator(discover_zones(cfg.sysfs_root, cfg.rapl_package_min_w)))
+            elif name == "cgroup" and jobs is not None:
+                found.append(jobs)
             elif name == "cgroup" and cfg.jobs_cgroup is not None:
                 found.append(CgroupQuotaActuator(cfg.jobs_cgroup, online_cpus(cfg.sysfs_root)))
         except ActuatorError as exc:
@@ -48,9 +55,10 @@ def discover_actuators(cfg: PowerConfig) -> list[Actuator]:
 class PowerManager:
     """Turns a heat demand (W) into P-state caps, RAPL limits and the jobs' CPU quota."""
 
-    def __init__(self, cfg: PowerConfig, actuators: list[Actuator] | None = None) -> None:
+    def __init__(self, cfg: PowerConfig, actuators: list[Actuator] | None = None,
+                 jobs: JobsHeat | None = None) -> None:
         self.cfg = cfg
-        self.actuators = discover_actuators(cfg) if actuators is None else actuators
+        self.actuators = discover_actuators(cfg, jobs) if actuators is None else actuators
         self.curve = PowerCurve(cfg.idle_w, cfg.max_w, learning_rate=cfg.learning_rate)
         self.meter: RaplEnergyMeter | None = None
         rapl = next((a for a in self.actuators if isinstance(a, RaplActuator)), None)
@@ -71,11 +79,11 @@ class PowerManager:
         """Names of the working interfaces, in use order."""
         return [a.name for a in self.actuators]
 
-    def _quota(self) -> CgroupQuotaActuator | None:
-        return next((a for a in self.actuators if isinstance(a, CgroupQuotaActuator)), None)
+    def _quota(self) -> CgroupQuotaActuator | JobsHeat | None:
+        return next((a for a in self.actuators if isinstance(a, QUOTA_TYPES)), None)
 
     def _pstate(self) -> CpufreqActuator | RaplActuator | None:
-        return next((a for a in self.actuators if not isinstance(a, CgroupQuotaActuator)), None)
+        return next((a for a in self.actuators if not isinstance(a, QUOTA_TYPES)), None)
 
     def set_demand(self, demand_w: float, t_s: float) -> float:
         """Apply a heat demand in W; returns the power (W) the curve expects from what was applied."""
@@ -192,6 +200,9 @@ class PowerManager:
         results = {}
         for actuator in self.actuators:
             arg = plan[actuator.name]
+            if isinstance(actuator, JobsHeat):
+                results[actuator.name] = (True, f"jobs: {actuator.readback()}")
+                continue
             if isinstance(actuator, CgroupQuotaActuator):
                 expected = actuator.expected(arg)
             else:

@@ -30,6 +30,8 @@ socket_path = "{state_dir}/api.sock"
 [logging]
 level = "info"
 format = "json"
+[jobs]
+enabled = false
 [power]
 sysfs_root = "{root}"
 jobs_cgroup = "{root}/fs/cgroup/qrad-jobs"

@@ -162,7 +162,7 @@ class Rig:
         plan = plan_step_test(BASE_W, START_AIR_C, 0.0, 500.0, max_step_s=6 * 3600.0)
         return await run_step_test(self.power, self.sensor, self.safety, self.clock, plan)
 
-    async def closed_loop(self, gains: PidGains, hours: float = 5.0) -> tuple[float, float]:
+    async def closed_loop(self, gains: PidGains, hours: float = 3.5) -> tuple[float, float]:
         """The daemon's PID (bumpless setpoint changes, as `build_controller` makes it) on a 2 K setpoint
         step from a steady room. Returns (overshoot as a fraction of the step, settling time (s) into
         ±5 % of the step), both on the true air temperature against its final value (setpoint - bias)."""
@@ -237,3 +237,69 @@ def test_autotuned_loop_is_as_good_as_simc_on_the_true_model(case, learned_curve
     assert r["response"].aborted is None
     assert r["overshoot"] <= 0.15
     assert r["settle_s"] <= 1.2 * r["ref_settle_s"]
+
+
+def test_step_test_aborts_when_safety_forces_minimum_and_leaves_power_to_it(learned_curve, shm_path):
+    rig = Rig(shm_path, ROOMS[1], learned_curve)
+
+    async def body():
+        test = asyncio.create_task(rig.step_test())
+        await asyncio.sleep(1200.0)  # in the hold or the step: either must abort
+        rig.safety.enter_safe_state("cpu_overtemperature", "forced by the test")
+        response = await asyncio.wait_for(test, timeout=60.0)  # within a sample period or so
+        held_level = rig.power.level
+        await asyncio.sleep(300.0)
+        return response, held_level
+
+    response, held_level = run_virtual(rig.run(body))
+    assert response.aborted.startswith("safety: cpu_overtemperature")
+    assert held_level == 0.0 and rig.power.level == 0.0  # the runner never overrode the safe state
+    assert rig.power.forced_reason is not None
+
+
+def test_step_test_aborts_on_band_exit_and_restores_the_previous_demand(learned_curve, shm_path):
+    rig = Rig(shm_path, ROOMS[1], learned_curve)
+
+    async def body():
+        rig.power.set_demand(150.0, rig.clock.monotonic())
+        plan = plan_step_test(BASE_W, START_AIR_C, 0.0, 500.0, band_k=0.4, max_hold_s=600.0)
+        response = await run_step_test(rig.power, rig.sensor, rig.safety, rig.clock, plan)
+        return response, rig.power.demand_w
+
+    response, demand_after_w = run_virtual(rig.run(body))
+    assert response.aborted is not None and "left" in response.aborted
+    assert max(response.temperature_c) <= START_AIR_C + 0.4 + 0.05
+    assert demand_after_w == 150.0
+
+
+def test_dry_run_plan_is_bounded_and_readable():
+    plan = plan_step_test(450.0, 20.0, 0.0, 500.0)
+    assert plan.amplitude_w == pytest.approx(-150.0)  # no room above 450 W: steps down
+    text = plan.describe()
+    assert "450 W" in text and "300 W" in text and "18.0..22.0 °C" in text
+    assert plan.max_duration_s == plan.max_hold_s + plan.max_step_s
+    with pytest.raises(ValueError):
+        plan_step_test(0.0, 20.0, 0.0, 500.0, amplitude_fraction=0.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(gain=st.floats(1e-3, 2e-2), tau_s=st.floats(300.0, 5000.0), theta_s=st.floats(20.0, 900.0),
+       step_w=st.sampled_from([-150.0, 100.0, 250.0]), y0=st.floats(5.0, 25.0))
+def test_fit_recovers_a_synthetic_fopdt(gain, tau_s, theta_s, step_w, y0):
+    true = FopdtModel(gain, tau_s, theta_s)
+    t = np.arange(-600.0, theta_s + 5 * tau_s, 10.0)
+    fitted = fit_fopdt(t, y0 + true.step(t, step_w), step_w)
+    assert fitted.gain_k_per_w == pytest.approx(gain, rel=0.05)
+    assert fitted.tau_s == pytest.approx(tau_s, rel=0.05)
+    assert fitted.dead_time_s == pytest.approx(theta_s, rel=0.05)
+
+
+def test_simc_rules_and_the_tau_c_choice():
+    model = FopdtModel(0.005, 2000.0, 300.0)
+    gains = simc_gains(model, tau_c_s=300.0)  # tight: τc = θ
+    assert gains.kp_w_per_k == pytest.approx(2000.0 / (0.005 * 600.0))
+    assert gains.ti_s == pytest.approx(min(2000.0, 4 * 600.0))
+    default = simc_gains(model, control_period_s=30.0)  # τc = max(2θ, τ1/4) with θ = 300 + 15 s
+    assert default.kp_w_per_k == pytest.approx(2000.0 / (0.005 * (630.0 + 315.0)))
+    fast_room = simc_gains(FopdtModel(0.005, 2000.0, 10.0))  # θ ≪ τ1: the τ1/4 floor decides
+    assert fast_room.kp_w_per_k == pytest.approx(2000.0 / (0.005 * 510.0))

@@ -42,19 +42,22 @@ def test_unexplained_fast_rise_is_graded_evidence_below_alarm() -> None:
 
 
 def test_room_model_learns_the_heaters_own_heating() -> None:
-    """Hours of the heater switching in a small room teach the model its gain: the rise is explained."""
+    """A small room and a strong heater: switching on lifts the air ~1.5 K/min, beyond the prior model's
+    0.2 K/min. After hours of switching the model explains the rise, and it gives no heat evidence."""
     params = RoomParams(c_air_j_k=0.06e6, h_ao_w_k=8.0)
     room = Room.at_equilibrium(params, 18.0, 5.0)
     det = HeatDetector(HeatConfig())
-    for k in range(8 * 3600 // 10):
-        t = 10.0 * k
+    worst_late, explained_late = 0.0, 0.0
+    for k in range(12 * 3600 // 10):
         power = 1500.0 if (k // 180) % 2 == 0 else 0.0
         room.step(10.0, power, 5.0)
-        det.update(t, room.air_c, power)
-    theta_gain = det.model.theta[2] * 1e6 / det.cfg.model_step_s  # K/s per MW
-    assert theta_gain == pytest.approx(1 / 0.06, rel=0.3)
-    explained = det.model.explained_k_per_min(room.air_c, 1500.0)
-    assert explained > 0.5
+        ev = det.update(10.0 * k, room.air_c, power)
+        if k > 6 * 360:
+            worst_late = max(worst_late, ev.confidence)
+            explained_late = max(explained_late, ev.values["explained_k_per_min"])
+    assert det.model.updates > 100
+    assert explained_late > 0.5
+    assert worst_late < 0.1
 
 
 def test_missing_temperature_is_missing_evidence() -> None:

@@ -29,6 +29,8 @@ state_dir = "{run_dir}/state"
 socket_path = "{run_dir}/api.sock"
 {f'group = "{group}"' if group else ''}
 privileged_group = "root"
+[jobs]
+enabled = false
 [power]
 sysfs_root = "{root}"
 jobs_cgroup = "{root}/fs/cgroup/qrad-jobs"

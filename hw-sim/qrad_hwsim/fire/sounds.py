@@ -9,6 +9,7 @@ phone ring, TV beeps, music). ``Household`` is pink room noise, voiced speech an
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -76,14 +77,14 @@ class Household:
     """Room noise at RMS 1 (full-scale units, before scaling): pink noise, voiced speech, music notes."""
 
     def __init__(self, rng: np.random.Generator, speech: float = 1.0, music: float = 0.5, pink: float = 1.0,
-                 music_band: bool = True) -> None:
+                 music_band: bool = True, length_s: float = 3600.0) -> None:
         self.rng = rng
         self.gains = (pink, speech, music)
-        self._pink = band_noise(16 * RATE_HZ, RATE_HZ, 20.0, RATE_HZ / 2, True, rng)
+        self._pink, self._speech_loop = _loops()
         self._offset = int(rng.integers(0, 16 * RATE_HZ))
-        self._speech_phase = 0.0
-        self._speech_loop = self._speech(0, 32 * RATE_HZ)
-        self._music = BeepTrack(self._notes(3600.0, music_band))
+        self._speech_offset = int(rng.integers(0, 32 * RATE_HZ))
+        self._music_n = int(length_s * RATE_HZ)
+        self._music = BeepTrack(self._notes(length_s, music_band))
 
     def _notes(self, length_s: float, in_band: bool) -> list[Beep]:
         """Melody notes with harmonics: fundamentals 130-1050 Hz, some harmonics in the alarm band."""
@@ -97,25 +98,34 @@ class Household:
             t += dur
         return notes
 
-    def _speech(self, n0: int, n: int) -> np.ndarray:
-        t = np.arange(n0, n0 + n) / RATE_HZ
-        f0 = 120.0 + 40.0 * np.sin(2 * np.pi * 0.3 * t) + 20.0 * np.sin(2 * np.pi * 1.7 * t)
-        phase = self._speech_phase + 2 * np.pi * np.cumsum(f0) / RATE_HZ
-        self._speech_phase = float(phase[-1])
-        voice = sum(np.sin(k * phase) * math.exp(-abs(k * 130.0 - 700.0) / 900.0) for k in range(1, 28))
-        syllables = np.sin(2 * np.pi * 2.0 * t) ** 2
-        spurts = (np.sin(2 * np.pi * t / 7.0) + 0.3) > 0  # talk 60 % of the time
-        return voice * syllables * spurts
-
     def render(self, n0: int, n: int) -> np.ndarray:
         pink, speech, music = self.gains
         idx = np.arange(n0 + self._offset, n0 + self._offset + n)
         out = pink * np.take(self._pink, idx, mode="wrap")
         if speech:
-            out += speech * np.take(self._speech_loop, np.arange(n0, n0 + n), mode="wrap") / 1.2
+            out += speech * np.take(self._speech_loop, np.arange(n0, n0 + n) + self._speech_offset, mode="wrap") / 1.2
         if music:
-            out += music * self._music.render(n0 % (3600 * RATE_HZ), n) / 0.8
+            out += music * self._music.render(n0 % self._music_n, n) / 0.8
         return out
+
+
+@functools.cache
+def _loops() -> tuple[np.ndarray, np.ndarray]:
+    """A 16 s pink-noise loop and a 32 s voiced-speech loop, computed once (read-only after)."""
+    pink = band_noise(16 * RATE_HZ, RATE_HZ, 20.0, RATE_HZ / 2, True, np.random.default_rng(12345))
+    return pink, _speech(32 * RATE_HZ)
+
+
+def _speech(n: int) -> np.ndarray:
+    """Voiced speech: a gliding 80-180 Hz pitch, harmonics shaped by a formant near 700 Hz, 4 Hz syllables
+    and talk spurts 60 % of the time."""
+    t = np.arange(n) / RATE_HZ
+    f0 = 120.0 + 40.0 * np.sin(2 * np.pi * 0.3 * t) + 20.0 * np.sin(2 * np.pi * 1.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / RATE_HZ
+    voice = sum(np.sin(k * phase) * math.exp(-abs(k * 130.0 - 700.0) / 900.0) for k in range(1, 28))
+    syllables = np.sin(2 * np.pi * 2.0 * t) ** 2
+    spurts = (np.sin(2 * np.pi * t / 8.0) + 0.3) > 0
+    return voice * syllables * spurts
 
 
 def rms(x: np.ndarray) -> float:

@@ -1,0 +1,122 @@
+"""The agent's side of platform sync: the commands the platform may send, and what the agent reports.
+
+`AgentCommands` implements the sync layer's CommandTarget over the agent's components; `Reporter` is a
+supervised component that hands a telemetry batch of every channel to the outbox each
+``telemetry_period_s`` and refreshes the retained state (mode, setpoint, power, heat demand and the
+compute capacity it implies) each ``state_period_s``. Neither ever waits on the network: the outbox
+accepts while the broker is away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import replace
+from typing import Any
+
+import structlog
+
+from qrad_agent.control.schedule import WeeklySchedule
+from qrad_agent.sync.commands import CommandRejected, JobManifest
+from qrad_agent.sync.contract import Kind, Reading, StateMessage, TelemetryBatch
+
+log = structlog.get_logger(component="platform")
+
+QUALITY = {"ok": "good", "stale": "suspect", "out_of_range": "suspect", "fault": "fault"}
+TELEMETRY_PERIOD_S = 60.0
+STATE_PERIOD_S = 10.0
+
+
+class AgentCommands:
+    """Platform commands applied to the running agent (runtime changes; the config file is not rewritten)."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+
+    async def set_setpoint(self, mode: str, setpoint_c: float) -> None:
+        schedule = self.agent.thermostat.schedule
+        field = f"{mode}_c"
+        if not hasattr(schedule.setpoints, field):
+            raise CommandRejected(f"no mode {mode!r}")
+        try:
+            schedule.setpoints = replace(schedule.setpoints, **{field: setpoint_c})
+        except ValueError as exc:
+            raise CommandRejected(str(exc)) from exc
+        log.info("setpoint changed by the platform", mode=mode, setpoint_c=setpoint_c)
+
+    async def set_mode(self, mode: str) -> None:
+        self.agent.thermostat.mode_setting = mode
+        log.info("mode changed by the platform", mode=mode)
+
+    async def set_schedule(self, rules: list[dict[str, str]]) -> None:
+        try:
+            new = WeeklySchedule.parse(rules, self.agent.thermostat.schedule.setpoints)
+        except ValueError as exc:
+            raise CommandRejected(str(exc)) from exc
+        self.agent.thermostat.schedule = new
+        log.info("schedule changed by the platform", rules=len(rules))
+
+    async def submit_job(self, manifest: JobManifest) -> None:
+        jobs = self.agent.jobs
+        if jobs is None:
+            raise CommandRejected("jobs are disabled on this heater")
+        bundle = jobs.cfg.jobs_dir / "incoming" / manifest.image_sha256
+        if not bundle.exists():
+            raise CommandRejected(f"bundle {manifest.image_sha256[:12]} is not on the heater (bundles are "
+                                  f"delivered to {bundle.parent}; fetching them is not implemented)")
+        record = jobs.submit(bundle)
+        if record.status.value == "rejected":
+            raise CommandRejected(f"job refused: {record.reason}")
+
+    async def cancel_job(self, job_id: str) -> None:
+        if self.agent.jobs is None or not self.agent.jobs.cancel(job_id):
+            raise CommandRejected(f"no running or queued job {job_id}")
+
+    async def diagnostics(self) -> dict[str, Any]:
+        return self.agent.status()
+
+    async def reset_alarm(self, code: str) -> None:
+        if not self.agent.reset_alarm(code, by="platform"):
+            raise CommandRejected(f"no latched alarm {code!r}")
+
+
+class Reporter:
+    """Telemetry batches and the retained state, from the agent's components to the outbox."""
+
+    def __init__(self, agent: Any, sync: Any) -> None:
+        self.agent = agent
+        self.sync = sync
+
+    def state(self) -> StateMessage:
+        """The retained state now."""
+        t, p = self.agent.thermostat, self.agent.power
+        mode = t.status()["mode"]
+        demand = max(0.0, t.demand_w)
+        max_w = p.cfg.max_w
+        cores = (self.agent.cfg.jobs.cpus if self.agent.jobs else 0) * min(1.0, demand / max_w)
+        health = "safe_state" if self.agent.safety.forced else "ok"
+        return StateMessage(mode=mode if mode in ("auto", "comfort", "eco", "frost", "off") else "auto",
+                            setpoint_c=None if math.isnan(t.setpoint_c) else t.setpoint_c,
+                            room_c=None if math.isnan(t.pv_c) else t.pv_c, power_w=p.measured_w,
+                            heat_demand_w=demand, compute_capacity_cores=cores, health=health,
+                            jobs_running=self.agent.jobs.used_slots() if self.agent.jobs else 0)
+
+    def telemetry(self) -> TelemetryBatch:
+        """Every channel's latest reading, stamped with wall-clock time."""
+        offset = time.time() - self.agent.clock.monotonic()
+        readings = [Reading(channel=name, t=r.t_s + offset, value=None if r.value != r.value else r.value,
+                            unit=r.unit[:16], quality=QUALITY[r.quality.value])  # type: ignore[arg-type]
+                    for name, r in self.agent.hub.latest.items()]
+        return TelemetryBatch(readings=readings[:1000])
+
+    async def run(self) -> None:
+        """Until cancelled: state every STATE_PERIOD_S, telemetry every TELEMETRY_PERIOD_S."""
+        loop = asyncio.get_running_loop()
+        next_telemetry = loop.time() + TELEMETRY_PERIOD_S
+        while True:
+            self.sync.set_state(self.state())
+            if loop.time() >= next_telemetry:
+                await self.sync.enqueue(Kind.TELEMETRY, self.telemetry())
+                next_telemetry += TELEMETRY_PERIOD_S
+            await asyncio.sleep(STATE_PERIOD_S)
