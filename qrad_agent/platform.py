@@ -24,8 +24,6 @@ from qrad_agent.sync.contract import Kind, Reading, StateMessage, TelemetryBatch
 log = structlog.get_logger(component="platform")
 
 QUALITY = {"ok": "good", "stale": "suspect", "out_of_range": "suspect", "fault": "fault"}
-TELEMETRY_PERIOD_S = 60.0
-STATE_PERIOD_S = 10.0
 
 
 class AgentCommands:
@@ -111,12 +109,13 @@ class Reporter:
         return TelemetryBatch(readings=readings[:1000])
 
     async def run(self) -> None:
-        """Until cancelled: state every STATE_PERIOD_S, telemetry every TELEMETRY_PERIOD_S."""
+        """Until cancelled: state every ``sync.state_period_s``, telemetry every ``sync.telemetry_period_s``."""
+        cfg = self.agent.cfg.sync
         loop = asyncio.get_running_loop()
-        next_telemetry = loop.time() + TELEMETRY_PERIOD_S
+        next_telemetry = loop.time() + cfg.telemetry_period_s
         while True:
             self.sync.set_state(self.state())
             if loop.time() >= next_telemetry:
                 await self.sync.enqueue(Kind.TELEMETRY, self.telemetry())
-                next_telemetry += TELEMETRY_PERIOD_S
-            await asyncio.sleep(STATE_PERIOD_S)
+                next_telemetry += cfg.telemetry_period_s
+            await asyncio.sleep(min(cfg.state_period_s, max(0.0, next_telemetry - loop.time())))

@@ -2,8 +2,8 @@
 
 The daemon's own Agent (sensor hub, thermostat with its PID, power manager, safety layer) runs against hw-sim's
 heater in virtual time, as `qrad-agent sim` does, on a constant 2 °C morning: eco (19 °C) until 06:30, then
-comfort (20 °C); the warm-up saturates the heater for about an hour. One run is uninterrupted; the other stops the agent at 06:50, in the middle of the warm-up
-(the stop path saves the state), leaves the heater at minimum power for a 2 min outage, and starts a new
+comfort (20 °C); the warm-up holds the heater at 500 W. One run is uninterrupted; the other stops the
+agent at 06:50, in the middle of the warm-up (the stop path saves the state), leaves the heater at minimum power for a 2 min outage, and starts a new
 Agent on the same state_dir (restore_state). Same seed, same weather, same sysfs tree layout.
 
 Note: Agent.restore_state restores the PID only when the state is younger than STATE_MAX_AGE_S on the wall
