@@ -9,6 +9,7 @@ dead component, cancellation), leaving `run` puts compute power at its minimum a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -18,7 +19,9 @@ import structlog
 from qrad_agent.api.server import ApiServer, Handler
 from qrad_agent.clock import Clock
 from qrad_agent.config import AgentConfig
+from qrad_agent.control.pid import PidGains
 from qrad_agent.control.thermostat import Controller, PidStep, Thermostat
+from qrad_agent.ops.tuning import Tuner
 from qrad_agent.errors import ComponentDied
 from qrad_agent.jobs.heat import JobsHeat
 from qrad_agent.jobs.runner import JobRunner
@@ -62,6 +65,8 @@ class Agent:
         self.thermostat = Thermostat(cfg.thermostat, self.power, self.hub, self.safety, self.clock,
                                      self.notifier, controller)
         self.state_path = cfg.state_dir / "state.json"
+        self.tuner = Tuner(self)
+        self.tuned_gains: PidGains | None = None
         self.sync = self._build_sync(cfg) if cfg.sync is not None else None
 
     def _build_sync(self, cfg: AgentConfig) -> SyncClient:
@@ -129,7 +134,7 @@ class Agent:
 
     def extra_changes(self) -> dict[str, Any]:
         """Privileged API changes offered by optional components (jobs, fire, sync), name -> action(params)."""
-        changes: dict[str, Any] = {}
+        changes: dict[str, Any] = {"autotune": self.tuner.request}
         if self.jobs is not None:
             jobs = self.jobs
             changes["cancel_job"] = lambda params: {"cancelled": jobs.cancel(str(params.get("job_id")))}
@@ -140,6 +145,8 @@ class Agent:
         state: dict = {"saved_at": time.time(), "power_curve": self.power.curve.state()}
         if isinstance(self.thermostat.controller, PidStep):
             state["pid"] = self.thermostat.controller.pid.state()
+        if self.tuned_gains is not None:
+            state["pid_gains"] = dataclasses.asdict(self.tuned_gains)
         t = self.thermostat
         if t.override_c is not None:
             remaining = None if t.override_until_s is None else max(0.0, t.override_until_s - self.clock.monotonic())
@@ -159,6 +166,13 @@ class Agent:
         if not state:
             return
         self.power.curve.restore(state.get("power_curve", {}))
+        gains = state.get("pid_gains")
+        if isinstance(gains, dict) and isinstance(self.thermostat.controller, PidStep):
+            try:
+                self.tuned_gains = PidGains(**gains)
+                self.thermostat.controller.pid.set_gains(self.tuned_gains)
+            except (TypeError, ValueError) as exc:
+                log.warning("tuned gains not restored", error=str(exc))
         override = state.get("override")
         if isinstance(override, dict) and isinstance(override.get("setpoint_c"), (int, float)):
             try:

@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     jobs_cancel = jobs_sub.add_parser("cancel", help="cancel a job (checkpointable jobs get their grace)")
     jobs_cancel.add_argument("job_id")
     jobs_cancel.add_argument("--json", action="store_true")
+    tune = sub.add_parser("autotune", help="identify the room and propose PID gains (privileged)")
+    _add_socket_args(tune)
+    tune_mode = tune.add_mutually_exclusive_group()
+    tune_mode.add_argument("--dry-run", action="store_true", help="show the step-test plan only")
+    tune_mode.add_argument("--status", action="store_true", help="progress, and the proposed gains")
+    tune_mode.add_argument("--confirm", action="store_true", help="apply and save the proposed gains")
     sim = sub.add_parser("sim", help="simulate the heater and its room on real weather (virtual time)")
     sim.add_argument("--days", type=float, default=7.0, help="simulated days (default 7)")
     sim.add_argument("--start", default="01-01", help="start date, MM-DD or YYYY-MM-DD (default 01-01)")
@@ -109,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_config_check(args.file, args.json)
         if args.command == "sensors":
             return cmd_sensors(args)
-        if args.command in ("status", "power", "selftest", "logs", "override"):
+        if args.command in ("status", "power", "selftest", "logs", "override", "autotune"):
             return cmd_api(args)
         if args.command == "jobs":
             from qrad_agent.jobs import cli as jobs_cli
@@ -166,7 +172,11 @@ def cmd_api(args: argparse.Namespace) -> int:
     from qrad_agent.ops.explain import explain_table
     from qrad_agent.ops.selftest import as_table
 
-    if args.command == "override":
+    if args.command == "autotune":
+        method = "autotune_status" if args.status else "autotune"
+        params = {"dry_run": args.dry_run, "confirm": args.confirm}
+        render = _pretty
+    elif args.command == "override":
         if args.clear == (args.setpoint_c is not None):
             print("qrad-agent override: give a setpoint in °C, or --clear", file=sys.stderr)
             return 2
@@ -193,6 +203,12 @@ def cmd_api(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(result, indent=2, default=str) if args.json else render(result))
     return 1 if args.command == "selftest" and not result["ok"] else 0
+
+
+def _pretty(result: object) -> str:
+    if isinstance(result, dict):
+        return "\n".join(f"{k}: {v}" for k, v in result.items())
+    return str(result)
 
 
 def cmd_run(cfg: AgentConfig) -> int:

@@ -107,6 +107,7 @@ class Thermostat:
         self.override_c: float | None = None
         self.override_until_s: float | None = None
         self.mode_setting = cfg.mode  # the configured mode; the platform may change it at run time
+        self.paused: str | None = None  # set while something else (autotune) drives the power
 
     def set_override(self, setpoint_c: float, duration_s: float | None) -> None:
         """Hold ``setpoint_c`` (°C) instead of the schedule, for ``duration_s`` (None: until cleared)."""
@@ -135,6 +136,11 @@ class Thermostat:
         """One control period; returns the heat demand (W) decided."""
         t_s = self.clock.monotonic()
         self.step_times_s.append(t_s)
+        if self.paused is not None:  # autotune drives power and heartbeats; the loop only records why
+            self.limit_reason = self.paused
+            self._last_t_s = t_s
+            self.notifier.notify("WATCHDOG=1")
+            return self.demand_w
         dt_s = self.cfg.period_s if self._last_t_s is None else min(t_s - self._last_t_s, 2 * self.cfg.period_s)
         self._last_t_s = t_s
         self.power.measure(t_s)

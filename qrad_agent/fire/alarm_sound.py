@@ -46,6 +46,8 @@ LEVEL_TOLERANCE_DB = 10.0
 """... and their peak level within this (one alarm at one distance; a melody note is louder or softer)."""
 CONSECUTIVE_CYCLE_S = 9.0
 """A confirmation this soon after the previous one continues the same alarm (the cycle is ~4 s)."""
+HARMONIC_CONTRAST_RELIEF_DB = 3.0
+"""The 520 Hz band, where speech is loud, needs 3 dB less contrast because its third harmonic must show too."""
 SAME_CYCLE_S = 2.0
 """Confirmations closer than this are one cycle heard in both bands."""
 STREAM_GAP_S = 0.5
@@ -91,7 +93,8 @@ class _Band:
         peak = triple[np.arange(len(k)), k]
         bins = k + lo
         median = np.median(power[:, self.ref[0] : self.ref[1]], axis=1) + 1e-12
-        on = peak >= 3.0 * median * 10.0 ** (cfg.contrast_db / 10.0)
+        contrast_db = cfg.contrast_db - (HARMONIC_CONTRAST_RELIEF_DB if self.harmonic else 0.0)
+        on = peak >= 3.0 * median * 10.0 ** (contrast_db / 10.0)
         if self.harmonic:
             third = 3 * bins
             h = power[np.arange(len(k)), third - 1] + power[np.arange(len(k)), third] + \
@@ -169,10 +172,12 @@ class AlarmSoundDetector:
     def _segment(self, band: _Band, frame: int, tone: bool, bin_: int, level: float, t_s: float) -> bool:
         if band.cur_start is not None:
             same = tone and abs(bin_ - band.cur_bin) <= BIN_TOLERANCE
-            if same:
+            if same and level > band.cur_level + LEVEL_TOLERANCE_DB:
+                self._close(band)  # a much louder tone starts at this pitch: a new sound, not this one
+            elif same:
                 band.cur_last = frame
                 band.cur_level = max(band.cur_level, level)
-            elif tone or frame - band.cur_last > BRIDGE_FRAMES:
+            elif frame - band.cur_last > BRIDGE_FRAMES:  # off, or another pitch, for too long
                 self._close(band)
         if tone and band.cur_start is None:
             band.cur_start, band.cur_last, band.cur_bin, band.cur_level = frame, frame, bin_, level
@@ -198,10 +203,15 @@ class AlarmSoundDetector:
     def _matches(self, done: list[Segment], nxt: Segment) -> bool:
         """Three similar beeps, a long gap, then ``nxt`` (the next cycle's first beep) at the same pitch."""
         c = self.cfg
-        done = [s for s in done if abs(s.bin - nxt.bin) <= BIN_TOLERANCE]  # other pitches: other sounds
+        everything = done
+        done = [s for s in done if abs(s.bin - nxt.bin) <= PATTERN_BIN_TOLERANCE
+                and abs(s.level_db - nxt.level_db) <= LEVEL_TOLERANCE_DB]  # other pitch or level: other sound
         if len(done) < 3:
             return False
         s1, s2, s3 = done[-3:]
+        if any(s.end_s > s1.start_s and s not in done and s.level_db >= nxt.level_db - LEVEL_TOLERANCE_DB
+               for s in everything):
+            return False  # the "gaps" hold another tone as loud: a warbling or sweeping sound, not beeps
         ons = [s.duration_s for s in (s1, s2, s3)]
         gaps = [s2.start_s - s1.end_s, s3.start_s - s2.end_s]
         long_gap = nxt.start_s - s3.end_s

@@ -52,6 +52,7 @@ def build(agent: Any) -> dict[str, Handler]:
         "power_explain": lambda params, peer: explain_power(agent),
         "selftest": lambda params, peer: as_json(run_selftest(agent)),
         "logs": logs,
+        "autotune_status": lambda params, peer: agent.tuner.status(),
         "set_override": change("set_override", override),
         "clear_override": change("clear_override", clear),
     }

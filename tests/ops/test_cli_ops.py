@@ -91,10 +91,12 @@ def _cli(*args: str, user: int | None = None) -> subprocess.CompletedProcess[str
 
 @pytest.mark.parametrize("command, key, words", [
     (["status"], "thermostat", ["mode", "limited by", "interfaces"]),
-    (["power", "explain"], "applied", ["heat demand", "cpufreq", "scaling_max_freq" if False else "policy0"]),
+    (["power", "explain"], "applied", ["heat demand", "cpufreq", "policy0"]),
     (["selftest"], "checks", ["PASS", "actuator cpufreq", "control loop timing", "code hash"]),
     (["logs", "--component", "power"], None, ["interfaces"]),
     (["sensors"], "channels", ["room_temp", "cpu0_temp"]),
+    (["autotune", "--dry-run"], "plan", ["plan", "step"]),
+    (["autotune", "--status"], "running", ["running: False"]),
 ])
 def test_command_in_both_forms(daemon, command, key, words) -> None:
     config, _ = daemon
