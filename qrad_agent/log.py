@@ -40,9 +40,25 @@ recent = RecentEvents()
 """The process's ring of recent events (the one piece of module state: it mirrors the log stream)."""
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time of the write (it may be replaced after set-up)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def setup_logging(device_id: str, level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
-    """Configure structlog for the process. ``fmt``: "json", "console" or "auto" (console on a TTY)."""
-    stream = stream or sys.stderr
+    """Configure structlog for the process. ``fmt``: "json", "console" or "auto" (console on a TTY).
+
+    Without ``stream`` the log goes to the process's standard error as it is at each write.
+    """
+    stream = stream or _CurrentStderr()  # type: ignore[assignment]
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False))

@@ -209,7 +209,8 @@ class AlarmSoundDetector:
         if len(done) < 3:
             return False
         s1, s2, s3 = done[-3:]
-        if any(s.end_s > s1.start_s and s not in done and s.level_db >= nxt.level_db - LEVEL_TOLERANCE_DB
+        mine = {id(s) for s in done}
+        if any(s.end_s > s1.start_s and id(s) not in mine and s.level_db >= nxt.level_db - LEVEL_TOLERANCE_DB
                for s in everything):
             return False  # the "gaps" hold another tone as loud: a warbling or sweeping sound, not beeps
         ons = [s.duration_s for s in (s1, s2, s3)]

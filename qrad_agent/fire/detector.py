@@ -10,7 +10,6 @@ await). A failing ``on_alarm`` is logged and never stops detection. ALARM latche
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -138,8 +137,6 @@ class FireDetector:
             "alarm_calls": self.alarm_calls,
             "audio": {"subscribed": self.queue is not None, "processed_s": round(sound.samples / 16000.0, 1),
                       "confirmations": sound.confirmations,
-                      "last_block_age_s": None if self.last_block_s is None else
-                      round(self.clock.monotonic() - self.last_block_s, 3) if math.isfinite(self.last_block_s)
-                      else None},
+                      "last_block_s": self.last_block_s},
             "heat": self.engine.heat.status(),
         }

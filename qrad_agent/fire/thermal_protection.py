@@ -9,15 +9,17 @@
     no_response              power >= ``gain_power_w`` held ``gain_time_s`` but the surface rose less
                              than ``gain_k`` and is not ``gain_settled_k`` above the room (sensor off the
                              heater, or fans lost and the power goes elsewhere)     gain_time_s
-    response_without_power   power <= ``idle_power_w`` for ``unpowered_time_s`` but the surface rose
-                             ``unpowered_rise_k`` (a misplaced sensor, or power we do not measure)
-                                                                                     unpowered_time_s
+    response_without_power   power <= ``idle_power_w`` and the surface rose ``unpowered_rise_k`` above
+                             its lowest point of the last ``unpowered_time_s`` (a misplaced sensor, or
+                             power we do not measure)     as soon as the rise completes, <= unpowered_time_s
+                             for any rise faster than unpowered_rise_k / unpowered_time_s
 Faults latch: a technician resets with ``reset()``. Pure and time-injected.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 
 from qrad_agent.fire.config import ThermalProtectionConfig
 
@@ -32,7 +34,7 @@ class ThermalProtection:
         self.faults: dict[str, str] = {}
         self._invalid_since: float | None = None
         self._powered_since: tuple[float, float] | None = None  # (t, surface at start)
-        self._unpowered_since: tuple[float, float] | None = None
+        self._unpowered: deque[tuple[float, float]] = deque()  # (t, surface) while idle, last window
 
     def update(self, t_s: float, power_w: float | None, surface_c: float | None, surface_t_s: float | None,
                cpu_c: float | None = None, room_c: float | None = None) -> dict[str, str]:
@@ -44,7 +46,8 @@ class ThermalProtection:
             new["cpu_overtemperature"] = f"CPU at {cpu_c:.1f} °C > {c.cpu_max_c} °C"
         if not valid:
             self._invalid_since = t_s if self._invalid_since is None else self._invalid_since
-            self._powered_since = self._unpowered_since = None
+            self._powered_since = None
+            self._unpowered.clear()
             if t_s - self._invalid_since >= c.invalid_fault_s:
                 new["sensor_invalid"] = f"heater surface reading invalid ({surface_c!r}) for " \
                                         f"{t_s - self._invalid_since:.0f} s"
@@ -67,7 +70,7 @@ class ThermalProtection:
     def _response(self, t_s: float, power_w: float, surface_c: float, room_c: float | None) -> dict[str, str]:
         c, out = self.cfg, {}
         if power_w >= c.gain_power_w:
-            self._unpowered_since = None
+            self._unpowered.clear()
             if self._powered_since is None:
                 self._powered_since = (t_s, surface_c)
             t0, s0 = self._powered_since
@@ -79,21 +82,24 @@ class ThermalProtection:
                                      f"{surface_c - s0:.1f} K < {c.gain_k} K"
         elif power_w <= c.idle_power_w:
             self._powered_since = None
-            since = self._unpowered_since
-            if since is None or surface_c < since[1] or t_s - since[0] > c.unpowered_time_s:
-                self._unpowered_since = (t_s, surface_c)  # the lowest recent point since power went idle
-            t0, s0 = self._unpowered_since
-            if surface_c - s0 >= c.unpowered_rise_k and t_s - t0 <= c.unpowered_time_s:
-                out["response_without_power"] = f"surface rose {surface_c - s0:.1f} K in {t_s - t0:.0f} s " \
+            window = self._unpowered
+            window.append((t_s, surface_c))
+            while t_s - window[0][0] > c.unpowered_time_s:
+                window.popleft()
+            t0, low = min(window, key=lambda x: x[1])
+            if surface_c - low >= c.unpowered_rise_k:
+                out["response_without_power"] = f"surface rose {surface_c - low:.1f} K in {t_s - t0:.0f} s " \
                                                 f"at {power_w:.0f} W"
         else:
-            self._powered_since = self._unpowered_since = None
+            self._powered_since = None
+            self._unpowered.clear()
         return out
 
     def reset(self) -> None:
         """A technician cleared the faults."""
         self.faults.clear()
-        self._invalid_since = self._powered_since = self._unpowered_since = None
+        self._invalid_since = self._powered_since = None
+        self._unpowered.clear()
 
     def status(self) -> dict:
         return {"faults": dict(self.faults)}

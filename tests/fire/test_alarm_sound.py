@@ -21,6 +21,14 @@ def test_t3_in_household_noise_200_trials_within_6_s(feed_audio) -> None:
     assert result["latency_max_s"] <= 6.0 or result["missed"]
 
 
+def test_low_frequency_t3_in_household_noise(feed_audio) -> None:
+    """520 Hz square T3 in the same noise: speech crowds that band; benchmarks/fire.py prints the rate."""
+    result = bench.t3_trials(40, seed=2, low_frequency=True)
+    # Not yet at the piezo figure: ~80 % within 6 s and ~90 % within 12 s (speech crowds 520 Hz at
+    # 0-5 dB SNR). A regression guard, not the target.
+    assert result["detected_within_6s"] >= 0.75, result["missed"]
+
+
 @pytest.mark.parametrize("on_s,gap_s,long_s,freq_hz", [
     (0.5, 0.5, 1.5, 3100.0),    # ISO 8201
     (0.3, 0.3, 1.1, 2800.0),    # a fast cheap alarm at the band's bottom
@@ -62,11 +70,9 @@ def test_real_recording_continuous_alarm_tone_is_not_t3(data_dir: Path, feed_aud
 def test_real_recording_gated_into_t3_is_detected(data_dir: Path, feed_audio) -> None:
     """The real piezo's timbre (harmonics, wobble) chopped into T3 from 3 s, where the tone is on."""
     tone = load_wav(data_dir / "audio" / "smoke_alarm_2p86kHz_excerpt_0-20s.wav", 16000)
-    gate = sounds.BeepTrack(sounds.t3_beeps(3.0, 20.0, 0.0, 1.0)).render(0, tone.size)  # sin(0)=0: use on-mask
     mask = np.zeros(tone.size)
     for start, end, *_ in sounds.t3_beeps(3.0, 20.0, 1.0, 1.0):
         mask[int(start * 16000) : int(end * 16000)] = 1.0
-    assert not gate.any()
     _, hits = feed_audio(tone * mask)
     assert hits and hits[0] - 3.0 < 6.0
 
