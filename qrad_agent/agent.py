@@ -23,6 +23,8 @@ from qrad_agent.control.pid import PidGains
 from qrad_agent.control.thermostat import Controller, PidStep, Thermostat
 from qrad_agent.ops.tuning import Tuner
 from qrad_agent.errors import ComponentDied
+from qrad_agent.fire.detector import FireDetector
+from qrad_agent.fire_response import FireResponse, thermal_check
 from qrad_agent.jobs.heat import JobsHeat
 from qrad_agent.jobs.runner import JobRunner
 from qrad_agent.platform import AgentCommands, Reporter
@@ -68,6 +70,18 @@ class Agent:
         self.tuner = Tuner(self)
         self.tuned_gains: PidGains | None = None
         self.sync = self._build_sync(cfg) if cfg.sync is not None else None
+        self.fire_response = FireResponse(self)
+        self.fire: FireDetector | None = None
+        if cfg.fire.enabled:
+            self.fire = FireDetector(cfg.fire, self.hub, self._audio_queue, lambda: self.power.measured_w,
+                                     self.clock, self.fire_response.on_alarm)
+        if cfg.safety.surface_channel in self.hub.specs:
+            self.safety.checks.append(thermal_check(self))
+
+    def _audio_queue(self):
+        """The microphone stream for fire detection: the first audio device's subscription, if any."""
+        audio = next((d for d in self.hub.drivers.values() if d.type_name == "audio"), None)
+        return None if audio is None else audio.subscribe()
 
     def _build_sync(self, cfg: AgentConfig) -> SyncClient:
         from qrad_agent.sync.commands import CommandHandler, ReplayWindow
@@ -93,6 +107,8 @@ class Agent:
         if self.sync is not None:
             components["sync"] = self.sync.run
             components["reporter"] = Reporter(self, self.sync).run
+        if self.fire is not None:
+            components["fire"] = self.fire.run
         return components
 
     def api_handlers(self) -> dict[str, Handler]:
@@ -147,6 +163,8 @@ class Agent:
             state["pid"] = self.thermostat.controller.pid.state()
         if self.tuned_gains is not None:
             state["pid_gains"] = dataclasses.asdict(self.tuned_gains)
+        if self.fire_response.latched is not None:
+            state["fire_alarm"] = self.fire_response.latched
         t = self.thermostat
         if t.override_c is not None:
             remaining = None if t.override_until_s is None else max(0.0, t.override_until_s - self.clock.monotonic())
@@ -166,6 +184,7 @@ class Agent:
         if not state:
             return
         self.power.curve.restore(state.get("power_curve", {}))
+        self.fire_response.restore(state.get("fire_alarm"))
         gains = state.get("pid_gains")
         if isinstance(gains, dict) and isinstance(self.thermostat.controller, PidStep):
             try:
@@ -195,11 +214,19 @@ class Agent:
             status["jobs"] = self.jobs.status()
         if self.sync is not None:
             status["sync"] = self.sync.status()
+        if self.fire is not None:
+            status["fire"] = self.fire.status()
         return status
 
     def reset_alarm(self, code: str, by: str) -> bool:
         """Reset a latched alarm (authorised callers only); False when no such alarm is latched."""
-        fire = getattr(self, "fire", None)
-        if fire is None:
-            return False
-        return bool(fire.reset(code, by=by))
+        if code == "fire_alarm":
+            return self.fire_response.reset(by)
+        if code in self.safety.LATCHED and code in self.safety.conditions:
+            for check in self.safety.checks:
+                protection = getattr(check, "protection", None)
+                if protection is not None:
+                    protection.reset()
+            self.safety.clear(code)
+            return True
+        return False

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from qrad_agent.errors import ConfigError
+from qrad_agent.fire.config import FireConfig
 from qrad_agent.jobs.config import JobsConfig
 from qrad_agent.sync.config import SyncConfig
 from qrad_drivers.base import DriverContext
@@ -174,6 +175,10 @@ class SafetyConfig(Section):
 
     check_period_s: PositiveS = 1.0
     cpu_temp_max_c: float = Field(95.0, gt=40, le=110)
+    surface_channel: str | None = Field(
+        "surface_temp", description="heater surface channel for thermal protection; None: off")
+    alarm_gpio_line: int | None = Field(
+        None, ge=0, description="GPIO output driven high on a fire alarm (sysfs class/gpio/gpioN/value)")
 
 
 class PlatformConfig(Section):
@@ -199,6 +204,7 @@ class AgentConfig(Section):
     api: ApiConfig = ApiConfig()
     jobs: JobsConfig = JobsConfig()
     sync: SyncConfig | None = Field(None, description="platform sync over MQTT; None: no sync")
+    fire: FireConfig = FireConfig()
     platform: PlatformConfig = PlatformConfig()
 
     @model_validator(mode="after")

@@ -34,8 +34,13 @@ def _label(input_path) -> str:
 class SafetyLayer:
     """Holds the active safety conditions; while any is active, compute power stays at its minimum."""
 
+    LATCHED = ("fire_alarm", "surface_overtemperature", "sensor_invalid", "no_response",
+               "response_without_power")
+    """Conditions that stay until a technician or an authorised command resets them."""
+
     def __init__(self, cfg: SafetyConfig, power: PowerManager, clock: Clock, heartbeat_timeout_s: float) -> None:
         self.cfg = cfg
+        self.checks: list = []  # extra checks: callables(t_s) -> {condition: reason}, e.g. thermal protection
         self.power = power
         self.clock = clock
         self.heartbeat_timeout_s = heartbeat_timeout_s
@@ -54,6 +59,17 @@ class SafetyLayer:
             log.error("safe state", condition=condition, reason=reason)
         self.conditions[condition] = reason
         self.power.force_minimum(f"{condition}: {reason}")
+
+    def alarm_output(self, on: bool) -> None:
+        """Drive the local alarm line (a GPIO output: relay, buzzer, LED) if one is configured. Never raises."""
+        line = self.cfg.alarm_gpio_line
+        if line is None:
+            return
+        path = self.power.cfg.sysfs_root / "class" / "gpio" / f"gpio{line}" / "value"
+        try:
+            path.write_text("1" if on else "0")
+        except OSError as exc:
+            log.error("alarm output write failed", path=str(path), error=str(exc))
 
     def clear(self, condition: str) -> None:
         """End ``condition``; the thermostat takes over again when no condition is left."""
@@ -75,6 +91,14 @@ class SafetyLayer:
         else:
             self.clear("control_heartbeat")
         self._check_cpu_temps()
+        for extra in self.checks:
+            try:
+                found = extra(now_s)
+            except Exception as exc:  # a broken check must not stop the others; it is itself unsafe
+                log.exception("safety check failed")
+                found = {"safety_check_error": f"{getattr(extra, '__name__', extra)}: {exc!r}"}
+            for condition, reason in found.items():
+                self.enter_safe_state(condition, reason)
         if self.conditions:
             self.power.force_minimum("; ".join(f"{c}: {r}" for c, r in self.conditions.items()))
 

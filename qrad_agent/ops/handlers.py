@@ -56,6 +56,13 @@ def build(agent: Any) -> dict[str, Handler]:
         "set_override": change("set_override", override),
         "clear_override": change("clear_override", clear),
     }
+    def reset_alarm(params: dict[str, Any]) -> dict[str, Any]:
+        code = str(params.get("code", "fire_alarm"))
+        if not agent.reset_alarm(code, by=f"local API"):
+            raise ApiError(f"no latched alarm {code!r}")
+        return agent.safety.status()
+
+    handlers["reset_alarm"] = change("reset_alarm", reset_alarm)
     for name, action in agent.extra_changes().items():
         handlers[name] = change(name, action)
     return handlers

@@ -1,0 +1,90 @@
+"""The response to a fire ALARM, and the heater's thermal protection, wired to the safety layer.
+
+On ALARM (`FireResponse.on_alarm`, called synchronously by the detector): compute power to its minimum
+through the safety layer at once (jobs frozen, P-states and RAPL at minimum, the thermostat ignored), the
+local alarm output on, the decision kept in the agent's state file, and an alarm handed to the sync outbox
+(retained, QoS 1) by a task of its own, so that nothing on the way to minimum power waits on storage or
+the network. The ALARM latches until `reset`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+
+from qrad_agent.fire.thermal_protection import ThermalProtection
+
+log = structlog.get_logger(component="fire")
+
+CONDITION = "fire_alarm"
+
+
+class FireResponse:
+    """What the agent does on a fire ALARM, and how it is reset."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+        self.latched: dict[str, Any] | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    def on_alarm(self, decision: Any) -> None:
+        """Safe power first, then the local signal, the state file and the platform. Never awaits."""
+        reason = f"fire ALARM: {decision.reason}"
+        self.agent.safety.enter_safe_state(CONDITION, reason)
+        self.agent.safety.alarm_output(True)
+        self.latched = decision.as_dict()
+        self.agent.save_state()
+        self.publish("raised", decision.reason)
+
+    def publish(self, state: str, detail: str) -> None:
+        """Hand the alarm to the outbox in the background (it survives a broker outage)."""
+        sync = self.agent.sync
+        if sync is None:
+            return
+        from qrad_agent.sync.contract import AlarmMessage, Kind
+
+        message = AlarmMessage(code=CONDITION, severity="critical", state=state, latched=state == "raised",
+                               detail=detail[:500], active=[CONDITION] if state == "raised" else [])
+        task = asyncio.get_running_loop().create_task(sync.enqueue(Kind.ALARM, message), name="fire:publish")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def reset(self, by: str) -> bool:
+        """End a latched ALARM (an authorised command or a technician); False if none is latched."""
+        if self.latched is None and CONDITION not in self.agent.safety.conditions:
+            return False
+        if self.agent.fire is not None:
+            self.agent.fire.reset(True, who=by)
+        self.latched = None
+        self.agent.safety.clear(CONDITION)
+        self.agent.safety.alarm_output(False)
+        self.agent.save_state()
+        self.publish("cleared", f"reset by {by}")
+        log.warning("fire alarm reset", by=by)
+        return True
+
+    def restore(self, latched: dict[str, Any] | None) -> None:
+        """A latched ALARM from before a restart holds power at minimum again until reset."""
+        if latched:
+            self.latched = latched
+            self.agent.safety.enter_safe_state(CONDITION, f"fire ALARM latched before restart: "
+                                                          f"{latched.get('reason', '')}")
+            self.agent.safety.alarm_output(True)
+
+
+def thermal_check(agent: Any) -> Any:
+    """A safety check (t_s -> new faults) running the heater's thermal protection on the hub's readings."""
+    protection = ThermalProtection(agent.cfg.fire.thermal)
+    channel = agent.cfg.safety.surface_channel
+
+    def thermal_protection(t_s: float) -> dict[str, str]:
+        reading = agent.hub.latest.get(channel)
+        surface_c = reading.value if reading is not None and reading.ok else None
+        room = agent.hub.best(agent.cfg.thermostat.room_channels, agent.cfg.thermostat.stale_after_s).reading
+        return protection.update(t_s, agent.power.measured_w, surface_c, None if reading is None else reading.t_s,
+                                 None, None if room is None else room.value)
+
+    thermal_protection.protection = protection  # type: ignore[attr-defined]
+    return thermal_protection
