@@ -62,7 +62,8 @@ class Agent:
             jobs_heat = JobsHeat(self.jobs)
         self.power = PowerManager(cfg.power, jobs=jobs_heat)
         context = DriverContext(sysfs_root=cfg.power.sysfs_root)
-        self.hub = SensorHub([build_driver(s, context) for s in cfg.sensors], self.clock, cfg.sensor_hub)
+        self.hub = SensorHub([build_driver(s, context) for s in cfg.sensors], self.clock, cfg.sensor_hub,
+                             cfg.thermostat.room_channels)
         self.safety = SafetyLayer(cfg.safety, self.power, self.clock, cfg.power.heartbeat_timeout_s)
         self.thermostat = Thermostat(cfg.thermostat, self.power, self.hub, self.safety, self.clock,
                                      self.notifier, controller)

@@ -143,7 +143,8 @@ SensorConfig = _sensor_union()
 class SensorHubConfig(Section):
     """Plausibility and scheduling of the sensor hub.
 
-    ``max_rate_per_s``: largest believable change per second by quantity; a jump larger than
+    ``max_rate_per_s``: largest believable change per second by quantity (for temperatures, only the
+    room channels: board and CPU temperatures follow power within seconds); a jump larger than
     ``max_rate_per_s * dt + spike_floor`` between two samples is a spike (FAULT); the floor absorbs noise.
     Defaults: room temperature 1 K/s (a flaming fire raises a room sensor by well under that per second
     over the first minutes: UL FSRI armchair test, ../shared/data/fire_compartment_fsri), CO2 200 ppm/s.

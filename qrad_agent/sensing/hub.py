@@ -58,8 +58,10 @@ class ChannelState:
 class SensorHub:
     """Polls ``drivers``; `best` picks the room temperature; `status` reports every channel and driver."""
 
-    def __init__(self, drivers: list[Driver], clock: Clock, cfg: SensorHubConfig | None = None) -> None:
+    def __init__(self, drivers: list[Driver], clock: Clock, cfg: SensorHubConfig | None = None,
+                 room_channels: list[str] | None = None) -> None:
         self.cfg = cfg or SensorHubConfig()
+        self.room_channels = set(room_channels or [])
         self.clock = clock
         self.drivers = {d.cfg.name: d for d in drivers}
         self.specs = {spec.name: spec for d in drivers for spec in d.channels}
@@ -164,8 +166,10 @@ class SensorHub:
             if state is None:
                 continue
             quantity = self.specs[reading.channel].quantity
-            reading = check_rate(state.latest, reading, self.cfg.max_rate_per_s.get(quantity),
-                                 self.cfg.spike_floor.get(quantity, 0.0))
+            if quantity != "temperature" or reading.channel in self.room_channels:
+                # Room air changes slowly; CPU, outlet and surface temperatures follow power within seconds.
+                reading = check_rate(state.latest, reading, self.cfg.max_rate_per_s.get(quantity),
+                                     self.cfg.spike_floor.get(quantity, 0.0))
             state.latest = reading
             state.history.append(reading)
             if self._reported.get(reading.channel) is not reading.quality:
