@@ -80,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     tune_mode.add_argument("--dry-run", action="store_true", help="show the step-test plan only")
     tune_mode.add_argument("--status", action="store_true", help="progress, and the proposed gains")
     tune_mode.add_argument("--confirm", action="store_true", help="apply and save the proposed gains")
+    ident = sub.add_parser("identify", help="blink the front LED so the heater can be found (privileged)")
+    _add_socket_args(ident)
+    ident.add_argument("--count", type=int, default=10)
+    firetest = sub.add_parser("fire-test", help="drive the alarm path in test mode (privileged)")
+    _add_socket_args(firetest)
+    firetest.add_argument("--seconds", type=float, default=5.0)
+    firetest.add_argument("--cut-power", action="store_true", help="also hold compute power at minimum")
+    reset = sub.add_parser("reset-alarm", help="reset a latched alarm after inspection (privileged)")
+    _add_socket_args(reset)
+    reset.add_argument("code", nargs="?", default="fire_alarm")
     sim = sub.add_parser("sim", help="simulate the heater and its room on real weather (virtual time)")
     sim.add_argument("--days", type=float, default=7.0, help="simulated days (default 7)")
     sim.add_argument("--start", default="01-01", help="start date, MM-DD or YYYY-MM-DD (default 01-01)")
@@ -115,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_config_check(args.file, args.json)
         if args.command == "sensors":
             return cmd_sensors(args)
-        if args.command in ("status", "power", "selftest", "logs", "override", "autotune"):
+        if args.command in ("status", "power", "selftest", "logs", "override", "autotune", "identify",
+                            "fire-test", "reset-alarm"):
             return cmd_api(args)
         if args.command == "jobs":
             from qrad_agent.jobs import cli as jobs_cli
@@ -172,7 +183,15 @@ def cmd_api(args: argparse.Namespace) -> int:
     from qrad_agent.ops.explain import explain_table
     from qrad_agent.ops.selftest import as_table
 
-    if args.command == "autotune":
+    if args.command in ("identify", "fire-test", "reset-alarm"):
+        method, params = {
+            "identify": ("identify", {"count": getattr(args, "count", 10)}),
+            "fire-test": ("fire_test", {"seconds": getattr(args, "seconds", 5.0),
+                                        "cut_power": getattr(args, "cut_power", False)}),
+            "reset-alarm": ("reset_alarm", {"code": getattr(args, "code", "fire_alarm")}),
+        }[args.command]
+        render = _pretty
+    elif args.command == "autotune":
         method = "autotune_status" if args.status else "autotune"
         params = {"dry_run": args.dry_run, "confirm": args.confirm}
         render = _pretty

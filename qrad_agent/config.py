@@ -180,6 +180,8 @@ class SafetyConfig(Section):
         "surface_temp", description="heater surface channel for thermal protection; None: off")
     alarm_gpio_line: int | None = Field(
         None, ge=0, description="GPIO output driven high on a fire alarm (sysfs class/gpio/gpioN/value)")
+    identify_gpio_line: int | None = Field(
+        None, ge=0, description="GPIO output of the front LED/beeper that `identify` blinks")
 
 
 class PlatformConfig(Section):

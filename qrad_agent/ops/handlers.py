@@ -12,6 +12,7 @@ from qrad_agent.api.server import ApiError, Handler, Peer
 from qrad_agent.log import recent
 from qrad_agent.ops.auth import is_privileged
 from qrad_agent.ops.explain import explain_power
+from qrad_agent.ops.field import fire_test, identify
 from qrad_agent.ops.selftest import as_json, run_selftest
 
 log = structlog.get_logger(component="api")
@@ -63,6 +64,8 @@ def build(agent: Any) -> dict[str, Handler]:
         return agent.safety.status()
 
     handlers["reset_alarm"] = change("reset_alarm", reset_alarm)
+    handlers["identify"] = change("identify", lambda params: identify(agent, params))
+    handlers["fire_test"] = change("fire_test", lambda params: fire_test(agent, params))
     for name, action in agent.extra_changes().items():
         handlers[name] = change(name, action)
     return handlers

@@ -31,6 +31,9 @@ socket_path = "{run_dir}/api.sock"
 privileged_group = "root"
 [jobs]
 enabled = false
+[safety]
+alarm_gpio_line = 23
+identify_gpio_line = 24
 [power]
 sysfs_root = "{root}"
 jobs_cgroup = "{root}/fs/cgroup/qrad-jobs"
@@ -70,6 +73,11 @@ def daemon():
     sim = subprocess.Popen([HWSIM, "serve", "--root", str(root), "--speed", "1", "--devices", "room",
                             "--initial-air-c", "19.5"], stdout=subprocess.PIPE, text=True)
     assert sim.stdout is not None and sim.stdout.readline().startswith("READY")
+    for line in (23, 24):  # the board's alarm output and front LED, as GPIO output lines
+        gpio = root / "class" / "gpio" / f"gpio{line}"
+        gpio.mkdir(parents=True)
+        (gpio / "direction").write_text("out\n")
+        (gpio / "value").write_text("0\n")
     config = run_dir / "agent.toml"
     config.write_text(_config(root, run_dir))
     agent = subprocess.Popen([AGENT, "run", "--config", str(config)], stderr=(run_dir / "agent.log").open("w"))
@@ -166,3 +174,40 @@ def test_change_from_an_unprivileged_uid_is_refused_and_logged(daemon) -> None:
 def test_usage_error_exits_2(daemon) -> None:
     config, _ = daemon
     assert _cli("override", "--config", str(config)).returncode == 2
+
+
+def _wait_value(path: Path, value: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.read_text().strip() == value:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_identify_blinks_the_front_led(daemon) -> None:
+    config, sock = daemon
+    led = sock.parent / "sys" / "class" / "gpio" / "gpio24" / "value"
+    result = _cli("identify", "--count", "3", "--config", str(config), "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["blinking"] == 3
+    assert _wait_value(led, "1", 2) and _wait_value(led, "0", 2)
+
+
+def test_fire_test_drives_the_alarm_output_and_holds_power(daemon) -> None:
+    config, sock = daemon
+    line = sock.parent / "sys" / "class" / "gpio" / "gpio23" / "value"
+    result = _cli("fire-test", "--seconds", "1.5", "--cut-power", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert _wait_value(line, "1", 2)
+    status = json.loads(_cli("status", "--config", str(config), "--json").stdout)
+    assert "fire_test" in status["safety"]["conditions"] and status["power"]["forced_reason"]
+    assert _wait_value(line, "0", 4)
+    time.sleep(0.3)
+    status = json.loads(_cli("status", "--config", str(config), "--json").stdout)
+    assert "fire_test" not in status["safety"]["conditions"]
+
+
+def test_reset_alarm_without_a_latched_alarm_is_refused(daemon) -> None:
+    config, _ = daemon
+    result = _cli("reset-alarm", "--config", str(config))
+    assert result.returncode == 1 and "no latched alarm" in result.stderr
