@@ -28,6 +28,10 @@ from .w1 import Ds18b20Device
 
 GPIO_PRESENCE, GPIO_WINDOW, GPIO_DOOR = 17, 27, 22
 DS18B20_ID = "28-0316a2791aff"
+FIRE_AIR_FRACTION = 0.35
+"""Share of a fire's heat release that warms the room air the heater's sensors see (the rest goes to the
+plume, the ceiling layer and the walls); a flaming item's CO2 is about 0.055 L per kJ released."""
+FIRE_CO2_M3_PER_KJ = 0.055e-3
 LUX_PER_W_M2 = 0.9
 """Indoor daylight near a window, lux per W/m² of horizontal irradiance outside (luminous efficacy of
 daylight ~110 lm/W times a daylight factor of ~0.8 %); plus 300 lux of lighting when occupied."""
@@ -55,6 +59,7 @@ class DeviceSuite:
         self.gpio = GpioLines(root, {GPIO_PRESENCE: 0, GPIO_WINDOW: 0, GPIO_DOOR: 0})
         self.audio = AudioSource(dev / "mic.fifo", 16000, rng)
         self.occupants = 0
+        self.fire_hrr_w = 0.0  # heat release rate of a fire in the room (W), set by a scenario or a test
         self._tasks: list[asyncio.Task] = []
 
     @property
@@ -82,7 +87,8 @@ class DeviceSuite:
     def update(self, state, moment, dt_s: float, pressure_pa: float, ghi_w_m2: float) -> None:
         """Move every device after a heater step (``state``: HeaterState; ``moment``: the sim calendar)."""
         self.occupants = self.occupancy.occupants(moment)
-        co2_ppm = self.co2_room.step(dt_s, self.occupants)
+        fire_co2_m3_h = self.fire_hrr_w / 1000.0 * FIRE_CO2_M3_PER_KJ * 3600.0
+        co2_ppm = self.co2_room.step(dt_s, self.occupants, fire_co2_m3_h)
         self.co2.co2_ppm = co2_ppm
         self.co2.temperature_c = state.air_c
         self.pm.pm1_0, self.pm.pm2_5, self.pm.pm10 = 4.0, 6.0, 9.0
@@ -98,8 +104,8 @@ class DeviceSuite:
 
     @property
     def internal_gains_w(self) -> float:
-        """Heat from the occupants (W), for the room model."""
-        return self.occupants * SENSIBLE_HEAT_PER_PERSON_W
+        """Heat from the occupants and any fire (W), for the room model."""
+        return self.occupants * SENSIBLE_HEAT_PER_PERSON_W + FIRE_AIR_FRACTION * self.fire_hrr_w
 
     def set_fault(self, device: str, kind: str) -> None:
         """Inject ``kind`` into ``device``. Raises KeyError/ValueError naming what is valid."""
