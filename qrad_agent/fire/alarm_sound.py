@@ -48,6 +48,10 @@ CONSECUTIVE_CYCLE_S = 9.0
 """A confirmation this soon after the previous one continues the same alarm (the cycle is ~4 s)."""
 HARMONIC_CONTRAST_RELIEF_DB = 3.0
 """The 520 Hz band, where speech is loud, needs 3 dB less contrast because its third harmonic must show too."""
+REGION_HISTORY_FRAMES = 800
+"""Per-frame region levels kept (12.8 s: a T3 cycle and its next beep)."""
+GAP_QUIET_DB = 6.0
+"""In the 520 Hz band the gaps must be this much quieter than the beeps across the whole region."""
 SAME_CYCLE_S = 2.0
 """Confirmations closer than this are one cycle heard in both bands."""
 STREAM_GAP_S = 0.5
@@ -75,6 +79,8 @@ class _Band:
         self.name, self.bins, self.ref, self.harmonic = name, bins, ref, harmonic
         self.floor_db: float | None = None
         self.segments: deque[Segment] = deque(maxlen=16)
+        self.region_db: deque[tuple[int, float]] = deque(maxlen=REGION_HISTORY_FRAMES)
+        self.last_region_db = np.zeros(0)
         self.reset()
 
     def reset(self) -> None:
@@ -101,7 +107,14 @@ class _Band:
                 power[np.arange(len(k)), third + 1]
             hmed = np.median(power[:, 3 * self.ref[0] : 3 * self.ref[1]], axis=1) + 1e-12
             on &= h >= 3.0 * hmed * 2.0
+        self.last_region_db = 10.0 * np.log10(np.max(power[:, self.ref[0] : self.ref[1]], axis=1) + 1e-12)
         return on, bins, 10.0 * np.log10(peak + 1e-12)
+
+    def gaps_quiet(self, intervals: list[tuple[float, float]], frame_s: float, beep_db: float) -> bool:
+        """The loudest bin of the region, in the middle of every gap, is ``GAP_QUIET_DB`` below the beeps."""
+        levels = [db for frame, db in self.region_db
+                  if any(a + 2 * frame_s <= frame * frame_s <= b - 2 * frame_s for a, b in intervals)]
+        return not levels or float(np.median(levels)) <= beep_db - GAP_QUIET_DB
 
 
 class AlarmSoundDetector:
@@ -166,6 +179,7 @@ class AlarmSoundDetector:
             if not tone:
                 rate = 0.3 if level_db[i] < band.floor_db else 0.005
                 band.floor_db += rate * (float(level_db[i]) - band.floor_db)
+            band.region_db.append((frame, float(band.last_region_db[i])))
             confirmed |= self._segment(band, frame, tone, int(bins[i]), float(level_db[i]), t_s)
         return confirmed
 
@@ -187,7 +201,7 @@ class AlarmSoundDetector:
             return False
         current = Segment(band.cur_start * self.frame_s, (band.cur_last + 1) * self.frame_s, band.cur_bin,
                           band.cur_level)
-        if self._matches(list(band.segments), current):
+        if self._matches(band, list(band.segments), current):
             band.confirmed_start = band.cur_start
             self._confirm(band, current, t_s)
             return True
@@ -200,7 +214,7 @@ class AlarmSoundDetector:
                                          band.cur_bin, band.cur_level))
         band.cur_start = None
 
-    def _matches(self, done: list[Segment], nxt: Segment) -> bool:
+    def _matches(self, band: _Band, done: list[Segment], nxt: Segment) -> bool:
         """Three similar beeps, a long gap, then ``nxt`` (the next cycle's first beep) at the same pitch."""
         c = self.cfg
         everything = done
@@ -233,6 +247,9 @@ class AlarmSoundDetector:
             before = s1.start_s - done[-4].end_s
             if before < min(c.long_gap_min_s, c.long_gap_ratio * max(gaps)):
                 return False
+        if band.harmonic and not band.gaps_quiet([(s1.end_s, s2.start_s), (s2.end_s, s3.start_s),
+                                                  (s3.end_s, nxt.start_s)], self.frame_s, nxt.level_db):
+            return False  # 520 Hz band: music and speech fill the gaps with neighbouring notes
         self.last_match = {"on_s": [round(d, 3) for d in ons], "gaps_s": [round(g, 3) for g in gaps],
                            "long_gap_s": round(long_gap, 3), "freq_hz": round(s1.bin * self.bin_hz)}
         return True
