@@ -20,7 +20,7 @@ times the paths per CPU-second the real jobs measured here; that divided by the 
 
 Two agent bugs this run found are worked around by default, each with a flag to run the agent as is
 (``--no-jobs-release-fix``, ``--no-jobs-cgroup-fix``; see _patch_release and _patch_cgroup_remove). Both
-patches are no-ops once qrad_agent/jobs/heat.py and cgroups.py are fixed.
+bugs are now fixed in qrad_agent/jobs/heat.py and cgroups.py; the patches repeat the fix and are no-ops.
 
 Run as root with bubblewrap and the job user (as tests/jobs): ``python benchmarks/hil_jobs.py --hours 2``
 (24 h at the default speed 60 takes 24 real minutes). The machine's other load counts: jobs get only the CPU

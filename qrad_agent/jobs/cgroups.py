@@ -141,7 +141,16 @@ class JobCgroup:
                     pass
 
     def try_remove(self) -> bool:
-        """Remove the directories; False while a process is still inside (the caller retries)."""
+        """Remove the directories; False while a process is still inside (the caller retries).
+
+        On v1 the job's quota is lifted first: a removed cgroup lingers in the kernel (dying) with its last
+        cpu.cfs_quota_us, and the parent's quota could then never be lowered below it again (EINVAL).
+        """
+        if self.version == 1 and "cpu" in self.dirs:
+            try:
+                (self.dirs["cpu"] / "cpu.cfs_quota_us").write_text("-1")
+            except OSError:
+                pass
         done = True
         for d in sorted(set(self.dirs.values())):
             try:

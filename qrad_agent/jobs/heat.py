@@ -77,9 +77,15 @@ class JobsHeat:
         self.set_share(level)
 
     def release(self) -> None:
+        """No CPU limit on the jobs: thaw them (unless a safety freeze holds) and let queued jobs start."""
         self.runner.tree.release_quota()
-        if self.runner.frozen and self.forced_reason is None:
-            self.runner.thaw()
+        if self.forced_reason in (None, "share zero"):
+            self.forced_reason = None
+            self.share = 1.0
+            if self.runner.frozen:
+                self.runner.thaw()
+            self.runner.hold = False
+            self.runner._wake.set()
 
     def readback(self) -> dict[str, str]:
         return {"share": f"{self.share:.3f}", "frozen": str(self.runner.frozen),

@@ -100,13 +100,23 @@ class Household:
 
     def render(self, n0: int, n: int) -> np.ndarray:
         pink, speech, music = self.gains
-        idx = np.arange(n0 + self._offset, n0 + self._offset + n)
-        out = pink * np.take(self._pink, idx, mode="wrap")
+        out = pink * _wrap(self._pink, n0 + self._offset, n)
         if speech:
-            out += speech * np.take(self._speech_loop, np.arange(n0, n0 + n) + self._speech_offset, mode="wrap") / 1.2
+            out += speech * _wrap(self._speech_loop, n0 + self._speech_offset, n) / 1.2
         if music:
             out += music * self._music.render(n0 % self._music_n, n) / 0.8
         return out
+
+
+def _wrap(loop: np.ndarray, start: int, n: int) -> np.ndarray:
+    """``n`` samples of the periodic ``loop`` from sample ``start`` (slices, not an index array)."""
+    parts, pos = [], start % loop.size
+    while n > 0:
+        part = loop[pos : pos + n]
+        parts.append(part)
+        n -= part.size
+        pos = 0
+    return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
 
 
 @functools.cache
