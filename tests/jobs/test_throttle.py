@@ -118,16 +118,3 @@ async def test_checkpoint_then_resume_same_result(harness, tmp_path):
                                 cwd=tmp_path, capture_output=True, text=True, check=True)
     assert harness.result("sw")["checksum"] == json.loads(sweep_bare.stdout.splitlines()[-1])["checksum"]
 
-
-async def test_release_after_a_zero_share_thaws_and_lets_queued_jobs_start(harness):
-    """The power manager releases the quota when demand rises past the quota's part of the range: frozen
-    jobs must resume and queued ones start (found by benchmarks/hil_jobs.py: no heat at full demand)."""
-    heat = JobsHeat(harness.runner)
-    heat.apply(0.0)  # near-zero demand: frozen, nothing new starts
-    assert harness.runner.hold and harness.runner.frozen
-    heat.release()
-    assert not harness.runner.hold and not harness.runner.frozen
-    heat.freeze_all("safety")  # a safety freeze is not lifted by a release
-    heat.release()
-    assert harness.runner.frozen
-    heat.thaw_all()
