@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from qrad_hwsim.platform import Platform
+
 import asyncio
 import os
 import signal
@@ -65,7 +67,8 @@ def _start_runner(cfg_path: Path, count: int) -> subprocess.Popen[str]:
                              str(count)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-async def test_sigkill_mid_burst_loses_nothing_and_will_is_published(sync_cfg, platform, tmp_path) -> None:
+async def test_sigkill_mid_burst_loses_nothing_and_will_is_published(sync_cfg, platform, tmp_path, broker,
+                                                                      pki) -> None:
     cfg = sync_cfg(outbox_durability="full")
     cfg_path = tmp_path / "sync.json"
     cfg_path.write_text(cfg.model_dump_json())
@@ -84,7 +87,11 @@ async def test_sigkill_mid_burst_loses_nothing_and_will_is_published(sync_cfg, p
     assert await platform.wait(lambda p: p.devices["heater-1"].availability[-1][1] == "offline", 2 * 1.5)
     offline_at = log.availability[-1][0]
     assert offline_at - killed_at <= 1.5 * cfg.keepalive_s
-    assert log.availability[-1][2] or True  # a live subscriber gets the will without the retain flag
+    # A live subscriber gets the will without the retain flag; a newcomer must get it as retained.
+    cert, key = pki.client("platform")
+    with Platform("127.0.0.1", broker.port, pki.ca, cert, key, client_id="platform-late", clean=True) as late:
+        assert await late.wait(lambda p: bool(p.devices["heater-1"].availability), 5)
+        assert late.devices["heater-1"].availability[-1][1:] == ("offline", True)
     received_before_restart = len(log.seen)
     proc2 = _start_runner(cfg_path, 0)
     try:
