@@ -32,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the daemon")
     run.add_argument("--config", type=Path, required=True, help="TOML configuration file")
+    launcher = sub.add_parser("launcher", help="run the privileged job launcher service (jobs.launcher_socket)")
+    launcher.add_argument("--config", type=Path, required=True, help="the agent's TOML configuration file")
+    launcher.add_argument("--allow-uid", type=int, action="append", default=None,
+                          help="uid allowed to use the launcher (repeatable; default 0)")
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a configuration file")
@@ -121,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(load_config(args.config))
+        if args.command == "launcher":
+            return cmd_launcher(load_config(args.config), args.allow_uid)
         if args.command == "config":
             return cmd_config_check(args.file, args.json)
         if args.command == "sensors":
@@ -239,6 +245,43 @@ def cmd_run(cfg: AgentConfig) -> int:
     except ComponentDied as exc:
         log.error("agent stopped: component died", component=exc.component, error=str(exc))
         return EX_SOFTWARE
+    return 0
+
+
+def cmd_launcher(cfg: AgentConfig, allow_uids: list[int] | None) -> int:
+    """Serve the jobs' privileged operations on ``jobs.launcher_socket`` until SIGTERM (0); 78 without one."""
+    import threading
+
+    from qrad_agent.jobs.launcher import Launcher, LauncherServer
+    from qrad_agent.jobs.sandbox import SandboxError
+    from qrad_agent.sdnotify import Notifier
+
+    setup_logging(cfg.device_id, cfg.logging.level, cfg.logging.format)
+    log = structlog.get_logger(component="launcher")
+    if cfg.jobs.launcher_socket is None:
+        print("jobs.launcher_socket is not set in the configuration", file=sys.stderr)
+        return EX_CONFIG
+    launcher = Launcher(cfg.jobs)
+    try:
+        launcher.setup()
+    except (SandboxError, OSError) as exc:
+        log.error("launcher cannot start sandboxes", error=str(exc))
+        return EX_UNAVAILABLE
+    server = LauncherServer(launcher, cfg.jobs.launcher_socket, set(allow_uids) if allow_uids else None)
+    server.bind()
+    stopped = threading.Event()
+
+    def _stop(signum: int, frame: object) -> None:
+        stopped.set()
+        threading.Thread(target=server.close, daemon=True).start()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stop)
+    Notifier().notify("READY=1")
+    log.info("launcher ready", socket=str(cfg.jobs.launcher_socket))
+    server.serve_forever()
+    server.close()  # idempotent: the signal handler's close may not have finished
+    log.info("launcher stopped")
     return 0
 
 

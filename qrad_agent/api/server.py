@@ -65,8 +65,10 @@ class ApiServer:
         server = await asyncio.start_unix_server(self._serve, path=str(self.path), limit=MAX_REQUEST_BYTES)
         try:
             os.chmod(self.path, SOCKET_MODE)
-            if self.group:
-                os.chown(self.path, -1, grp.getgrnam(self.group).gr_gid)
+            if self.group:  # under systemd the unit's Group= already gave it (no CAP_CHOWN there)
+                gid = grp.getgrnam(self.group).gr_gid
+                if os.stat(self.path).st_gid != gid:
+                    os.chown(self.path, -1, gid)
             log.info("local API listening", path=str(self.path), group=self.group)
             async with server:
                 await server.serve_forever()

@@ -40,6 +40,9 @@ class JobsConfig(_Section):
     allow_unsigned: bool = False
     job_user: str = Field("qrad-job", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
     create_job_user: bool = Field(True, description="useradd --system the job user when it is missing")
+    launcher_socket: Path | None = Field(
+        None, description="socket of the privileged launcher service (qrad-agent launcher); unset: the agent "
+                          "starts sandboxes itself and needs CAP_SETUID/SETGID/KILL/CHOWN and namespaces")
     bwrap: Path = Path("/usr/bin/bwrap")
     python: Path = Path("/usr/bin/python3")
     runtime: list[RuntimeBind] = Field(default_factory=list)

@@ -13,11 +13,8 @@ import asyncio
 import heapq
 import itertools
 import json
-import os
 import re
 import shutil
-import signal
-import subprocess
 import time
 import uuid
 from dataclasses import dataclass
@@ -28,10 +25,10 @@ import structlog
 from qrad_agent.jobs import bundle
 from qrad_agent.jobs.cgroups import JobCgroup, JobsCgroupTree
 from qrad_agent.jobs.config import JobsConfig
+from qrad_agent.jobs.launcher import JobProcess, Launcher, LauncherError, RemoteLauncher
 from qrad_agent.jobs.model import CHECKPOINTED_EXIT, JOB_ID_PATTERN, JobRecord, JobRejected, Manifest, RejectReason, Status
-from qrad_agent.jobs.sandbox import (SANDBOX_START_FAILED, JobUser, build_launch, check_tools,
-                                     ensure_job_user)
-from qrad_agent.jobs.store import JobStore, dir_bytes
+from qrad_agent.jobs.sandbox import SANDBOX_START_FAILED, JobUser
+from qrad_agent.jobs.store import JobStore
 
 log = structlog.get_logger(component="jobs")
 
@@ -44,7 +41,7 @@ class _Active:
 
     manifest: Manifest
     cgroup: JobCgroup
-    proc: asyncio.subprocess.Process
+    proc: JobProcess
     task: asyncio.Task | None = None
     stop_reason: str | None = None  # cancel, walltime, output, checkpoint
     kill_at: float | None = None
@@ -59,6 +56,9 @@ class JobRunner:
         self.cfg = cfg
         self.tree = tree or JobsCgroupTree(cfg.cgroup)
         self.store = JobStore(cfg.jobs_dir)
+        self.launcher: Launcher | RemoteLauncher = (
+            RemoteLauncher(cfg, cfg.launcher_socket) if cfg.launcher_socket is not None
+            else Launcher(cfg, self.tree, self.store))
         self.key = bundle.load_public_key(cfg.public_key) if cfg.public_key else None
         self.records: dict[str, JobRecord] = {}
         self.manifests: dict[str, Manifest] = {}
@@ -73,19 +73,29 @@ class JobRunner:
     # -- setup and shutdown --
 
     def setup(self) -> None:
-        """Job user, tools, cgroups, directories; kill and remove what a previous run left."""
-        check_tools(self.cfg)
-        self.user = ensure_job_user(self.cfg)
+        """Job user, tools, cgroups, directories; kill and remove what a previous run left.
+
+        Raises SandboxError/LauncherError when sandboxes cannot be started here, ActuatorError on cgroups."""
+        self.user = self.launcher.setup()
         self.tree.setup()
         self.tree.thaw()
-        self.store.setup(self.user.gid)
         for job_id in self.tree.leftovers():
-            self._destroy_cgroup_now(self.tree.job(job_id))
+            self._destroy_cgroup_now(job_id)
         for record in self.store.load_all():
             self._restore(record)
 
+    def _privileged(self, op: str, job_id: str) -> object:
+        """A launcher operation that must not break the caller (cleanup, stop): failures are logged."""
+        try:
+            return getattr(self.launcher, op)(job_id)
+        except (LauncherError, OSError) as exc:
+            log.error("launcher operation failed", op=op, job=job_id, error=str(exc))
+            return None
+
     def _restore(self, record: JobRecord) -> None:
-        if not record.status.terminal:
+        if record.status.terminal:
+            self._privileged("reclaim", record.id)
+        else:
             manifest = self._load_manifest(record.id)
             if manifest is None:
                 record.status, record.reason = Status.FAILED, "agent_restart"
@@ -130,7 +140,7 @@ class JobRunner:
         try:
             staged = bundle.stage(source, self.cfg, self.key, self.store.root)
             manifest = staged.manifest
-            if manifest.id in self.records:
+            if manifest.id in self.records or self.store.job_dir(manifest.id).exists():
                 raise JobRejected(RejectReason.DUPLICATE_ID, f"job {manifest.id} exists")
             return self._accept(staged)
         except JobRejected as exc:
@@ -141,12 +151,16 @@ class JobRunner:
     def _accept(self, staged: bundle.StagedBundle) -> JobRecord:
         assert self.user is not None, "setup() first"
         manifest = staged.manifest
-        job_dir = self.store.make_job_dir(manifest.id, self.user.gid)
+        job_dir = self.store.make_job_dir(manifest.id)
         staged.path.rename(job_dir / "work")
         (job_dir / "manifest.json").write_text(manifest.model_dump_json())
         (job_dir / "work" / "manifest.json").unlink(missing_ok=True)
-        bundle.chown_tree(job_dir / "work", self.user.uid, self.user.gid)
-        (job_dir / "work").chmod(0o700)
+        try:
+            self.launcher.prepare(manifest.id)
+        except (LauncherError, OSError) as exc:
+            self._privileged("reclaim", manifest.id)
+            self.store.remove(manifest.id)
+            raise JobRejected(RejectReason.BAD_BUNDLE, f"not handed to the job user: {exc}") from exc
         record = JobRecord(id=manifest.id, priority=manifest.priority, cores=manifest.cores,
                            submitted_at=time.time(), signed=staged.signed)
         self.records[record.id] = record
@@ -161,7 +175,7 @@ class JobRunner:
             job_id = f"rejected-{uuid.uuid4().hex[:12]}"
         record = JobRecord(id=job_id, status=Status.REJECTED, reason=exc.reason.value, detail=exc.detail,
                            submitted_at=time.time(), ended_at=time.time())
-        self.store.make_job_dir(job_id, 0)
+        self.store.make_job_dir(job_id)
         self.store.save(record)
         self.records[job_id] = record
         log.warning("job rejected", job=job_id, reason=exc.reason.value, detail=exc.detail)
@@ -230,23 +244,20 @@ class JobRunner:
         assert self.user is not None, "setup() first"
         job_dir = self.store.job_dir(record.id)
         cgroup = None
-        launch = None
         try:
             cgroup = self.tree.create(record.id, manifest.cores, manifest.memory_mb << 20, manifest.pids)
-            launch = build_launch(self.cfg, self.user, record.id, manifest.cores, job_dir / "work",
-                                  cgroup.procs_files, manifest.output_mb << 20, manifest.command)
+            self.launcher.prepare(record.id)  # again after a checkpoint: the work came back to root
+            input_bytes = self.launcher.work_bytes(record.id)
             with open(job_dir / "stdout", "ab") as out, open(job_dir / "stderr", "ab") as err:
-                proc = subprocess.Popen(launch.argv, env=launch.env, pass_fds=launch.fds, stdin=subprocess.DEVNULL,
-                                        stdout=out, stderr=err, start_new_session=True)
+                proc = self.launcher.spawn(record.id, manifest.cores, manifest.output_mb << 20, manifest.command,
+                                           out.fileno(), err.fileno())
         except Exception as exc:  # a start failure (cgroup, bwrap, fork) is the job's, never the agent's
             if cgroup is not None:
-                self._destroy_cgroup_now(cgroup)
+                self._destroy_cgroup_now(record.id)
+            self._privileged("reclaim", record.id)
             self._finish(record, Status.FAILED, reason="sandbox_start", detail=str(exc))
             return
-        finally:
-            if launch is not None:
-                launch.close()
-        active = _Active(manifest, cgroup, proc, input_bytes=dir_bytes(job_dir / "work"))
+        active = _Active(manifest, cgroup, proc, input_bytes=input_bytes)
         self.active[record.id] = active
         record.status, record.started_at = Status.RUNNING, record.started_at or time.time()
         self.store.save(record)
@@ -277,7 +288,7 @@ class JobRunner:
 
     async def _check_limits(self, record: JobRecord, active: _Active, now: float) -> None:
         if active.kill_at is not None and now >= active.kill_at:
-            active.cgroup.kill_all(self.tree.thaw_root)
+            self._privileged("kill", record.id)
             return
         if active.stop_reason is None and active.active_s > active.manifest.walltime_s:
             self._stop(record.id, "walltime", 0.0)
@@ -288,7 +299,8 @@ class JobRunner:
     def _output_bytes(self, job_id: str, active: _Active) -> int:
         job_dir = self.store.job_dir(job_id)
         logs = sum((job_dir / n).stat().st_size for n in ("stdout", "stderr") if (job_dir / n).exists())
-        return logs + max(0, dir_bytes(job_dir / "work") - active.input_bytes)
+        work = self._privileged("work_bytes", job_id)
+        return logs + max(0, (work if isinstance(work, int) else 0) - active.input_bytes)
 
     def _stop(self, job_id: str, reason: str, grace_s: float | None) -> None:
         """SIGTERM the job's own processes (not bwrap's), SIGKILL everything after ``grace_s``."""
@@ -299,14 +311,10 @@ class JobRunner:
             active.stop_reason = reason
         grace = active.manifest.grace_s if grace_s is None else grace_s
         if grace <= 0 or self.frozen:
-            active.cgroup.kill_all(self.tree.thaw_root)
+            self._privileged("kill", job_id)
             active.kill_at = 0.0
             return
-        for pid in _sandboxed_pids(active.cgroup):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        self._privileged("terminate", job_id)
         deadline = asyncio.get_running_loop().time() + grace
         active.kill_at = deadline if active.kill_at is None else min(active.kill_at, deadline)
 
@@ -319,13 +327,14 @@ class JobRunner:
         record.usage.output_bytes = self._output_bytes(record.id, active)
         deadline = asyncio.get_running_loop().time() + CGROUP_REMOVE_TIMEOUT_S
         while True:
-            cg.kill_all(self.tree.thaw_root)
+            self._privileged("kill", record.id)
             if cg.try_remove():
                 break
             if asyncio.get_running_loop().time() > deadline:
                 log.error("job cgroup not removed", job=record.id, pids=cg.pids())
                 break
             await asyncio.sleep(0.05)
+        self._privileged("reclaim", record.id)
         self.active.pop(record.id, None)
         self._wake.set()
 
@@ -364,10 +373,11 @@ class JobRunner:
         log.info("job ended", job=record.id, status=status.value, exit_code=record.exit_code,
                  cpu_s=round(record.usage.cpu_s, 2))
 
-    def _destroy_cgroup_now(self, cgroup: JobCgroup) -> None:
+    def _destroy_cgroup_now(self, job_id: str) -> None:
+        cgroup = self.tree.job(job_id)
         deadline = time.monotonic() + CGROUP_REMOVE_TIMEOUT_S
         while not cgroup.try_remove() and time.monotonic() < deadline:
-            cgroup.kill_all(self.tree.thaw_root)
+            self._privileged("kill", job_id)
             time.sleep(0.02)
 
     # -- heat primitives (heat.py) --
@@ -410,20 +420,6 @@ class JobRunner:
             if not record.status.terminal and self.store.cancel_requested(job_id):
                 (self.store.job_dir(job_id) / "cancel").unlink(missing_ok=True)
                 self.cancel(job_id)
-
-
-def _sandboxed_pids(cgroup: JobCgroup) -> list[int]:
-    """The job's own processes: inside its pid namespace and not that namespace's init (bwrap)."""
-    found = []
-    for pid in cgroup.pids():
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                nspid = next((line.split()[1:] for line in f if line.startswith("NSpid:")), [])
-        except OSError:
-            continue
-        if len(nspid) >= 2 and nspid[-1] != "1":
-            found.append(pid)
-    return found
 
 
 def _guess_id(source: Path) -> str | None:

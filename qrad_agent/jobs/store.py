@@ -40,10 +40,10 @@ class JobStore:
     def work_dir(self, job_id: str) -> Path:
         return self.root / job_id / "work"
 
-    def make_job_dir(self, job_id: str, job_gid: int) -> Path:
+    def make_job_dir(self, job_id: str) -> Path:
+        """A new job directory, root 0700 until the launcher's ``prepare`` gives its group to the jobs."""
         d = self.job_dir(job_id)
-        d.mkdir(mode=0o710)
-        os.chown(d, 0, job_gid)
+        d.mkdir(mode=0o700)
         return d
 
     def save(self, record: JobRecord) -> None:
@@ -90,18 +90,6 @@ class JobStore:
             return sorted(p for p in self.spool.iterdir() if not p.name.startswith("."))
         except OSError:
             return []
-
-
-def dir_bytes(root: Path) -> int:
-    """Bytes of the regular files under ``root`` (apparent size; RLIMIT_FSIZE caps each file)."""
-    total = 0
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                pass
-    return total
 
 
 def dump(records: list[JobRecord]) -> str:

@@ -6,7 +6,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest

@@ -1,4 +1,4 @@
-"""The unit file passes `systemd-analyze verify`, and its exposure stays at or below the recorded figure."""
+"""The unit files pass `systemd-analyze verify`, and their exposure stays at or below the recorded figures."""
 
 from __future__ import annotations
 
@@ -10,35 +10,38 @@ from pathlib import Path
 
 import pytest
 
-UNIT = Path(__file__).resolve().parents[2] / "systemd" / "qrad-agent.service"
-EXPOSURE_CEILING = 3.7
-"""`systemd-analyze security --offline=true` of the unit as shipped (README, "Service"); lower is better."""
+SYSTEMD = Path(__file__).resolve().parents[2] / "systemd"
+EXPOSURE_CEILING = {"qrad-agent.service": 2.1, "qrad-agent-launcher.service": 3.1}
+"""`systemd-analyze security --offline=true` of each unit as shipped (README, "Service"); lower is better.
+The agent's goal is 2.5; the launcher holds the privileges that starting sandboxes needs."""
 
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 
 
-def _installed_copy(tmp_path: Path) -> Path:
+def _installed_copy(tmp_path: Path, name: str) -> Path:
     """The unit with ExecStart pointing at this venv's console script (verify checks that it exists)."""
     agent = Path(sys.executable).with_name("qrad-agent")
-    text = UNIT.read_text().replace("/opt/qrad-agent/venv/bin/qrad-agent", str(agent))
-    copy = tmp_path / "qrad-agent.service"
+    text = (SYSTEMD / name).read_text().replace("/opt/qrad-agent/venv/bin/qrad-agent", str(agent))
+    copy = tmp_path / name
     copy.write_text(text)
     return copy
 
 
-def test_unit_verifies_clean(tmp_path: Path) -> None:
-    result = subprocess.run(["systemd-analyze", "verify", str(_installed_copy(tmp_path))], capture_output=True,
-                            text=True, timeout=60)
+@pytest.mark.parametrize("name", sorted(EXPOSURE_CEILING))
+def test_unit_verifies_clean(tmp_path: Path, name: str) -> None:
+    result = subprocess.run(["systemd-analyze", "verify", str(_installed_copy(tmp_path, name))],
+                            capture_output=True, text=True, timeout=60)
     output = (result.stdout + result.stderr).strip()
     assert result.returncode == 0 and output == "", output
 
 
-def test_unit_exposure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    result = subprocess.run(["systemd-analyze", "security", "--offline=true", str(_installed_copy(tmp_path))],
+@pytest.mark.parametrize("name", sorted(EXPOSURE_CEILING))
+def test_unit_exposure(tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    result = subprocess.run(["systemd-analyze", "security", "--offline=true", str(_installed_copy(tmp_path, name))],
                             capture_output=True, text=True, timeout=60)
     match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout + result.stderr)
     assert match, result.stdout + result.stderr
     exposure = float(match.group(1))
     with capsys.disabled():
-        print(f"\nsystemd-analyze security exposure of qrad-agent.service: {exposure}")
-    assert exposure <= EXPOSURE_CEILING
+        print(f"\nsystemd-analyze security exposure of {name}: {exposure}")
+    assert exposure <= EXPOSURE_CEILING[name]

@@ -1,0 +1,482 @@
+"""The jobs' privileged operations, kept apart from the agent (privilege separation).
+
+Starting and stopping sandboxes needs what the rest of the agent must not have: switching to the job user
+(CAP_SETUID/CAP_SETGID), creating user/mount/pid/net namespaces (bubblewrap), signalling the job user's
+processes (CAP_KILL), handing a job its directory and taking it back (CAP_CHOWN, CAP_FOWNER,
+CAP_DAC_READ_SEARCH). `Launcher` is exactly those operations, by job id:
+
+    setup()                       job user, tools, jobs directory group            -> JobUser
+    prepare(job_id)               <jobs_dir>/<id> root:<job group> 0710, work/ to the job user 0700
+    spawn(job_id, cores, output_bytes, command, stdout_fd, stderr_fd)   the sandbox -> Popen-like
+    terminate(job_id)             SIGTERM the job's own processes (not bwrap)       -> count
+    kill(job_id)                  SIGKILL everything in the job's cgroup (thawing v1 frozen tasks)
+    reclaim(job_id)               work/ back to root, owner-writable, once the job is gone
+    work_bytes(job_id)            bytes in work/ (output limit)
+
+Two deployments (``jobs.launcher_socket``):
+- unset: the agent calls a `Launcher` in its own process and must hold those privileges (tests, a
+  development machine);
+- set: `LauncherServer` runs as its own service (``qrad-agent launcher``, systemd/qrad-agent-launcher.service,
+  no network at all) and the agent, whose unit then drops every capability, namespace and the @mount and
+  @setuid system calls, asks it through `RemoteLauncher` over a Unix SOCK_SEQPACKET socket. The server
+  takes only job ids and numbers from its peer and derives every path from its own configuration, refuses
+  symbolic links and hard links in what it hands over, and serves only the uids it is told to: a
+  compromised agent can at most run code in a sandbox as the job user.
+
+Wire format: one JSON object per datagram (at most `MAX_MESSAGE`), request ``{"op": ..., ...}``, answer
+``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. ``spawn`` carries the job's stdout and stderr
+descriptors (SCM_RIGHTS), answers ``{"ok": true, "pid": N}``, and keeps the connection: the server sends
+``{"exit": returncode}`` when the sandbox ends, and kills the job if the agent closes the connection first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from qrad_agent.errors import AgentError
+from qrad_agent.jobs.cgroups import JobCgroup, JobsCgroupTree
+from qrad_agent.jobs.config import JobsConfig
+from qrad_agent.jobs.model import JOB_ID_PATTERN
+from qrad_agent.jobs.sandbox import JobUser, SandboxError, build_launch, check_tools, ensure_job_user
+from qrad_agent.jobs.store import JobStore
+
+log = structlog.get_logger(component="launcher")
+
+MAX_MESSAGE = 1 << 16
+LAUNCHER_LOST = 124
+"""Return code given to a job whose launcher connection broke (the launcher killed it or died)."""
+REQUEST_TIMEOUT_S = 30.0
+
+
+class LauncherError(AgentError):
+    """A launcher request was refused or could not be carried out; the message says which and why."""
+
+
+class JobProcess(Protocol):
+    """What the runner needs of a started sandbox (a subset of subprocess.Popen)."""
+
+    pid: int
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+
+
+class Launcher:
+    """The privileged operations, carried out in this process."""
+
+    def __init__(self, cfg: JobsConfig, tree: JobsCgroupTree | None = None, store: JobStore | None = None) -> None:
+        self.cfg = cfg
+        self.tree = tree or JobsCgroupTree(cfg.cgroup)
+        self.store = store or JobStore(cfg.jobs_dir)
+        self.user: JobUser | None = None
+
+    def setup(self) -> JobUser:
+        """Check bwrap/setpriv/prlimit, find (or create) the job user, own the jobs directory's group.
+
+        Raises SandboxError when the tools or the user are missing."""
+        check_tools(self.cfg)
+        self.user = ensure_job_user(self.cfg)
+        try:
+            self.store.setup(self.user.gid)
+        except PermissionError as exc:
+            raise SandboxError(f"no privilege to prepare {self.store.root} for the job user ({exc}); run "
+                               "qrad-agent-launcher.service and set jobs.launcher_socket") from exc
+        return self.user
+
+    def _user(self) -> JobUser:
+        if self.user is None:
+            self.setup()
+        assert self.user is not None
+        return self.user
+
+    def _job_dir(self, job_id: str) -> Path:
+        if not isinstance(job_id, str) or not re.match(JOB_ID_PATTERN, job_id):
+            raise LauncherError(f"bad job id {job_id!r}")
+        d = self.store.job_dir(job_id)
+        try:
+            st = os.lstat(d)
+        except FileNotFoundError:
+            raise LauncherError(f"job {job_id}: no directory {d}") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise LauncherError(f"job {job_id}: {d} is not a directory")
+        return d
+
+    def _work_dir(self, job_id: str) -> Path:
+        work = self._job_dir(job_id) / "work"
+        try:
+            st = os.lstat(work)
+        except FileNotFoundError:
+            raise LauncherError(f"job {job_id}: no work directory") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise LauncherError(f"job {job_id}: work is not a directory")
+        return work
+
+    def prepare(self, job_id: str) -> None:
+        """Hand the job's work directory to the job user. Raises LauncherError on a hard link (it could
+        hand a file outside the job, e.g. /etc/shadow, to the job user) or a bad id or layout."""
+        user = self._user()
+        job_dir = self._job_dir(job_id)
+        work = self._work_dir(job_id)
+        fd = os.open(job_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.fchown(fd, 0, user.gid)
+            os.fchmod(fd, 0o710)
+        finally:
+            os.close(fd)
+        _chown_tree(work, user.uid, user.gid, strict=True)
+        os.chmod(work, 0o700)
+
+    def spawn(self, job_id: str, cores: int, output_bytes: int, command: list[str], stdout_fd: int,
+              stderr_fd: int) -> subprocess.Popen:
+        """Start the job's sandbox in its (already created) cgroup; raises SandboxError/OSError."""
+        user = self._user()
+        work = self._work_dir(job_id)
+        cgroup = self.tree.job(job_id)
+        launch = build_launch(self.cfg, user, job_id, cores, work, cgroup.procs_files, output_bytes, command)
+        try:
+            return subprocess.Popen(launch.argv, env=launch.env, pass_fds=launch.fds, stdin=subprocess.DEVNULL,
+                                    stdout=stdout_fd, stderr=stderr_fd, start_new_session=True)
+        finally:
+            launch.close()
+
+    def terminate(self, job_id: str) -> int:
+        """SIGTERM the job's own processes (inside its pid namespace, not bwrap); returns how many."""
+        count = 0
+        for pid in _sandboxed_pids(self._cgroup(job_id)):
+            try:
+                os.kill(pid, signal.SIGTERM)
+                count += 1
+            except ProcessLookupError:
+                pass
+        return count
+
+    def kill(self, job_id: str) -> None:
+        """SIGKILL every process in the job's cgroup."""
+        self._cgroup(job_id).kill_all(self.tree.thaw_root)
+
+    def reclaim(self, job_id: str) -> None:
+        """Give the finished job's work directory back to root (owner-writable) so the agent can read and
+        delete it. Files with several links are left alone (a job may link another job's file)."""
+        try:
+            work = self._work_dir(job_id)
+        except LauncherError:
+            return
+        _chown_tree(work, 0, 0, strict=False)
+
+    def work_bytes(self, job_id: str) -> int:
+        """Bytes of the regular files under the job's work directory."""
+        total = 0
+        for _, _, files, dirfd in os.fwalk(self._work_dir(job_id), follow_symlinks=False):
+            for name in files:
+                try:
+                    total += os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_size
+                except OSError:
+                    pass
+        return total
+
+    def _cgroup(self, job_id: str) -> JobCgroup:
+        if not isinstance(job_id, str) or not re.match(JOB_ID_PATTERN, job_id):
+            raise LauncherError(f"bad job id {job_id!r}")
+        return self.tree.job(job_id)
+
+
+def _chown_tree(root: Path, uid: int, gid: int, strict: bool) -> None:
+    """chown every directory and file under ``root`` by descriptor, never following a symbolic link.
+
+    Directories become owner-rwx, so the new owner can always remove what is inside. ``strict`` (handing a
+    bundle to the job user): a hard link, device node, FIFO or socket raises LauncherError, since a hard
+    link could hand over a file from outside the job. Not strict (taking a finished job back): files with
+    several links are skipped (a job may link another job's file), anything else is taken."""
+    for _, _, files, dirfd in os.fwalk(root, follow_symlinks=False):
+        os.chown(dirfd, uid, gid)
+        os.chmod(dirfd, stat.S_IMODE(os.fstat(dirfd).st_mode) | stat.S_IRWXU)
+        for name in files:
+            st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+            special = not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode))
+            if strict and special:
+                raise LauncherError(f"{root}: {name} is not a regular file or symbolic link")
+            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                if strict:
+                    raise LauncherError(f"{root}: {name} has {st.st_nlink} links; hard links are refused")
+                continue
+            os.chown(name, uid, gid, dir_fd=dirfd, follow_symlinks=False)
+
+
+def _sandboxed_pids(cgroup: JobCgroup) -> list[int]:
+    """The job's own processes: inside its pid namespace and not that namespace's init (bwrap)."""
+    found = []
+    for pid in cgroup.pids():
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                nspid = next((line.split()[1:] for line in f if line.startswith("NSpid:")), [])
+        except OSError:
+            continue
+        if len(nspid) >= 2 and nspid[-1] != "1":
+            found.append(pid)
+    return found
+
+
+# -- the separate service --
+
+
+def _send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
+    data = json.dumps(message).encode()
+    if len(data) > MAX_MESSAGE:
+        raise LauncherError(f"message of {len(data)} bytes over {MAX_MESSAGE}")
+    if fds:
+        socket.send_fds(sock, [data], fds)
+    else:
+        sock.send(data)
+
+
+def _recv(sock: socket.socket, maxfds: int = 0) -> tuple[dict[str, Any] | None, list[int]]:
+    """One message (None when the peer closed) and the descriptors that came with it."""
+    data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, maxfds) if maxfds else (sock.recv(MAX_MESSAGE), [], 0, None)
+    if not data:
+        for fd in fds:
+            os.close(fd)
+        return None, []
+    message = json.loads(data)
+    if not isinstance(message, dict):
+        for fd in fds:
+            os.close(fd)
+        raise LauncherError("a message must be a JSON object")
+    return message, list(fds)
+
+
+def _peer_uid(sock: socket.socket) -> int:
+    _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    return uid
+
+
+class LauncherServer:
+    """Serves a `Launcher` on a Unix SOCK_SEQPACKET socket (mode 0600), one thread per connection.
+
+    ``allowed_uids``: peers served (SO_PEERCRED); others get an error and nothing else."""
+
+    def __init__(self, launcher: Launcher, path: Path, allowed_uids: set[int] | None = None,
+                 poll_s: float = 0.05) -> None:
+        self.launcher = launcher
+        self.path = path
+        self.allowed_uids = allowed_uids if allowed_uids is not None else {0}
+        self.poll_s = poll_s
+        self._sock: socket.socket | None = None
+        self._stop = threading.Event()
+
+    def bind(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.unlink(missing_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        old = os.umask(0o177)
+        try:
+            sock.bind(str(self.path))
+        finally:
+            os.umask(old)
+        sock.listen(64)
+        self._sock = sock
+
+    def serve_forever(self) -> None:
+        """Accept until `close`; each connection on its own daemon thread."""
+        assert self._sock is not None, "bind() first"
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                if self._stop.is_set():
+                    return
+                raise
+            threading.Thread(target=self._serve, args=(conn,), daemon=True, name="launcher-conn").start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._sock.close()
+        self.path.unlink(missing_ok=True)
+
+    def _serve(self, conn: socket.socket) -> None:
+        fds: list[int] = []
+        with conn:
+            try:
+                request, fds = _recv(conn, maxfds=2)
+                if request is None:
+                    return
+                uid = _peer_uid(conn)
+                if uid not in self.allowed_uids:
+                    log.warning("launcher request refused", peer_uid=uid, op=str(request.get("op")))
+                    _send(conn, {"ok": False, "error": f"uid {uid} is not allowed"})
+                    return
+                if request.get("op") == "spawn":
+                    owned, fds = fds, []  # _spawn closes them
+                    self._spawn(conn, request, owned)
+                    return
+                _send(conn, {"ok": True, **self._dispatch(request)})
+            except Exception as exc:  # every refusal goes back to the peer, the server keeps serving
+                try:
+                    _send(conn, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+                except OSError:
+                    pass
+            finally:
+                for fd in fds:
+                    os.close(fd)
+
+    def _dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
+        op, job_id = request.get("op"), request.get("job_id")
+        launcher = self.launcher
+        if op == "setup":
+            user = launcher.setup()
+            return {"user": user.name, "uid": user.uid, "gid": user.gid}
+        if op == "prepare":
+            launcher.prepare(job_id)
+            return {}
+        if op == "terminate":
+            return {"count": launcher.terminate(job_id)}
+        if op == "kill":
+            launcher.kill(job_id)
+            return {}
+        if op == "reclaim":
+            launcher.reclaim(job_id)
+            return {}
+        if op == "work_bytes":
+            return {"bytes": launcher.work_bytes(job_id)}
+        raise LauncherError(f"unknown op {op!r}")
+
+    def _spawn(self, conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
+        cfg = self.launcher.cfg
+        try:
+            job_id, cores, output_bytes, command = (request.get(k) for k in ("job_id", "cores", "output_bytes",
+                                                                             "command"))
+            if len(fds) != 2:
+                raise LauncherError("spawn needs the stdout and stderr descriptors")
+            if not isinstance(cores, int) or not 1 <= cores <= cfg.max_cores:
+                raise LauncherError(f"cores {cores!r} outside 1..{cfg.max_cores}")
+            if not isinstance(output_bytes, int) or not 1 <= output_bytes <= cfg.max_output_mb << 20:
+                raise LauncherError(f"output_bytes {output_bytes!r} outside 1..{cfg.max_output_mb << 20}")
+            if (not isinstance(command, list) or not command or len(command) > 256
+                    or not all(isinstance(a, str) and "\0" not in a for a in command)):
+                raise LauncherError("command must be a list of 1..256 strings")
+            proc = self.launcher.spawn(job_id, cores, output_bytes, command, fds[0], fds[1])
+        finally:
+            for fd in fds:
+                os.close(fd)
+        _send(conn, {"ok": True, "pid": proc.pid})
+        log.info("sandbox started", job=job_id, pid=proc.pid)
+        while proc.poll() is None:
+            readable, _, _ = select.select([conn], [], [], self.poll_s)
+            if readable and not conn.recv(MAX_MESSAGE):  # the agent went away: its job goes too
+                log.warning("agent connection closed, killing job", job=job_id)
+                self.launcher.kill(job_id)
+                proc.wait()
+                return
+        try:
+            _send(conn, {"exit": proc.returncode})
+        except OSError:
+            pass
+
+
+class RemoteProcess:
+    """A sandbox started by the launcher service; `poll` reads its exit status from the connection."""
+
+    def __init__(self, sock: socket.socket, pid: int) -> None:
+        self._sock = sock
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is not None:
+            return self.returncode
+        try:
+            message, _ = _recv(self._sock)
+        except BlockingIOError:
+            return None
+        except (OSError, ValueError):
+            message = None
+        if message is None or not isinstance(message.get("exit"), int):
+            self.returncode = LAUNCHER_LOST
+        else:
+            self.returncode = message["exit"]
+        self._sock.close()
+        return self.returncode
+
+
+class RemoteLauncher:
+    """The agent's side: the same operations as `Launcher`, carried out by the launcher service."""
+
+    def __init__(self, cfg: JobsConfig, path: Path) -> None:
+        self.cfg = cfg
+        self.path = path
+        self.user: JobUser | None = None
+
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        sock.settimeout(REQUEST_TIMEOUT_S)
+        try:
+            sock.connect(str(self.path))
+        except OSError as exc:
+            sock.close()
+            raise LauncherError(f"launcher at {self.path} unreachable: {exc}") from exc
+        return sock
+
+    def _call(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self._connect() as sock:
+            _send(sock, request)
+            answer, _ = _recv(sock)
+        return _checked(answer, request["op"])
+
+    def setup(self) -> JobUser:
+        answer = self._call({"op": "setup"})
+        self.user = JobUser(answer["user"], answer["uid"], answer["gid"])
+        return self.user
+
+    def prepare(self, job_id: str) -> None:
+        self._call({"op": "prepare", "job_id": job_id})
+
+    def spawn(self, job_id: str, cores: int, output_bytes: int, command: list[str], stdout_fd: int,
+              stderr_fd: int) -> RemoteProcess:
+        sock = self._connect()
+        try:
+            _send(sock, {"op": "spawn", "job_id": job_id, "cores": cores, "output_bytes": output_bytes,
+                         "command": command}, [stdout_fd, stderr_fd])
+            answer, _ = _recv(sock)
+            answer = _checked(answer, "spawn")
+        except BaseException:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        return RemoteProcess(sock, int(answer["pid"]))
+
+    def terminate(self, job_id: str) -> int:
+        return int(self._call({"op": "terminate", "job_id": job_id})["count"])
+
+    def kill(self, job_id: str) -> None:
+        self._call({"op": "kill", "job_id": job_id})
+
+    def reclaim(self, job_id: str) -> None:
+        self._call({"op": "reclaim", "job_id": job_id})
+
+    def work_bytes(self, job_id: str) -> int:
+        return int(self._call({"op": "work_bytes", "job_id": job_id})["bytes"])
+
+
+def _checked(answer: dict[str, Any] | None, op: str) -> dict[str, Any]:
+    if answer is None:
+        raise LauncherError(f"launcher closed the connection during {op}")
+    if not answer.get("ok"):
+        raise LauncherError(f"launcher refused {op}: {answer.get('error', 'no reason given')}")
+    return answer
