@@ -83,8 +83,10 @@ def thermal_check(agent: Any) -> Any:
         reading = agent.hub.latest.get(channel)
         surface_c = reading.value if reading is not None and reading.ok else None
         room = agent.hub.best(agent.cfg.thermostat.room_channels, agent.cfg.thermostat.stale_after_s).reading
-        return protection.update(t_s, agent.power.measured_w, surface_c, None if reading is None else reading.t_s,
-                                 None, None if room is None else room.value)
+        commanded_w = agent.power.curve.power_w(agent.power.level)  # measured_w lags it by a control period
+        surface_t_s = None if reading is None else reading.t_s
+        return protection.update(t_s, agent.power.measured_w, surface_c, surface_t_s, None,
+                                 None if room is None else room.value, commanded_w)
 
     thermal_protection.protection = protection  # type: ignore[attr-defined]
     return thermal_protection

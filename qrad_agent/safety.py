@@ -3,7 +3,10 @@
 `enter_safe_state(reason)` forces compute power to its minimum synchronously, through the power manager's
 `force_minimum`, without awaiting anything. The layer's own loop re-asserts the minimum while a condition
 holds and watches what must not go wrong: the control loop's heartbeat (a hung thermostat must not leave
-the boards at full power) and CPU package temperatures (hwmon coretemp, m°C).
+the boards at full power) and CPU package temperatures (hwmon coretemp, m°C). A CPU over its limit is
+latched like the heater's other thermal faults (heater firmware's MAXTEMP): cooling that lets it happen has
+failed, and clearing it when the CPUs cool at minimum power would cycle a heater with dead fans between
+its floor and the limit.
 """
 
 from __future__ import annotations
@@ -19,9 +22,6 @@ from qrad_drivers.hwmon import find_hwmon
 
 log = structlog.get_logger(component="safety")
 
-CPU_TEMP_CLEAR_K = 10.0
-"""An over-temperature condition clears this far (K) below the limit."""
-
 
 def _label(input_path) -> str:
     label = input_path.with_name(input_path.name.replace("_input", "_label"))
@@ -35,7 +35,7 @@ class SafetyLayer:
     """Holds the active safety conditions; while any is active, compute power stays at its minimum."""
 
     LATCHED = ("fire_alarm", "surface_overtemperature", "sensor_invalid", "no_response",
-               "response_without_power")
+               "response_without_power", "cpu_overtemperature")
     """Conditions that stay until a technician or an authorised command resets them."""
 
     def __init__(self, cfg: SafetyConfig, power: PowerManager, clock: Clock, heartbeat_timeout_s: float) -> None:
@@ -126,8 +126,6 @@ class SafetyLayer:
         if hottest_c > self.cfg.cpu_temp_max_c:
             self.enter_safe_state("cpu_overtemperature",
                                   f"CPU package at {hottest_c:.1f} °C > {self.cfg.cpu_temp_max_c} °C")
-        elif hottest_c < self.cfg.cpu_temp_max_c - CPU_TEMP_CLEAR_K:
-            self.clear("cpu_overtemperature")
 
     async def run(self) -> None:
         """Check every ``check_period_s`` until cancelled."""

@@ -103,6 +103,7 @@ class Board:
                       for p in range(spec.n_packages)] if spec.rapl else []
         start_c = air_c + spec.r_th_k_w * spec.p_idle_pkg_w
         self.cpu_temp_c = [start_c] * spec.n_packages
+        self.r_th_k_w = spec.r_th_k_w  # package-to-air now: the heater raises it when its cooling fails
         self.coretemps = [CoretempDevice(self.root, p, n, start_c) for p in range(spec.n_packages)]
         self.cgroup = JobCgroup(self.root, spec.cgroup, spec.n_cores_total) if spec.cgroup else None
 
@@ -120,7 +121,7 @@ class Board:
         freqs, powers = zip(*(self._package(p, util) for p in range(spec.n_packages)), strict=True)
         decay = math.exp(-dt_s / spec.tau_cpu_s) if spec.tau_cpu_s > 0 else 0.0
         for p, (f_khz, p_w) in enumerate(zip(freqs, powers, strict=True)):
-            target_c = air_c + spec.r_th_k_w * p_w
+            target_c = air_c + self.r_th_k_w * p_w
             self.cpu_temp_c[p] = target_c + (self.cpu_temp_c[p] - target_c) * decay
             self.policies[p].publish_cur_khz(f_khz)
             self.coretemps[p].publish(self.cpu_temp_c[p])

@@ -63,10 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     fault.add_argument("--root", type=Path, required=True)
     target = fault.add_mutually_exclusive_group(required=True)
     target.add_argument("--sensor", choices=SENSOR_FAULTS, help="room temperature sensor fault")
-    target.add_argument("--device", help="device name (co2, pm, meter, board, bme280, light, ds18b20, "
-                                         "gpio, audio, room)")
+    target.add_argument("--device", help="device name (co2, pm, meter, board, surface, bme280, light, "
+                                         "ds18b20, gpio, audio, room, heater)")
     fault.add_argument("--kind", help="fault kind for --device (ok, unplugged, garbage, partial, "
-                                      "bad_checksum, stuck, out_of_range, spike, drift, ...)")
+                                      "bad_checksum, stuck, out_of_range, spike, drift, ...; heater: "
+                                      "fan_failure, outlet_blocked; surface: detached, misplaced, "
+                                      "sentinel, unplugged)")
     return parser
 
 

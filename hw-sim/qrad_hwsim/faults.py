@@ -4,6 +4,12 @@ Commands land in ``<root>/.hwsim/faults.json`` ({device: kind}); a scenario is a
 ``[[fault]]`` tables with ``at_s`` (model seconds from the start), ``device`` and ``kind``. Each step the
 serve loop applies what is new, moves the device suite with the room, and writes what every device shows
 to ``<root>/.hwsim/truth.json`` (for tests that compare the agent's readings with the simulator's).
+
+Thermal-protection faults (each makes one of the agent's thermal checks true through the real files):
+``heater fan_failure`` (CPU packages over their limit in coretemp), ``heater outlet_blocked`` (the panel
+over its limit in temp3), ``surface detached`` (power applied, the probe does not respond),
+``surface misplaced`` (the probe warms with the heater idle), ``surface sentinel`` (85.000 °C) and
+``surface unplugged`` (temp3_input vanishes).
 """
 
 from __future__ import annotations
@@ -72,9 +78,12 @@ class FaultControl:
         self._last_t_s = 0.0
 
     def apply(self, device: str, kind: str) -> None:
-        """Inject ``kind`` into ``device`` ("room" is the room temperature sensor)."""
+        """Inject ``kind`` into ``device`` ("room" is the room temperature sensor, "heater" the heater's own
+        cooling: fan_failure, outlet_blocked; the others are the suite's devices)."""
         if device == "room":
             self.heater.sensor.set_fault(kind)
+        elif device == "heater":
+            self.heater.set_fault(kind)
         elif self.suite is not None:
             self.suite.set_fault(device, kind)
         self._applied[device] = kind

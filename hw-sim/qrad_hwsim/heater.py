@@ -8,12 +8,21 @@ scaled by a speed factor, so the same code serves real time (``qrad-hwsim serve`
 
 Run-time control: if ``<root>/.hwsim/sensor_fault`` exists, each step applies the fault it names
 ("ok", "stuck" or "missing"); ``qrad-hwsim fault`` writes it.
+
+The heater's own cooling (``set_fault``, device "heater" of ``qrad-hwsim fault``): the boards' heat leaves
+through the fans' air stream and the front panel. The panel (``surface_c``) follows
+``air + k_panel * P`` with a time constant ``SURFACE_TAU_S``. A fault changes the paths, as in HEATER_FAULTS:
+"fan_failure" (fans stopped: the CPU heatsinks, sized for forced air, fall to natural convection, about 3x
+their thermal resistance, and the panel takes more of the heat) and "outlet_blocked" (the air outlet
+covered: the fans turn but move almost no air, so nearly all the heat must leave through the panel, which
+then runs at a bare panel radiator's 0.25 K/W; the air inside the case warms the CPUs a little).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,6 +39,27 @@ from .sysfs_io import read_text
 from .weather import Weather
 
 CONTROL_DIR = ".hwsim"
+SURFACE_K_PER_W = 0.06
+"""Front panel above the room per W with the fans running and the outlet free (30 K at 500 W)."""
+SURFACE_TAU_S = 270.0
+"""Panel time constant: about 5 kg of aluminium (4.5 kJ/K) over 16.7 W/K to the room (chosen)."""
+
+
+@dataclass(frozen=True)
+class Cooling:
+    """The heater's heat paths: panel K/W, CPU heatsink resistance factor, fan speed and air-flow shares."""
+
+    panel_k_per_w: float
+    cpu_r_th_factor: float
+    fan_share: float
+    airflow_share: float
+
+
+HEATER_FAULTS = {
+    "ok": Cooling(SURFACE_K_PER_W, 1.0, 1.0, 1.0),
+    "fan_failure": Cooling(0.10, 3.0, 0.0, 0.15),
+    "outlet_blocked": Cooling(0.25, 1.2, 1.0, 0.1),
+}
 TREE_DIRS = ("class", "devices", "fs", "bus", "dev", CONTROL_DIR)
 
 
@@ -73,6 +103,9 @@ class HeaterState:
     compute_core_equiv: float
     sensor_c: float | None
     solar_w: float = 0.0
+    surface_c: float | None = None
+    fan_share: float = 1.0
+    airflow_share: float = 1.0
 
 
 OnStep = Callable[[HeaterState], Awaitable[None] | None]
@@ -99,12 +132,22 @@ class SimulatedHeater:
         self.sensor = RoomSensor(self.root, spec.sensor, spec.initial_air_c, rng)
         self.last_board: BoardStep | None = None
         self.internal_w = 0.0  # occupants' heat (W), set by whoever simulates them
+        self.fault = "ok"
+        self.cooling = HEATER_FAULTS["ok"]
+        self.surface_c = spec.initial_air_c
         self.state = HeaterState(0.0, self.room.air_c, self.room.mass_c, outdoor_c, 0.0, 0.0,
-                                 self.sensor.published_c)
+                                 self.sensor.published_c, surface_c=self.surface_c)
 
     def wall_time(self, t_s: float) -> datetime:
         """Calendar time at simulation second ``t_s``."""
         return self.clock.wall_time(t_s)
+
+    def set_fault(self, kind: str) -> None:
+        """Change the heater's cooling: one of HEATER_FAULTS ("ok", "fan_failure", "outlet_blocked")."""
+        if kind not in HEATER_FAULTS:
+            raise ValueError(f"heater fault must be one of {sorted(HEATER_FAULTS)}, not {kind!r}")
+        self.fault, self.cooling = kind, HEATER_FAULTS[kind]
+        self.board.r_th_k_w = self.spec.board.r_th_k_w * self.cooling.cpu_r_th_factor
 
     def _poll_control(self) -> None:
         fault = read_text(sensor_fault_path(self.root))
@@ -120,9 +163,12 @@ class SimulatedHeater:
         board = self.board.step(dt_s, self.room.air_c)
         self.room.step(dt_s, board.power_w, outdoor_c, solar_w=solar_w, internal_w=self.internal_w)
         sensor_c = self.sensor.step(dt_s, self.room.air_c)
+        panel_target_c = self.room.air_c + self.cooling.panel_k_per_w * board.power_w
+        self.surface_c = panel_target_c + (self.surface_c - panel_target_c) * math.exp(-dt_s / SURFACE_TAU_S)
         self.last_board = board
         self.state = HeaterState(self.state.t_s + dt_s, self.room.air_c, self.room.mass_c, outdoor_c,
-                                 board.power_w, board.compute_core_equiv, sensor_c, solar_w)
+                                 board.power_w, board.compute_core_equiv, sensor_c, solar_w, self.surface_c,
+                                 self.cooling.fan_share, self.cooling.airflow_share)
         return self.state
 
     def advance(self, dt_s: float, max_step_s: float) -> HeaterState:

@@ -1,7 +1,11 @@
 """Heater thermal protection beside fire detection, as heater firmware has it (Klipper verify_heater).
 
-``ThermalProtection.update(t_s, power_w, surface_c, cpu_c, room_c)`` returns the faults found now, each a
-``(condition, reason)`` for ``SafetyLayer.enter_safe_state``. Checks and their worst-case times:
+``ThermalProtection.update(t_s, power_w, surface_c, surface_t_s, cpu_c, room_c, commanded_w)`` returns the
+faults found now, each a ``(condition, reason)`` for ``SafetyLayer.enter_safe_state``. ``power_w`` is the
+measured power, an average over the last measuring interval, so it lags a change; ``commanded_w``, when
+given, is what the power stage was told now: power counts as applied only when both say so, and as absent
+only when both do (a panel that warms as the power comes on is not "warming without power"). Checks and
+their worst-case times, from the moment the condition exists:
     surface_overtemperature  heater surface above ``surface_max_c``           next sample
     cpu_overtemperature      CPU above ``cpu_max_c``                           next sample
     sensor_invalid           surface reading missing, a sentinel (DS18B20 85.0 power-on, -127, NaN) or
@@ -13,7 +17,10 @@
                              its lowest point of the last ``unpowered_time_s`` (a misplaced sensor, or
                              power we do not measure)     as soon as the rise completes, <= unpowered_time_s
                              for any rise faster than unpowered_rise_k / unpowered_time_s
-Faults latch: a technician resets with ``reset()``. Pure and time-injected.
+Faults latch: a technician resets with ``reset()``. Pure and time-injected. In the agent
+(fire_response.thermal_check) the safety layer runs it every ``safety.check_period_s`` on the hub's
+``safety.surface_channel``; the CPU limit is the safety layer's own coretemp check (``safety.cpu_temp_max_c``,
+latched too). tests/fire/test_thermal_protection_hil.py injects each fault in hw-sim and times it.
 """
 
 from __future__ import annotations
@@ -37,7 +44,8 @@ class ThermalProtection:
         self._unpowered: deque[tuple[float, float]] = deque()  # (t, surface) while idle, last window
 
     def update(self, t_s: float, power_w: float | None, surface_c: float | None, surface_t_s: float | None,
-               cpu_c: float | None = None, room_c: float | None = None) -> dict[str, str]:
+               cpu_c: float | None = None, room_c: float | None = None,
+               commanded_w: float | None = None) -> dict[str, str]:
         """Evaluate once; returns the faults newly found now (condition -> reason)."""
         new: dict[str, str] = {}
         c = self.cfg
@@ -57,7 +65,10 @@ class ThermalProtection:
             if surface_c > c.surface_max_c:
                 new["surface_overtemperature"] = f"heater surface at {surface_c:.1f} °C > {c.surface_max_c} °C"
             if power_w is not None and math.isfinite(power_w):
-                new.update(self._response(t_s, power_w, surface_c, room_c))
+                low, high = power_w, power_w
+                if commanded_w is not None and math.isfinite(commanded_w):
+                    low, high = min(power_w, commanded_w), max(power_w, commanded_w)
+                new.update(self._response(t_s, (low, high), surface_c, room_c))
         fresh = {k: v for k, v in new.items() if k not in self.faults}
         self.faults.update(new)
         return fresh
@@ -67,8 +78,10 @@ class ThermalProtection:
             return False
         return surface_t_s is not None and t_s - surface_t_s <= self.cfg.stale_after_s
 
-    def _response(self, t_s: float, power_w: float, surface_c: float, room_c: float | None) -> dict[str, str]:
+    def _response(self, t_s: float, power: tuple[float, float], surface_c: float,
+                  room_c: float | None) -> dict[str, str]:
         c, out = self.cfg, {}
+        power_w, high_w = power  # the lower and the higher of measured and commanded power
         if power_w >= c.gain_power_w:
             self._unpowered.clear()
             if self._powered_since is None:
@@ -80,7 +93,8 @@ class ThermalProtection:
             elif t_s - t0 >= c.gain_time_s:
                 out["no_response"] = f"{power_w:.0f} W applied for {t_s - t0:.0f} s but the surface rose " \
                                      f"{surface_c - s0:.1f} K < {c.gain_k} K"
-        elif power_w <= c.idle_power_w:
+        elif high_w <= c.idle_power_w:
+            power_w = high_w
             self._powered_since = None
             window = self._unpowered
             window.append((t_s, surface_c))

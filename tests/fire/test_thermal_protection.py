@@ -62,3 +62,22 @@ def test_faults_latch_until_reset() -> None:
     assert prot.update(1.0, 0.0, 20.0, 1.0) == {} and "surface_overtemperature" in prot.faults
     prot.reset()
     assert prot.faults == {}
+
+
+def test_panel_warming_as_power_comes_on_is_not_response_without_power() -> None:
+    """Measured power is an average over the last control period (30 s), so it still shows idle while a fast
+    panel (30 s time constant) warms from the step to full power: the commanded power says it is applied."""
+
+    def step_to_full(with_commanded: bool) -> set[str]:
+        prot, surface, found = ThermalProtection(CFG), 23.0, set()
+        for k in range(1200):
+            t = float(k)
+            commanded = 50.0 if t < 600 else 500.0
+            measured = 50.0 if t < 630 else 500.0  # the next control step measures the new level
+            surface += (20.0 + 0.06 * commanded - surface) * (1 - math.exp(-1.0 / 30.0))
+            given = commanded if with_commanded else None
+            found |= set(prot.update(t, measured, surface, t, 50.0, 20.0, given))
+        return found
+
+    assert step_to_full(with_commanded=False) == {"response_without_power"}  # what measured power alone does
+    assert step_to_full(with_commanded=True) == set()

@@ -5,7 +5,8 @@ SDM120 mains meter (Modbus RTU) on a pseudo-terminal, the board's hwmon chip (ai
 a BME280 and a light sensor on IIO, a DS18B20 on 1-Wire, PIR presence and window/door contacts on GPIO,
 and the microphone as a FIFO. The serial ports appear as symlinks under ``<root>/dev``; the sysfs devices
 under ``<root>`` (standing for /sys). `update` moves every value after each heater step; `set_fault`
-injects a fault into one device by name; `truth` is what each device shows, for tests.
+injects a fault into one device by name ("surface" is the board's panel probe, temp3; the heater's own
+cooling faults belong to the heater, see faults.py); `truth` is what each device shows, for tests.
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ class DeviceSuite:
     def devices(self) -> dict[str, object]:
         """Fault-injectable devices by name."""
         return {"co2": self.co2, "pm": self.pm, "meter": self.meter, "board": self.board,
-                "bme280": self.bme280, "light": self.light, "ds18b20": self.ds18b20, "gpio": self.gpio,
-                "audio": self.audio}
+                "surface": self.board.surface, "bme280": self.bme280, "light": self.light,
+                "ds18b20": self.ds18b20, "gpio": self.gpio, "audio": self.audio}
 
     async def start(self) -> None:
         """Start the serial and audio servers; returns once the ports exist."""
@@ -93,7 +94,8 @@ class DeviceSuite:
         self.co2.temperature_c = state.air_c
         self.pm.pm1_0, self.pm.pm2_5, self.pm.pm10 = 4.0, 6.0, 9.0
         self.meter.update(state.power_w, dt_s)
-        self.board.update(state.air_c, state.power_w)
+        self.board.update(state.air_c, state.power_w, state.surface_c, dt_s, state.fan_share,
+                          state.airflow_share)
         humidity = 40.0 + 3.0 * self.occupants
         self.bme280.update(pressure_hpa=pressure_pa / 100.0, temp_c=state.air_c + 0.3, humidity_pct=humidity)
         self.light.update(ghi_w_m2 * LUX_PER_W_M2 + (300.0 if self.occupants else 0.0))
