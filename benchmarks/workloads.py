@@ -3,7 +3,9 @@
 Run as root on a machine with bubblewrap: ``.venv/bin/python benchmarks/workloads.py``. The jobs use
 Debian's /usr/bin/python3 with the venv's numpy bound read-only (as in tests/jobs). Prints a table:
 start latency of `/bin/true` and of python startup (bare vs sandboxed, median of N), and Monte Carlo
-paths/s bare vs in the sandbox with its cgroup (median of 3 runs).
+paths/s bare vs in the sandbox with its cgroup: N_PAIRS runs of each, interleaved (bare, sandboxed, bare,
+...) so that load from elsewhere hits both alike; the loss is the median of the pairs' losses. Both get the
+same environment (one BLAS/OpenMP thread, as the sandbox sets for a 1-core job).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from qrad_agent.jobs.config import JobsConfig, RuntimeBind
 from qrad_agent.jobs.sandbox import build_launch, ensure_job_user
 
 N_START = 30
+N_PAIRS = 7
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 MC = Path(__file__).parents[1] / "qrad_agent" / "jobs" / "examples" / "montecarlo.py"
 MC_ARGS = ["--seed", "7", "--paths", "2000000", "--batch", "20000", "--steps", "64"]
 
@@ -58,7 +62,7 @@ def _bare(command: list[str], cwd: Path, n: int) -> tuple[list[float], str]:
     for _ in range(n):
         t0 = time.perf_counter()
         proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
-                              env={"PYTHONPATH": str(Path(numpy.__file__).parents[1])})
+                              env={"PYTHONPATH": str(Path(numpy.__file__).parents[1]), **ONE_THREAD})
         times.append(time.perf_counter() - t0)
         out = proc.stdout
     return times, out
@@ -85,13 +89,15 @@ def main() -> None:
             rows.append((f"start: {label} (median ms)", statistics.median(bare) * 1e3,
                          statistics.median(boxed) * 1e3, f"+{(statistics.median(boxed) - statistics.median(bare)) * 1e3:.1f} ms"))
         bare_rates, boxed_rates = [], []
-        for _ in range(3):
+        for _ in range(N_PAIRS):
             _, out = _bare(["/usr/bin/python3", str(work / "montecarlo.py"), *MC_ARGS], base, 1)
             bare_rates.append(json.loads(out.splitlines()[-1])["paths_per_s"])
             _, out = _sandboxed(cfg, user, tree, work, ["python3", "montecarlo.py", *MC_ARGS], 1)
             boxed_rates.append(json.loads(out.splitlines()[-1])["paths_per_s"])
         b, s = statistics.median(bare_rates), statistics.median(boxed_rates)
-        rows.append(("Monte Carlo paths/s (median of 3)", b, s, f"{(b - s) / b * 100:+.1f} % loss"))
+        losses = sorted((x - y) / x * 100 for x, y in zip(bare_rates, boxed_rates))
+        rows.append((f"Monte Carlo paths/s (median of {N_PAIRS})", b, s,
+                     f"{statistics.median(losses):+.1f} % loss (pairs: {losses[0]:+.1f} .. {losses[-1]:+.1f} %)"))
     finally:
         for d in set(tree.dirs.values()):
             d.rmdir()

@@ -19,7 +19,7 @@ import structlog
 
 from qrad_agent.control.schedule import WeeklySchedule
 from qrad_agent.sync.commands import CommandRejected, JobManifest
-from qrad_agent.sync.contract import Kind, Reading, StateMessage, TelemetryBatch
+from qrad_agent.sync.contract import JobStatusMessage, Kind, Reading, StateMessage, TelemetryBatch
 
 log = structlog.get_logger(component="platform")
 
@@ -71,6 +71,11 @@ class AgentCommands:
         if self.agent.jobs is None or not self.agent.jobs.cancel(job_id):
             raise CommandRejected(f"no running or queued job {job_id}")
 
+    async def ack_job(self, job_id: str) -> None:
+        if self.agent.jobs is None or not self.agent.jobs.ack(job_id):
+            raise CommandRejected(f"no finished job {job_id}")
+        log.info("job result acknowledged by the platform", job=job_id)
+
     async def diagnostics(self) -> dict[str, Any]:
         return self.agent.status()
 
@@ -108,6 +113,25 @@ class Reporter:
                     for name, r in self.agent.hub.latest.items()]
         return TelemetryBatch(readings=readings[:1000])
 
+    async def report_jobs(self) -> int:
+        """Publish each job whose platform status changed since the last report (through the outbox,
+        never dropped); a finished job's message carries its result summary. Returns how many."""
+        runner = self.agent.jobs
+        sent = 0
+        for record in list(runner.records.values()):
+            status = platform_job_status(record)
+            if record.reported == status:
+                continue
+            result = await asyncio.to_thread(runner.result_summary, record.id) if record.status.terminal else {}
+            if not record.status.terminal and record.reason:
+                result = {"reason": record.reason}
+            await self.sync.enqueue(Kind.JOB, JobStatusMessage(job_id=record.id, status=status,  # type: ignore[arg-type]
+                                                               exit_code=record.exit_code, result=result,
+                                                               cpu_s=record.usage.cpu_s or None))
+            runner.mark_reported(record.id, status)
+            sent += 1
+        return sent
+
     async def run(self) -> None:
         """Until cancelled: state every ``sync.state_period_s``, telemetry every ``sync.telemetry_period_s``."""
         cfg = self.agent.cfg.sync
@@ -115,7 +139,19 @@ class Reporter:
         next_telemetry = loop.time() + cfg.telemetry_period_s
         while True:
             self.sync.set_state(self.state())
+            if self.agent.jobs is not None:
+                await self.report_jobs()
             if loop.time() >= next_telemetry:
                 await self.sync.enqueue(Kind.TELEMETRY, self.telemetry())
                 next_telemetry += cfg.telemetry_period_s
             await asyncio.sleep(min(cfg.state_period_s, max(0.0, next_telemetry - loop.time())))
+
+
+def platform_job_status(record: Any) -> str:
+    """The contract's job status (JobStatusMessage.status) of a runner JobRecord."""
+    status = record.status.value
+    if status == "queued":
+        return "checkpointed" if record.checkpoints > 0 else "accepted"
+    if status in ("running", "succeeded", "cancelled"):
+        return status
+    return "failed"  # failed, killed_walltime, killed_memory, killed_output, rejected: the reason says which

@@ -158,6 +158,17 @@ class Platform:
         return self.command(device, self.new_command("submit_job", manifest=manifest,
                                                      signature=sign(self.signing_key, manifest)))
 
+    def ack_job(self, device: str, job_id: str) -> bytes:
+        """Tell ``device`` that the platform has ``job_id``'s result (it may delete the job's files)."""
+        return self.command(device, self.new_command("ack_job", job_id=job_id))
+
+    def job_statuses(self, device: str, job_id: str) -> list[dict[str, Any]]:
+        """Bodies of the job status messages received for ``job_id``, in sequence order."""
+        with self.cond:
+            log = self.devices[device]
+            return [log.messages[s]["body"] for s in sorted(log.seen)
+                    if log.messages[s]["kind"] == "job" and log.messages[s]["body"]["job_id"] == job_id]
+
     def response(self, correlation: bytes, timeout_s: float = 10.0) -> dict[str, Any] | None:
         self.wait_for(lambda p: correlation in p.responses, timeout_s)
         with self.cond:

@@ -58,6 +58,8 @@ class JobsConfig(_Section):
     tmp_mb: int = Field(256, ge=1, description="size of the private /tmp (tmpfs, counted as job memory)")
     checkpoint_grace_s: float = Field(30.0, gt=0, le=600)
     poll_s: float = Field(0.2, gt=0, le=10, description="limit and status polling period")
+    result_retention_s: float = Field(7 * 86400.0, gt=0, description="a reported result's files are deleted "
+                                      "after this long if the platform has not acknowledged it (ack_job)")
 
     @model_validator(mode="after")
     def _slots_fit(self) -> JobsConfig:

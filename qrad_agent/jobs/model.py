@@ -120,6 +120,7 @@ class JobRecord(BaseModel):
     checkpoints: int = 0
     signed: bool = False
     acked: bool = False
+    reported: str | None = Field(None, description="the last status published to the platform")
     usage: Usage = Field(default_factory=Usage)
 
     def summary(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ them). Stopping work for heat is in heat.py; it uses `freeze`, `thaw` and `check
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import heapq
 import itertools
 import json
@@ -117,6 +118,7 @@ class JobRunner:
             while True:
                 self._take_spool()
                 self._take_cancels()
+                self._expire_results()
                 self._start_ready()
                 self._wake.clear()
                 try:
@@ -202,6 +204,47 @@ class JobRunner:
         del self.records[job_id]
         self.manifests.pop(job_id, None)
         return True
+
+    def mark_reported(self, job_id: str, status: str) -> None:
+        """The platform has been sent ``status`` for this job (persisted: not re-sent after a restart)."""
+        record = self.records.get(job_id)
+        if record is not None:
+            record.reported = status
+            self.store.save(record)
+
+    def result_summary(self, job_id: str, max_files: int = 64) -> dict:
+        """A finished job's result for the platform: its end reason, stdout tail (4 KiB) and the files it
+        wrote (path -> bytes and SHA-256, at most ``max_files``). Reads files: call it off the event loop."""
+        record = self.records.get(job_id)
+        if record is None or not record.status.terminal:
+            return {}
+        manifest = self.manifests.get(job_id) or self._load_manifest(job_id)
+        inputs = set(manifest.files) if manifest is not None else set()
+        outputs: dict[str, dict] = {}
+        work = self.store.work_dir(job_id)
+        for path in sorted(p for p in work.rglob("*") if p.is_file() and not p.is_symlink()):
+            rel = path.relative_to(work).as_posix()
+            if rel in inputs or len(outputs) >= max_files:
+                continue
+            digest = hashlib.sha256()
+            try:
+                with path.open("rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(block)
+                outputs[rel] = {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+            except OSError:
+                continue
+        return {"status": record.status.value, "reason": record.reason, "detail": record.detail,
+                "stdout_tail": self.store.tail(job_id, "stdout", 4096), "outputs": outputs,
+                "usage": record.usage.model_dump()}
+
+    def _expire_results(self) -> None:
+        now = time.time()
+        for job_id, record in list(self.records.items()):
+            if (record.status.terminal and record.reported is not None and record.ended_at is not None
+                    and now - record.ended_at > self.cfg.result_retention_s):
+                log.warning("job result expired unacknowledged", job=job_id)
+                self.ack(job_id)
 
     def cancel(self, job_id: str, grace_s: float | None = None) -> bool:
         """Cancel a queued or running job (running: SIGTERM, its grace, then SIGKILL)."""

@@ -110,6 +110,13 @@ class CancelJob(_Command):
     job_id: str = Field(pattern=COMMAND_ID)
 
 
+class AckJob(_Command):
+    """The platform has a finished job's result: the heater deletes the job's files."""
+
+    command: Literal["ack_job"]
+    job_id: str = Field(pattern=COMMAND_ID)
+
+
 class RequestDiagnostics(_Command):
     command: Literal["request_diagnostics"]
 
@@ -120,7 +127,7 @@ class ResetAlarm(_Command):
     signature: str = Field(max_length=200, description="base64 Ed25519 over canonical(command without it)")
 
 
-COMMANDS: tuple[type[_Command], ...] = (SetSetpoint, SetMode, SetSchedule, SubmitJob, CancelJob,
+COMMANDS: tuple[type[_Command], ...] = (SetSetpoint, SetMode, SetSchedule, SubmitJob, CancelJob, AckJob,
                                         RequestDiagnostics, ResetAlarm)
 COMMAND_NAMES = frozenset(m.model_fields["command"].annotation.__args__[0] for m in COMMANDS)  # type: ignore
 Command = Annotated[Union[COMMANDS], Field(discriminator="command")]  # type: ignore[valid-type]  # noqa: UP007
@@ -153,6 +160,7 @@ class CommandTarget(Protocol):
     async def set_schedule(self, rules: list[dict[str, str]]) -> None: ...
     async def submit_job(self, manifest: JobManifest) -> None: ...
     async def cancel_job(self, job_id: str) -> None: ...
+    async def ack_job(self, job_id: str) -> None: ...
     async def diagnostics(self) -> dict[str, Any]: ...
     async def reset_alarm(self, code: str) -> None: ...
 
@@ -267,6 +275,8 @@ class CommandHandler:
                 await t.submit_job(cmd.manifest)
             case CancelJob():
                 await t.cancel_job(cmd.job_id)
+            case AckJob():
+                await t.ack_job(cmd.job_id)
             case RequestDiagnostics():
                 return {"diagnostics": await t.diagnostics()}
             case ResetAlarm():

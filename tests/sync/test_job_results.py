@@ -1,0 +1,114 @@
+"""A job's life reaches the platform: status messages through the outbox, the finished job's result
+(stdout tail, output files with SHA-256, usage), and the platform's ``ack_job`` deleting its files.
+Real broker, real agent, real sandbox (skipped where sandboxes cannot run)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import subprocess
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from qrad_agent.agent import Agent
+from qrad_agent.clock import Clock
+from qrad_agent.config import parse_config
+from qrad_agent.jobs.bundle import write_manifest
+from qrad_agent.jobs.cgroups import JobsCgroupTree
+from qrad_agent.sdnotify import Notifier
+from qrad_agent.sim import example_config_data
+from qrad_hwsim.heater import HeaterSpec, SimulatedHeater
+from qrad_hwsim.weather import Weather
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("bwrap") is None or not Path("/usr/bin/python3").exists()
+    or subprocess.run(["bwrap", "--unshare-all", "--ro-bind", "/", "/", "/bin/true"]).returncode != 0,
+    reason="needs root, bubblewrap with user namespaces and /usr/bin/python3")
+
+JOB = """import json
+data = json.dumps({"answer": sum(range(1000))})
+open("result.json", "w").write(data)
+print(data)
+"""
+
+
+@pytest.fixture
+def jobs_base():
+    base = Path(f"/tmp/qrad-jobs-sync-{uuid.uuid4().hex[:8]}")
+    base.mkdir(mode=0o755)
+    cgroup = Path(f"/sys/fs/cgroup/qrad-test-{base.name[-8:]}")
+    yield base, cgroup
+    try:
+        tree = JobsCgroupTree(cgroup)
+        for d in set(tree.dirs.values()):
+            for child in d.glob("job-*"):
+                child.rmdir()
+            if d.exists():
+                d.rmdir()
+    except Exception:  # noqa: BLE001 - the tree may never have been made
+        pass
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def _agent(tmp_path: Path, sync_cfg, base: Path, cgroup: Path) -> Agent:
+    data = example_config_data()
+    root = tmp_path / "sys"
+    data.update(device_id="heater-1", state_dir=str(tmp_path / "state"))
+    data["api"] = {"socket_path": str(tmp_path / "api.sock")}
+    data["power"].update(sysfs_root=str(root), jobs_cgroup=str(root / "fs/cgroup/qrad-jobs"))
+    data["sensors"] = [s for s in data["sensors"] if s["type"] == "hwmon" and s["chip"] == "sht4x"]
+    data["thermostat"].update(room_channels=["room_temp"], mode="comfort", period_s=1.0)
+    data["jobs"] = {"enabled": True, "jobs_dir": str(base / "jobs"), "cgroup": str(cgroup),
+                    "allow_unsigned": True, "poll_s": 0.1}
+    sync = sync_cfg(telemetry_period_s=1.0, state_period_s=0.3).model_dump(mode="json")
+    data["sync"] = {k: v for k, v in sync.items() if v is not None}
+    return Agent(parse_config(data), Clock(), Notifier({}))
+
+
+async def test_job_result_reaches_the_platform_and_ack_deletes_it(tmp_path, sync_cfg, platform, jobs_base):
+    base, cgroup = jobs_base
+    heater = SimulatedHeater(tmp_path / "sys", HeaterSpec(initial_air_c=18.0), Weather.constant(5.0),
+                             datetime(2026, 1, 5), seed=3)
+    agent = _agent(tmp_path, sync_cfg, base, cgroup)
+    stop = asyncio.Event()
+    sim = asyncio.create_task(heater.run(step_s=10.0, speed=60.0))
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        bundle = base / "bundle"
+        bundle.mkdir()
+        (bundle / "job.py").write_text(JOB)
+        write_manifest(bundle, {"id": "answer-1", "command": ["python3", "job.py"]})
+        assert agent.jobs is not None
+        assert agent.jobs.submit(bundle).status.value == "queued"
+
+        def finished(p) -> bool:
+            return any(m["status"] == "succeeded" for m in p.job_statuses("heater-1", "answer-1"))
+
+        assert await platform.wait(finished, 30), platform.job_statuses("heater-1", "answer-1")
+        statuses = [m["status"] for m in platform.job_statuses("heater-1", "answer-1")]
+        assert statuses[-1] == "succeeded" and statuses.count("succeeded") == 1, statuses
+        body = platform.job_statuses("heater-1", "answer-1")[-1]
+        expected = '{"answer": 499500}'
+        assert body["exit_code"] == 0 and expected in body["result"]["stdout_tail"]
+        assert body["result"]["outputs"] == {
+            "result.json": {"bytes": len(expected), "sha256": hashlib.sha256(expected.encode()).hexdigest()}}
+        assert "job.py" not in body["result"]["outputs"]  # inputs are not results
+        assert body["cpu_s"] and body["cpu_s"] > 0
+
+        job_dir = base / "jobs" / "answer-1"
+        assert job_dir.exists(), "kept until the platform acknowledges"
+        response = await asyncio.to_thread(platform.response, platform.ack_job("heater-1", "answer-1"), 15)
+        assert response is not None and response.get("ok") is True, response
+        assert not job_dir.exists()
+        again = await asyncio.to_thread(platform.response, platform.ack_job("heater-1", "answer-1"), 15)
+        assert again is not None and again.get("ok") is False and "answer-1" in again.get("detail", "")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        sim.cancel()
+        await asyncio.gather(sim, return_exceptions=True)
