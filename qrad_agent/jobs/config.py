@@ -57,6 +57,8 @@ class JobsConfig(_Section):
     max_bundle_mb: int = Field(512, ge=1)
     tmp_mb: int = Field(256, ge=1, description="size of the private /tmp (tmpfs, counted as job memory)")
     checkpoint_grace_s: float = Field(30.0, gt=0, le=600)
+    disk_reserve_mb: int = Field(1024, ge=0, description="free space kept for the agent (state, outbox) on the "
+                                 "jobs' filesystem: no job starts below it; the job that wrote most is stopped")
     poll_s: float = Field(0.2, gt=0, le=10, description="limit and status polling period")
     result_retention_s: float = Field(7 * 86400.0, gt=0, description="a reported result's files are deleted "
                                       "after this long if the platform has not acknowledged it (ack_job)")

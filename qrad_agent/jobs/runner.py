@@ -14,6 +14,7 @@ import hashlib
 import heapq
 import itertools
 import json
+import os
 import re
 import shutil
 import time
@@ -34,6 +35,8 @@ from qrad_agent.jobs.store import JobStore
 log = structlog.get_logger(component="jobs")
 
 CGROUP_REMOVE_TIMEOUT_S = 5.0
+DISK_KILL_MIN_BYTES = 1 << 20
+"""A job that wrote less than this is never stopped for the disk reserve (someone else filled it)."""
 
 
 @dataclass
@@ -48,6 +51,7 @@ class _Active:
     kill_at: float | None = None
     active_s: float = 0.0
     input_bytes: int = 0
+    output_bytes: int = 0  # at the last poll
 
 
 class JobRunner:
@@ -70,6 +74,7 @@ class JobRunner:
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self.user: JobUser | None = None
+        self._held_for_disk = False
 
     # -- setup and shutdown --
 
@@ -270,7 +275,22 @@ class JobRunner:
 
     # -- starting --
 
+    def disk_free_bytes(self) -> int:
+        """Free bytes for unprivileged writers on the jobs directory's filesystem (statvfs f_bavail)."""
+        st = os.statvfs(self.store.root)
+        return st.f_bavail * st.f_frsize
+
+    def _disk_low(self) -> bool:
+        return self.disk_free_bytes() < self.cfg.disk_reserve_mb << 20
+
     def _start_ready(self) -> None:
+        if self._queue and not self.hold and not self.frozen and self._disk_low():
+            if not self._held_for_disk:
+                log.warning("jobs held: free disk below the reserve", free_mb=self.disk_free_bytes() >> 20,
+                            reserve_mb=self.cfg.disk_reserve_mb)
+                self._held_for_disk = True
+            return
+        self._held_for_disk = False
         while self._queue and not self.hold and not self.frozen:
             _, _, job_id = self._queue[0]
             record = self.records.get(job_id)
@@ -335,9 +355,13 @@ class JobRunner:
             return
         if active.stop_reason is None and active.active_s > active.manifest.walltime_s:
             self._stop(record.id, "walltime", 0.0)
-        elif active.stop_reason is None and await asyncio.to_thread(self._output_bytes, record.id, active) \
-                >= active.manifest.output_mb << 20:
+            return
+        active.output_bytes = await asyncio.to_thread(self._output_bytes, record.id, active)
+        if active.stop_reason is None and active.output_bytes >= active.manifest.output_mb << 20:
             self._stop(record.id, "output", 0.0)
+        elif (active.stop_reason is None and active.output_bytes >= DISK_KILL_MIN_BYTES and self._disk_low()
+              and active is max(self.active.values(), key=lambda a: a.output_bytes)):  # the biggest writer goes
+            self._stop(record.id, "disk", 0.0)
 
     def _output_bytes(self, job_id: str, active: _Active) -> int:
         job_dir = self.store.job_dir(job_id)
@@ -389,6 +413,11 @@ class JobRunner:
             self._finish(record, Status.CANCELLED)
         elif stop == "walltime":
             self._finish(record, Status.KILLED_WALLTIME, detail=f"over {active.manifest.walltime_s} s")
+        elif stop == "disk":  # its partial output goes too, or the reserve stays eaten
+            shutil.rmtree(self.store.work_dir(record.id), ignore_errors=True)
+            self._finish(record, Status.KILLED_OUTPUT, reason="disk_reserve",
+                         detail=f"free disk fell below the reserve of {self.cfg.disk_reserve_mb} MiB; "
+                                f"its {record.usage.output_bytes >> 20} MiB of output deleted")
         elif stop == "output" or record.usage.output_bytes >= active.manifest.output_mb << 20:
             self._finish(record, Status.KILLED_OUTPUT, detail=f"over {active.manifest.output_mb} MiB")
         elif record.usage.oom_kills > 0:

@@ -71,7 +71,7 @@ def make_cfg(base: Path, key: Ed25519PrivateKey | None, **over) -> JobsConfig:
         pub.write_bytes(key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
     fields = dict(jobs_dir=base / "jobs", cgroup=Path(f"/sys/fs/cgroup/qrad-test-{base.name[-8:]}"),
                   public_key=pub, python=python, runtime=runtime, env=env, poll_s=0.05,
-                  checkpoint_grace_s=5.0, max_pids=256)
+                  checkpoint_grace_s=5.0, max_pids=256, disk_reserve_mb=16)
     fields.update(over)
     return JobsConfig(**fields)
 

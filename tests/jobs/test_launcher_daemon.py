@@ -36,6 +36,7 @@ python = "{python}"
 runtime = [{binds}]
 env = {{ PYTHONPATH = "{env['PYTHONPATH']}" }}
 poll_s = 0.1
+disk_reserve_mb = 16
 [power]
 sysfs_root = "{root}"
 jobs_cgroup = "{root}/fs/cgroup/qrad-jobs"

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from jobs_helpers import start_harness, stop_harness
 from qrad_agent.jobs.model import Status
 
 PROBE = '''
@@ -208,6 +209,45 @@ async def test_disk_filler_stopped(harness, how):
         assert record.usage.output_bytes <= 3 << 20  # RLIMIT_FSIZE: a file cannot pass the limit
     else:  # many files under the limit each: stopped by the runner's poll (known overshoot: one poll period)
         assert record.usage.wall_s < 2.0
+
+
+def _free_mb(path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize >> 20
+
+
+async def test_disk_reserve_stops_the_biggest_writer(base_dir, signing_key):
+    """Many small files under every per-job limit: the free-disk reserve kept for the agent stops the job,
+    deletes its partial output (so the reserve is whole again), and leaves a job that writes nothing."""
+    reserve_mb = max(_free_mb(base_dir) - 40, 1)
+    h, task = await start_harness(base_dir, signing_key, disk_reserve_mb=reserve_mb)
+    try:
+        quiet = h.submit(h.script_bundle("import time\nwhile True: time.sleep(0.1)"))
+        filler = h.submit(h.script_bundle(
+            "i = 0\nwhile i < 400:\n    open(f'f{i}', 'wb').write(b'x' * 500_000)\n    i += 1\n", output_mb=1024))
+        record = await h.wait(filler.id, timeout=30)
+        assert record.status == Status.KILLED_OUTPUT and record.reason == "disk_reserve", record
+        assert record.usage.output_bytes < 200_000_000  # stopped well before its 400 files
+        assert not h.runner.store.work_dir(filler.id).exists()
+        assert h.runner.disk_free_bytes() >= reserve_mb << 20
+        assert h.runner.get(quiet.id).status == Status.RUNNING
+        after, _ = await h.run("print('{}')")
+        assert after.status == Status.SUCCEEDED
+        assert h.runner.cancel(quiet.id)
+        await h.wait(quiet.id)
+    finally:
+        await stop_harness(h, task)
+
+
+async def test_no_job_starts_below_the_disk_reserve(base_dir, signing_key):
+    h, task = await start_harness(base_dir, signing_key, disk_reserve_mb=_free_mb(base_dir) + 1024)
+    try:
+        held = h.submit(h.script_bundle("print('{}')"))
+        await asyncio.sleep(1.0)
+        assert h.runner.get(held.id).status == Status.QUEUED and not h.runner.active
+        assert h.runner.cancel(held.id)
+    finally:
+        await stop_harness(h, task)
 
 
 async def test_sigterm_ignoring_job_killed_after_grace(harness):

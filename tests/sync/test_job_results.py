@@ -64,7 +64,7 @@ def _agent(tmp_path: Path, sync_cfg, base: Path, cgroup: Path) -> Agent:
     data["sensors"] = [s for s in data["sensors"] if s["type"] == "hwmon" and s["chip"] == "sht4x"]
     data["thermostat"].update(room_channels=["room_temp"], mode="comfort", period_s=1.0)
     data["jobs"] = {"enabled": True, "jobs_dir": str(base / "jobs"), "cgroup": str(cgroup),
-                    "allow_unsigned": True, "poll_s": 0.1}
+                    "allow_unsigned": True, "poll_s": 0.1, "disk_reserve_mb": 16}
     sync = sync_cfg(telemetry_period_s=1.0, state_period_s=0.3).model_dump(mode="json")
     data["sync"] = {k: v for k, v in sync.items() if v is not None}
     return Agent(parse_config(data), Clock(), Notifier({}))
