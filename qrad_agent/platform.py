@@ -18,6 +18,8 @@ from typing import Any
 import structlog
 
 from qrad_agent.control.schedule import WeeklySchedule
+from qrad_agent.jobs.model import RejectReason
+from qrad_agent.sync.bundles import BundleError, BundleFetcher
 from qrad_agent.sync.commands import CommandRejected, JobManifest
 from qrad_agent.sync.contract import JobStatusMessage, Kind, Reading, StateMessage, TelemetryBatch
 
@@ -31,6 +33,8 @@ class AgentCommands:
 
     def __init__(self, agent: Any) -> None:
         self.agent = agent
+        self._bundle_fetcher: BundleFetcher | None = None
+        self._fetching: dict[str, asyncio.Task] = {}
 
     async def set_setpoint(self, mode: str, setpoint_c: float) -> None:
         schedule = self.agent.thermostat.schedule
@@ -56,16 +60,50 @@ class AgentCommands:
         log.info("schedule changed by the platform", rules=len(rules))
 
     async def submit_job(self, manifest: JobManifest) -> None:
+        """Queue the job whose bundle is on the heater (``<jobs_dir>/incoming/<sha256>``), or accept it and
+        fetch the bundle in the background (``sync.bundle_url``): the job's status messages say the rest."""
         jobs = self.agent.jobs
         if jobs is None:
             raise CommandRejected("jobs are disabled on this heater")
+        if manifest.job_id in jobs.records or manifest.job_id in self._fetching:
+            raise CommandRejected(f"job {manifest.job_id} exists")
         bundle = jobs.cfg.jobs_dir / "incoming" / manifest.image_sha256
-        if not bundle.exists():
-            raise CommandRejected(f"bundle {manifest.image_sha256[:12]} is not on the heater (bundles are "
-                                  f"delivered to {bundle.parent}; fetching them is not implemented)")
-        record = jobs.submit(bundle)
-        if record.status.value == "rejected":
-            raise CommandRejected(f"job refused: {record.reason}")
+        if bundle.exists():
+            record = jobs.submit(bundle, expected_id=manifest.job_id)
+            if record.status.value == "rejected":
+                raise CommandRejected(f"job refused: {record.reason}: {record.detail}")
+            return
+        fetcher = self._fetcher()
+        if fetcher is None:
+            raise CommandRejected(f"bundle {manifest.image_sha256[:12]} is not on the heater and sync.bundle_url "
+                                  "is not set")
+        self._fetching[manifest.job_id] = asyncio.get_running_loop().create_task(
+            self._fetch_and_submit(fetcher, manifest), name=f"fetch:{manifest.job_id}")
+
+    def _fetcher(self) -> BundleFetcher | None:
+        s = self.agent.cfg.sync
+        if self._bundle_fetcher is None and s is not None and s.bundle_url and self.agent.jobs is not None:
+            jobs_cfg = self.agent.jobs.cfg
+            self._bundle_fetcher = BundleFetcher(s.bundle_url, jobs_cfg.jobs_dir / "incoming",
+                                                 jobs_cfg.max_bundle_mb << 20, s.ca_file, s.cert_file, s.key_file,
+                                                 allow_http=s.bundle_allow_http)
+        return self._bundle_fetcher
+
+    async def _fetch_and_submit(self, fetcher: BundleFetcher, manifest: JobManifest) -> None:
+        jobs = self.agent.jobs
+        try:
+            try:
+                path = await asyncio.to_thread(fetcher.fetch, manifest.image_sha256)
+            except BundleError as exc:
+                log.warning("job bundle not fetched", job=manifest.job_id, error=str(exc))
+                jobs.reject(manifest.job_id, RejectReason.BAD_BUNDLE, str(exc))
+                return
+            try:
+                jobs.submit(path, expected_id=manifest.job_id)
+            finally:
+                path.unlink(missing_ok=True)  # the job has its own copy now, or was refused
+        finally:
+            self._fetching.pop(manifest.job_id, None)
 
     async def cancel_job(self, job_id: str) -> None:
         if self.agent.jobs is None or not self.agent.jobs.cancel(job_id):

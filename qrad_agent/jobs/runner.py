@@ -141,19 +141,28 @@ class JobRunner:
 
     # -- submission, queries, acknowledgement --
 
-    def submit(self, source: Path) -> JobRecord:
-        """Verify and queue a bundle; a refused one gets a REJECTED record, and nothing else remains."""
+    def submit(self, source: Path, expected_id: str | None = None) -> JobRecord:
+        """Verify and queue a bundle; a refused one gets a REJECTED record, and nothing else remains.
+
+        ``expected_id``: the job id the platform's command named; a bundle of another job is refused."""
         staged = None
         try:
             staged = bundle.stage(source, self.cfg, self.key, self.store.root)
             manifest = staged.manifest
+            if expected_id is not None and manifest.id != expected_id:
+                raise JobRejected(RejectReason.MALFORMED_MANIFEST,
+                                  f"bundle is job {manifest.id}, the command named {expected_id}")
             if manifest.id in self.records or self.store.job_dir(manifest.id).exists():
                 raise JobRejected(RejectReason.DUPLICATE_ID, f"job {manifest.id} exists")
             return self._accept(staged)
         except JobRejected as exc:
             if staged is not None:
                 staged.discard()
-            return self._reject(source, exc)
+            return self._reject(source, exc, expected_id)
+
+    def reject(self, job_id: str, reason: RejectReason, detail: str) -> JobRecord:
+        """Record a job refused before its bundle could be staged (e.g. its download failed)."""
+        return self._reject(None, JobRejected(reason, detail), job_id)
 
     def _accept(self, staged: bundle.StagedBundle) -> JobRecord:
         assert self.user is not None, "setup() first"
@@ -176,8 +185,9 @@ class JobRunner:
         log.info("job queued", job=record.id, priority=record.priority, cores=record.cores)
         return record
 
-    def _reject(self, source: Path, exc: JobRejected) -> JobRecord:
-        job_id = _guess_id(source)
+    def _reject(self, source: Path | None, exc: JobRejected, job_id: str | None = None) -> JobRecord:
+        if job_id is None or not re.match(JOB_ID_PATTERN, job_id):
+            job_id = _guess_id(source) if source is not None else None
         if job_id is None or job_id in self.records or self.store.job_dir(job_id).exists():
             job_id = f"rejected-{uuid.uuid4().hex[:12]}"
         record = JobRecord(id=job_id, status=Status.REJECTED, reason=exc.reason.value, detail=exc.detail,

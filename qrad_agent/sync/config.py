@@ -42,6 +42,10 @@ class SyncConfig(BaseModel):
         None, description="platform's Ed25519 public key (PEM or raw 32 bytes); none: signed commands refused")
     command_replay_window_s: float = Field(86400.0, gt=0, description="command ids remembered; older refused")
     command_queue_size: int = Field(32, ge=1)
+    bundle_url: str | None = Field(
+        None, description="platform bundle store: a submit_job bundle missing here is fetched from "
+                          "{bundle_url}/{image_sha256} with this heater's client certificate (https://)")
+    bundle_allow_http: bool = Field(False, description="accept an http:// bundle_url (a lab only)")
     telemetry_period_s: float = Field(60.0, gt=0, description="a batch of every channel this often")
     state_period_s: float = Field(10.0, gt=0, description="the retained state refreshed this often")
 

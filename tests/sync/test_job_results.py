@@ -9,6 +9,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -112,3 +113,101 @@ async def test_job_result_reaches_the_platform_and_ack_deletes_it(tmp_path, sync
         await asyncio.wait_for(task, 20)
         sim.cancel()
         await asyncio.gather(sim, return_exceptions=True)
+
+
+class _BundleStore:
+    """The platform's bundle store: HTTPS with client certificates required (the test PKI), GET /<sha256>."""
+
+    def __init__(self, pki, blobs: dict[str, bytes]) -> None:
+        import http.server
+        import ssl
+        import threading
+
+        store = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                body = store.blobs.get(self.path.rsplit("/", 1)[-1])
+                store.requests.append((self.path, self.connection.getpeercert()["subject"]))
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.blobs, self.requests = blobs, []
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.ca))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_cert_chain(str(pki.server_cert), str(pki.server_key))
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://localhost:{self.server.server_address[1]}/bundles"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _archive(directory: Path) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for path in sorted(directory.iterdir()):
+            tar.add(path, arcname=path.name)
+    return buf.getvalue()
+
+
+async def test_platform_job_is_fetched_by_digest_over_mutual_tls(tmp_path, sync_cfg, platform, pki, jobs_base):
+    base, cgroup = jobs_base
+    bundle = base / "bundle"
+    bundle.mkdir()
+    (bundle / "job.py").write_text(JOB)
+    write_manifest(bundle, {"id": "fetched-1", "command": ["python3", "job.py"]})
+    good = _archive(bundle)
+    good_sha = hashlib.sha256(good).hexdigest()
+    liar_sha = hashlib.sha256(b"what the platform signed").hexdigest()
+    store = _BundleStore(pki, {good_sha: good, liar_sha: good})  # the second one's content is not its digest
+    heater = SimulatedHeater(tmp_path / "sys", HeaterSpec(initial_air_c=18.0), Weather.constant(5.0),
+                             datetime(2026, 1, 5), seed=3)
+    agent = _agent(tmp_path, lambda **kw: sync_cfg(bundle_url=store.url, **kw), base, cgroup)
+    stop = asyncio.Event()
+    sim = asyncio.create_task(heater.run(step_s=10.0, speed=60.0))
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        def manifest(job_id: str, sha: str) -> dict:
+            return {"job_id": job_id, "image_sha256": sha, "argv": ["python3", "job.py"], "cpus": 1.0,
+                    "max_runtime_s": 600.0, "checkpoint": False, "not_after": time.time() + 600}
+
+        assert await platform.wait(lambda p: p.devices["heater-1"].state is not None, 15)  # subscribed
+        response = await asyncio.to_thread(platform.response,
+                                           platform.submit_job("heater-1", manifest("fetched-1", good_sha)), 15)
+        assert response is not None and response.get("ok") is True, response
+        assert await platform.wait(lambda p: any(m["status"] == "succeeded"
+                                                 for m in p.job_statuses("heater-1", "fetched-1")), 30)
+        body = platform.job_statuses("heater-1", "fetched-1")[-1]
+        assert '{"answer": 499500}' in body["result"]["stdout_tail"]
+        assert store.requests[0][0] == f"/bundles/{good_sha}"
+        assert ((("commonName", "heater-1"),),) == store.requests[0][1]  # the heater's own certificate
+        assert not (base / "jobs" / "incoming" / good_sha).exists()  # the job has its own copy
+
+        await asyncio.to_thread(platform.response, platform.submit_job("heater-1", manifest("liar-1", liar_sha)), 15)
+        assert await platform.wait(lambda p: any(m["status"] == "failed"
+                                                 for m in p.job_statuses("heater-1", "liar-1")), 30)
+        failed = platform.job_statuses("heater-1", "liar-1")[-1]
+        assert failed["result"]["reason"] == "bad_bundle" and "SHA-256" in failed["result"]["detail"]
+        assert not list((base / "jobs" / "incoming").iterdir())  # nothing half-downloaded left
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        sim.cancel()
+        await asyncio.gather(sim, return_exceptions=True)
+        store.close()
