@@ -103,26 +103,10 @@ class Launcher:
         return self.user
 
     def _job_dir(self, job_id: str) -> Path:
-        if not isinstance(job_id, str) or not re.match(JOB_ID_PATTERN, job_id):
-            raise LauncherError(f"bad job id {job_id!r}")
-        d = self.store.job_dir(job_id)
-        try:
-            st = os.lstat(d)
-        except FileNotFoundError:
-            raise LauncherError(f"job {job_id}: no directory {d}") from None
-        if not stat.S_ISDIR(st.st_mode):
-            raise LauncherError(f"job {job_id}: {d} is not a directory")
-        return d
+        return _real_dir(self._valid_id(job_id), self.store.job_dir(job_id))
 
     def _work_dir(self, job_id: str) -> Path:
-        work = self._job_dir(job_id) / "work"
-        try:
-            st = os.lstat(work)
-        except FileNotFoundError:
-            raise LauncherError(f"job {job_id}: no work directory") from None
-        if not stat.S_ISDIR(st.st_mode):
-            raise LauncherError(f"job {job_id}: work is not a directory")
-        return work
+        return _real_dir(job_id, self._job_dir(job_id) / "work")
 
     def prepare(self, job_id: str) -> None:
         """Hand the job's work directory to the job user. Raises LauncherError on a hard link (it could
@@ -188,9 +172,25 @@ class Launcher:
         return total
 
     def _cgroup(self, job_id: str) -> JobCgroup:
+        return self.tree.job(self._valid_id(job_id))
+
+    @staticmethod
+    def _valid_id(job_id: object) -> str:
+        """``job_id`` when it is a valid id (it names directories and cgroups); else LauncherError."""
         if not isinstance(job_id, str) or not re.match(JOB_ID_PATTERN, job_id):
             raise LauncherError(f"bad job id {job_id!r}")
-        return self.tree.job(job_id)
+        return job_id
+
+
+def _real_dir(job_id: str, path: Path) -> Path:
+    """``path`` if it is a directory itself (not a symbolic link to one); else LauncherError."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise LauncherError(f"job {job_id}: no directory {path}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise LauncherError(f"job {job_id}: {path} is not a directory")
+    return path
 
 
 def _chown_tree(root: Path, uid: int, gid: int, strict: bool) -> None:
