@@ -59,7 +59,7 @@ def build(agent: Any) -> dict[str, Handler]:
     }
     def reset_alarm(params: dict[str, Any]) -> dict[str, Any]:
         code = str(params.get("code", "fire_alarm"))
-        if not agent.reset_alarm(code, by=f"local API"):
+        if not agent.reset_alarm(code, by="local API"):
             raise ApiError(f"no latched alarm {code!r}")
         return agent.safety.status()
 
