@@ -34,7 +34,7 @@ LAST_CPU_S = [0.0]
 MC_PATHS = 8_000_000
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 MC = Path(__file__).parents[1] / "qrad_agent" / "jobs" / "examples" / "montecarlo.py"
-MC_ARGS = ["--seed", "7", "--paths", str(8_000_000), "--batch", "20000", "--steps", "64"]
+MC_ARGS = ["--seed", "7", "--paths", str(MC_PATHS), "--batch", "20000", "--steps", "64"]
 
 
 def _cfg(base: Path) -> JobsConfig:
