@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -24,12 +23,10 @@ from dataclasses import astuple, fields
 from pathlib import Path
 from typing import TextIO
 
-import numpy as np
-
 from .board import BoardSpec
-from .devices.suite import DeviceSuite
-from .faults import FaultControl, load_scenario, request_fault
-from .heater import HeaterSpec, HeaterState, SimulatedHeater, reset_tree, sensor_fault_path
+from .faults import load_scenario, request_fault
+from .heater import HeaterSpec, HeaterState, sensor_fault_path
+from .live import LiveSimulator, stop_on_signals
 from .sensor import SENSOR_FAULTS
 from .sim_clock import parse_start
 from .sysfs_io import write_text_atomic
@@ -105,35 +102,14 @@ def _trace_row(state: HeaterState) -> list[object]:
 async def serve(args: argparse.Namespace) -> int:
     """Run the simulator until SIGTERM/SIGINT; return the exit status."""
     weather = Weather.from_csv(args.weather or default_weather_path())
-    root = args.root.resolve()
-    reset_tree(root)
-    heater = SimulatedHeater(root, heater_spec_from_args(args), weather, parse_start(args.start), args.seed)
-    suite = None
-    if args.devices == "all":
-        suite = DeviceSuite(root, np.random.default_rng(args.seed + 1), noise=not args.no_noise)
-        await suite.start()
-    control = FaultControl(root, heater, suite, load_scenario(args.scenario) if args.scenario else [])
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    print(f"READY root={root}", flush=True)
-    try:
+    faults = load_scenario(args.scenario) if args.scenario else []
+    sim = LiveSimulator(args.root, heater_spec_from_args(args), weather, parse_start(args.start), args.seed,
+                        args.devices, noise=not args.no_noise, faults=faults)
+    async with sim:
+        stop = stop_on_signals()
+        print(f"READY root={sim.root}", flush=True)
         with ExitStack() as stack:
-            trace = _trace_writer(args.trace, stack)
-
-            def on_step(state: HeaterState) -> None:
-                control.step(state, weather)
-                if trace is not None:
-                    trace(state)
-
-            async with asyncio.TaskGroup() as group:
-                runner = group.create_task(heater.run(args.step, args.speed, on_step), name="hwsim-run")
-                await stop.wait()
-                runner.cancel()
-    finally:
-        if suite is not None:
-            await suite.stop()
+            await sim.run(args.step, args.speed, stop, _trace_writer(args.trace, stack))
     return 0
 
 

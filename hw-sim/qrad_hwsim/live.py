@@ -1,0 +1,73 @@
+"""A live simulator: the heater, its room and every device, run on the event loop in real time x speed.
+
+Shared by ``qrad-hwsim serve`` and ``qrad-hwsim rig``: `LiveSimulator` builds the sysfs tree under ``root``
+(refusing a directory that is not a previous simulator's), starts the device suite's serial ports and
+microphone (``async with``), and `run` steps the model until ``stop`` is set, applying the timed and the
+commanded faults (faults.py) and moving every device after each step, then calling the caller's
+``on_step``. `stop_on_signals` is the SIGTERM/SIGINT -> Event wiring both commands use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .devices.suite import DeviceSuite
+from .faults import FaultControl, TimedFault
+from .heater import HeaterSpec, HeaterState, SimulatedHeater, reset_tree
+from .weather import Weather
+
+
+class LiveSimulator:
+    """One simulated heater board and room with (``devices="all"``) every sensor of the heater."""
+
+    def __init__(self, root: Path, spec: HeaterSpec, weather: Weather, start: datetime, seed: int = 0,
+                 devices: str = "all", noise: bool = True, faults: Iterable[TimedFault] = (),
+                 occupancy: Any = None) -> None:
+        self.root = Path(root).resolve()
+        reset_tree(self.root)
+        self.weather = weather
+        self.heater = SimulatedHeater(self.root, spec, weather, start, seed)
+        self.suite: DeviceSuite | None = None
+        if devices == "all":
+            self.suite = DeviceSuite(self.root, np.random.default_rng(seed + 1), noise=noise,
+                                     occupancy=occupancy)
+        self.control = FaultControl(self.root, self.heater, self.suite, list(faults))
+
+    async def __aenter__(self) -> LiveSimulator:
+        if self.suite is not None:
+            await self.suite.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.suite is not None:
+            await self.suite.stop()
+
+    async def run(self, step_s: float, speed: float, stop: asyncio.Event,
+                  on_step: Callable[[HeaterState], None] | None = None) -> None:
+        """Step the model (``step_s`` model seconds, ``speed`` model seconds per real second) until ``stop``."""
+
+        def step(state: HeaterState) -> None:
+            self.control.step(state, self.weather)
+            if on_step is not None:
+                on_step(state)
+
+        async with asyncio.TaskGroup() as group:
+            runner = group.create_task(self.heater.run(step_s, speed, step), name="hwsim-run")
+            await stop.wait()
+            runner.cancel()
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An Event set by SIGTERM or SIGINT on the running loop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
