@@ -22,7 +22,7 @@ from pathlib import Path
 import structlog
 
 from qrad_agent.config import AgentConfig, ApiConfig, load_config
-from qrad_agent.errors import EX_CONFIG, EX_SOFTWARE, EX_UNAVAILABLE, ComponentDied, ConfigError
+from qrad_agent.errors import EX_CONFIG, EX_SOFTWARE, EX_UNAVAILABLE, AgentError, ComponentDied, ConfigError
 from qrad_agent.log import setup_logging
 
 
@@ -237,7 +237,8 @@ def _pretty(result: object) -> str:
 
 
 def cmd_run(cfg: AgentConfig) -> int:
-    """Run the daemon until SIGTERM/SIGINT (0) or until a component dies (70)."""
+    """Run the daemon until SIGTERM/SIGINT (0), until a component dies (70), or 69 when a component cannot
+    start here (jobs without bubblewrap or an unreachable launcher, missing actuators): systemd retries."""
     setup_logging(cfg.device_id, cfg.logging.level, cfg.logging.format)
     log = structlog.get_logger(component="main")
     try:
@@ -245,6 +246,9 @@ def cmd_run(cfg: AgentConfig) -> int:
     except ComponentDied as exc:
         log.error("agent stopped: component died", component=exc.component, error=str(exc))
         return EX_SOFTWARE
+    except AgentError as exc:
+        log.error("agent cannot start", error=str(exc), kind=type(exc).__name__)
+        return EX_UNAVAILABLE
     return 0
 
 

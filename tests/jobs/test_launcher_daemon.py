@@ -100,3 +100,20 @@ def test_agent_and_launcher_processes_run_a_job(base_dir: Path) -> None:
             remove_tree(JobsCgroupTree(cgroup))
         except Exception:  # noqa: BLE001 - the tree may never have been made
             pass
+
+
+def test_agent_without_its_launcher_exits_69_with_the_reason(base_dir: Path) -> None:
+    root = base_dir / "sys"
+    cgroup = Path(f"/sys/fs/cgroup/qrad-test-{base_dir.name[-8:]}")
+    config = base_dir / "agent.toml"
+    config.write_text(_config(base_dir, root, cgroup))
+    sim = subprocess.Popen([HWSIM, "serve", "--root", str(root), "--speed", "1", "--devices", "room"],
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        assert sim.stdout is not None and sim.stdout.readline().startswith("READY")
+        agent = subprocess.run([AGENT, "run", "--config", str(config)], capture_output=True, text=True, timeout=30)
+        assert agent.returncode == 69, agent.stderr
+        assert "agent cannot start" in agent.stderr and "launcher" in agent.stderr and "unreachable" in agent.stderr
+    finally:
+        sim.terminate()
+        sim.wait()
