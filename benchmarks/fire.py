@@ -223,8 +223,10 @@ def t3_trials(n: int = 200, seed: int = 1, low_frequency: bool = False) -> dict[
             "latency_max_s": float(np.max(latencies)), "missed": missed}
 
 
+T4 = [(0.1, 0.1)] * 3 + [(0.1, 5.0)]
+"""Temporal-four, the CO alarm: four 100 ms pulses, then 5 s off."""
 NON_ALARM = {
-    "T4 CO alarm 3.1 kHz": lambda s: sounds.pattern_beeps(0, s, 3100, 0.1, [(0.1, 0.1)] * 3 + [(0.1, 5.0)]),
+    "T4 CO alarm 3.1 kHz": lambda s: sounds.pattern_beeps(0, s, 3100, 0.1, T4),
     "steady 3.1 kHz tone": lambda s: [(0.0, s, 3100.0, 0.1, False)],
     "microwave 3 beeps/30 s": lambda s: [b for t in np.arange(0, s, 30.0)
                                          for b in sounds.pattern_beeps(t, t + 2.9, 3000, 0.1, [(0.5, 0.5)])[:3]],
@@ -233,6 +235,8 @@ NON_ALARM = {
     "phone ring 3.2 kHz": lambda s: sounds.pattern_beeps(0, s, 3200, 0.1, [(0.4, 0.2), (0.4, 2.0)]),
     "TV beeps": lambda s: sounds.random_beeps(0, s, 0.1, np.random.default_rng(5), [1000, 2900, 3200]),
     "speech and music": lambda s: [],
+    "T4 CO alarm 520 Hz square": lambda s: sounds.pattern_beeps(0, s, 520, 0.1, T4, square=True),
+    "steady 520 Hz square tone": lambda s: [(0.0, s, 520.0, 0.1, True)],
 }
 
 

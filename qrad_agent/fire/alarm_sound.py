@@ -5,15 +5,22 @@ Hann-windowed and transformed with one batched rfft per block. In each band (pie
 low-frequency alarms 520 Hz ±10 %) the peak (3 bins) must stand ``contrast_db`` above the median bin of
 the surrounding region in the same frame (a noise floor in frequency, immune to level changes) and
 ``floor_margin_db`` above an adaptive floor in time (fast down, slow up, frozen while a tone is on). The
-520 Hz square wave must also show its third harmonic. Goertzel would cost one multiply-add per sample per
-bin; with ~30 bins per band the batched FFT is cheaper in numpy and gives the median for free.
+520 Hz square wave must also show its timbre: a third harmonic, and no second one (a square wave has only odd
+harmonics; voiced speech and melody notes, which crowd that band, have a strong second), both looked for at
+multiples of the tone's frequency estimated to a fraction of a bin (the power centroid of its 3 bins), which
+must itself lie in the band (the 3 bins reach one bin beyond it: a 390 Hz note is not 520 Hz). Goertzel
+would cost one multiply-add per sample per bin; with ~30 bins per band the batched FFT is cheaper in numpy
+and gives the median for free.
 
-Stage 2, segments: on-frames with a stable peak (±2 bins) form a tone segment; off runs of up to
-``BRIDGE_FRAMES`` are bridged; blips under ``MIN_SEGMENT_FRAMES`` are dropped.
+Stage 2, segments: on-frames with a stable peak (±2 bins) and a steady level (within ``BEEP_LEVEL_DB`` of the
+beep's peak: an alarm's envelope is flat, the speech or music under it is not) form a tone segment; off runs
+of up to ``BRIDGE_FRAMES`` are bridged; blips under ``MIN_SEGMENT_FRAMES`` are dropped.
 
 Stage 3, pattern: three segments of similar length (on and short gaps within the configured windows,
-which are far wider than ISO 8201's ±0.05 s because cheap alarms drift), of one frequency, not preceded
-closely by another beep, then a long gap, then the next cycle's first beep of the same frequency. That
+which are far wider than ISO 8201's ±0.05 s because cheap alarms drift), of one frequency and level, not
+preceded closely by another beep, then a long gap, then the next cycle's first beep of the same frequency.
+Segments of that pitch and level but shorter than ``on_min_s`` are noise reaching the band for a moment
+(a syllable, a note's attack), not beeps: they neither count as beeps nor break the pattern. That
 rejects: T4 (0.1 s pulses), steady tones (too long), a single triple (microwave end beeps: no next cycle),
 beep trains (no long gap), phone rings (one or two long bursts per cycle) and speech and music (no stable
 peak in the band for 0.2-0.9 s in this rhythm). The first confirmation comes ~4.2 s after onset for an
@@ -43,13 +50,22 @@ BIN_TOLERANCE = 2
 PATTERN_BIN_TOLERANCE = 2
 """The beeps of one pattern share their pitch within ±2 bins (125 Hz)."""
 LEVEL_TOLERANCE_DB = 10.0
-"""... and their peak level within this (one alarm at one distance; a melody note is louder or softer)."""
+"""A tone this much louder than the current beep at its pitch is a new sound, not the same beep."""
+BEEP_LEVEL_DB = 6.0
+"""One alarm at one distance has a flat envelope: a frame this much weaker than the beep so far is not part of
+it (speech or a melody note under the alarm's pitch), and the beeps of one pattern share their peak level
+within this (measured: beeps in 0-20 dB SNR noise vary by 1-2 dB; the in-band noise blips between them sit
+6-12 dB lower and must neither lengthen a beep nor count as one)."""
 CONSECUTIVE_CYCLE_S = 9.0
 """A confirmation this soon after the previous one continues the same alarm (the cycle is ~4 s)."""
 HARMONIC_CONTRAST_RELIEF_DB = 3.0
 """The 520 Hz band, where speech is loud, needs 3 dB less contrast because its third harmonic must show too."""
 REGION_HISTORY_FRAMES = 800
 """Per-frame region levels kept (12.8 s: a T3 cycle and its next beep)."""
+EVEN_HARMONIC_DB = 9.0
+"""The 520 Hz square wave has half-wave symmetry, hence no even harmonics: its second harmonic must be this
+far below the fundamental. Voiced speech and melody notes have a strong second harmonic (0-6 dB below); a
+speaker's distortion and the room (linear: it adds no harmonic) leave a real square wave's far lower."""
 GAP_QUIET_DB = 6.0
 """In the 520 Hz band the gaps must be this much quieter than the beeps across the whole region."""
 SAME_CYCLE_S = 2.0
@@ -75,8 +91,11 @@ class Segment:
 class _Band:
     """Tone segmentation in one band."""
 
-    def __init__(self, name: str, bins: tuple[int, int], ref: tuple[int, int], harmonic: bool) -> None:
-        self.name, self.bins, self.ref, self.harmonic = name, bins, ref, harmonic
+    def __init__(self, name: str, bins: tuple[int, int], ref: tuple[int, int],
+                 square: tuple[float, float] | None = None) -> None:
+        """``square``: the band's limits in fractional bins, for a square wave whose harmonics are checked."""
+        self.name, self.bins, self.ref, self.square = name, bins, ref, square
+        self.harmonic = square is not None
         self.floor_db: float | None = None
         self.segments: deque[Segment] = deque(maxlen=16)
         self.region_db: deque[tuple[int, float]] = deque(maxlen=REGION_HISTORY_FRAMES)
@@ -101,12 +120,19 @@ class _Band:
         median = np.median(power[:, self.ref[0] : self.ref[1]], axis=1) + 1e-12
         contrast_db = cfg.contrast_db - (HARMONIC_CONTRAST_RELIEF_DB if self.harmonic else 0.0)
         on = peak >= 3.0 * median * 10.0 ** (contrast_db / 10.0)
-        if self.harmonic:
-            third = 3 * bins
-            h = power[np.arange(len(k)), third - 1] + power[np.arange(len(k)), third] + \
-                power[np.arange(len(k)), third + 1]
+        if self.square is not None:  # odd harmonics (the third shows), no even ones (the second is low)
+            rows = np.arange(len(k))
+            below, above = band[rows, k], band[rows, k + 2]
+            freq = bins + (above - below) / (peak + 1e-12)  # power centroid of the 3 bins, in bins
+            on &= (freq >= self.square[0]) & (freq <= self.square[1])
+
+            def harmonic(n: int) -> np.ndarray:
+                at = np.rint(n * freq).astype(int)
+                return power[rows, at - 1] + power[rows, at] + power[rows, at + 1]
+
             hmed = np.median(power[:, 3 * self.ref[0] : 3 * self.ref[1]], axis=1) + 1e-12
-            on &= h >= 3.0 * hmed * 2.0
+            on &= harmonic(3) >= 3.0 * hmed * 2.0
+            on &= harmonic(2) <= peak * 10.0 ** (-EVEN_HARMONIC_DB / 10.0)
         self.last_region_db = 10.0 * np.log10(np.max(power[:, self.ref[0] : self.ref[1]], axis=1) + 1e-12)
         return on, bins, 10.0 * np.log10(peak + 1e-12)
 
@@ -128,8 +154,9 @@ class AlarmSoundDetector:
         bw = sample_rate_hz / FRAME_N
         hi = (round(cfg.high_band_hz[0] / bw), round(cfg.high_band_hz[1] / bw))
         lo = (round(cfg.low_band_hz[0] / bw), round(cfg.low_band_hz[1] / bw))
-        self.bands = (_Band("high", hi, (hi[0] - 8, hi[1] + 9), False),
-                      _Band("low", lo, (max(1, lo[0] - 5), lo[1] + 11), True))
+        self.bands = (_Band("high", hi, (hi[0] - 8, hi[1] + 9)),
+                      _Band("low", lo, (max(1, lo[0] - 5), lo[1] + 11),
+                            (cfg.low_band_hz[0] / bw, cfg.low_band_hz[1] / bw)))
         self.bin_hz = bw
         self._window = np.hanning(FRAME_N).astype(np.float32)
         self._pending = np.zeros(0, dtype=np.float32)
@@ -185,7 +212,8 @@ class AlarmSoundDetector:
 
     def _segment(self, band: _Band, frame: int, tone: bool, bin_: int, level: float, t_s: float) -> bool:
         if band.cur_start is not None:
-            same = tone and abs(bin_ - band.cur_bin) <= BIN_TOLERANCE
+            same = (tone and abs(bin_ - band.cur_bin) <= BIN_TOLERANCE
+                    and level >= band.cur_level - BEEP_LEVEL_DB)  # a weaker frame: the noise under the beep
             if same and level > band.cur_level + LEVEL_TOLERANCE_DB:
                 self._close(band)  # a much louder tone starts at this pitch: a new sound, not this one
             elif same:
@@ -218,13 +246,14 @@ class AlarmSoundDetector:
         """Three similar beeps, a long gap, then ``nxt`` (the next cycle's first beep) at the same pitch."""
         c = self.cfg
         everything = done
-        done = [s for s in done if abs(s.bin - nxt.bin) <= PATTERN_BIN_TOLERANCE
-                and abs(s.level_db - nxt.level_db) <= LEVEL_TOLERANCE_DB]  # other pitch or level: other sound
+        same = [s for s in done if abs(s.bin - nxt.bin) <= PATTERN_BIN_TOLERANCE
+                and abs(s.level_db - nxt.level_db) <= BEEP_LEVEL_DB]  # other pitch or level: other sound
+        done = [s for s in same if s.duration_s >= c.on_min_s]  # shorter: a blip of noise, not a beep
         if len(done) < 3:
             return False
         s1, s2, s3 = done[-3:]
-        mine = {id(s) for s in done}
-        if any(s.end_s > s1.start_s and id(s) not in mine and s.level_db >= nxt.level_db - LEVEL_TOLERANCE_DB
+        mine = {id(s) for s in same}
+        if any(s.end_s > s1.start_s and id(s) not in mine and s.level_db >= nxt.level_db - BEEP_LEVEL_DB
                for s in everything):
             return False  # the "gaps" hold another tone as loud: a warbling or sweeping sound, not beeps
         ons = [s.duration_s for s in (s1, s2, s3)]
@@ -241,7 +270,7 @@ class AlarmSoundDetector:
         four = (s1, s2, s3, nxt)
         if max(s.bin for s in four) - min(s.bin for s in four) > PATTERN_BIN_TOLERANCE:
             return False
-        if max(s.level_db for s in four) - min(s.level_db for s in four) > LEVEL_TOLERANCE_DB:
+        if max(s.level_db for s in four) - min(s.level_db for s in four) > BEEP_LEVEL_DB:
             return False
         if len(done) >= 4:  # the triple must start a cycle, not be the tail of a longer beep train
             before = s1.start_s - done[-4].end_s

@@ -22,11 +22,12 @@ def test_t3_in_household_noise_200_trials_within_6_s(feed_audio) -> None:
 
 
 def test_low_frequency_t3_in_household_noise(feed_audio) -> None:
-    """520 Hz square T3 in the same noise: speech crowds that band; benchmarks/fire.py prints the rate."""
-    result = bench.t3_trials(40, seed=2, low_frequency=True)
-    # Not yet at the piezo figure: ~80 % within 6 s and ~90 % within 12 s (speech crowds 520 Hz at
-    # 0-5 dB SNR). A regression guard, not the target.
-    assert result["detected_within_6s"] >= 0.75, result["missed"]
+    """520 Hz square T3 in the same noise (speech crowds that band), on other seeds than the benchmark's 1:
+    benchmarks/fire.py prints the 200-trial rate (99 %+); 100 trials here may miss 3 of the 0-1 dB ones."""
+    result = bench.t3_trials(100, seed=31, low_frequency=True)
+    assert result["detected_within_6s"] >= 0.97, result["missed"]
+    assert result["latency_median_s"] <= 5.0
+    assert all(m["snr_db"] < 5.0 for m in result["missed"]), result["missed"]
 
 
 @pytest.mark.parametrize("on_s,gap_s,long_s,freq_hz", [
@@ -59,6 +60,49 @@ def test_non_alarm_sounds_never_confirm(name: str, feed_audio) -> None:
     signal += sounds.BeepTrack(bench.NON_ALARM[name](seconds)).render(0, signal.size)
     det, hits = feed_audio(signal)
     assert hits == [] and det.confidence(seconds) == 0.0
+
+
+@pytest.mark.parametrize("pattern", [
+    [(0.1, 0.1)] * 3 + [(0.1, 5.0)],  # T4, the CO alarm
+    [(3600.0, 0.0)],                  # a steady tone
+    [(0.5, 0.5)],                     # a beep train: no long gap
+    [(0.5, 0.5), (0.5, 0.5), (0.5, 30.0)],  # one triple per 30 s (a microwave's end beeps): no next cycle
+], ids=["t4", "steady", "train", "single-triple"])
+def test_low_frequency_520_hz_non_alarms_never_confirm(pattern: list[tuple[float, float]],
+                                                       feed_audio) -> None:
+    """The 520 Hz square wave in the patterns that are not T3, over loud speech and music."""
+    seconds = 120.0
+    house = sounds.Household(np.random.default_rng(12), speech=2.0, music=1.0)
+    signal = house.render(0, int(seconds * 16000)) * 0.01
+    beeps = sounds.pattern_beeps(0.5, seconds, 520.0, 0.03, pattern, square=True)
+    signal += sounds.BeepTrack(beeps).render(0, signal.size)
+    det, hits = feed_audio(signal)
+    assert hits == [] and det.confidence(seconds) == 0.0
+
+
+def test_low_frequency_band_wants_the_square_wave_timbre(feed_audio) -> None:
+    """Same T3 rhythm, pitch and level: the square wave (odd harmonics only) is found; a tone with a second
+    harmonic as strong as a voice's or an instrument's is not taken for the 520 Hz alarm. That is the design's
+    limit, on purpose: the even-harmonic check is what keeps speech from splitting and faking 520 Hz beeps."""
+    house = sounds.Household(np.random.default_rng(13), speech=2.0, music=0.0).render(0, 14 * 16000) * 0.01
+    square = sounds.t3_beeps(1.0, 14.0, 520.0, 0.02, square=True)
+    _, hits = feed_audio(house + sounds.BeepTrack(square).render(0, house.size))
+    assert hits and hits[0] - 1.0 < 5.0
+    note = [(a, b, f * h, 0.025 * g, False) for a, b, f, *_ in square
+            for h, g in ((1, 1.0), (2, 0.5), (3, 0.3))]
+    _, hits = feed_audio(house + sounds.BeepTrack(note).render(0, house.size))
+    assert hits == []
+
+
+def test_hwsim_microphone_loops_cost_the_same_at_any_stream_age() -> None:
+    """The simulated microphone that feeds this detector slices its noise loops from ``n0 % size``: the same
+    samples as wrapping every index, without numpy's per-index wrap loop whose cost grew with ``n0``."""
+    from qrad_hwsim.devices.audio import _loop_slice
+
+    loop = np.arange(1000.0)
+    for n0 in (0, 999, 1000, 12345, 10**12 + 7):
+        for n in (0, 1, 800, 2500):
+            assert np.array_equal(_loop_slice(loop, n0, n), loop[(n0 + np.arange(n)) % loop.size])
 
 
 def test_real_recording_continuous_alarm_tone_is_not_t3(data_dir: Path, feed_audio) -> None:

@@ -284,5 +284,15 @@ class AudioSource:
 
 
 def _loop_slice(loop: np.ndarray, n0: int, n: int) -> np.ndarray:
-    """``n`` samples of the periodic signal ``loop`` from sample ``n0``."""
-    return np.take(loop, np.arange(n0, n0 + n), mode="wrap")
+    """``n`` samples of the periodic signal ``loop`` from sample ``n0``, at a cost independent of ``n0``.
+
+    Slices from ``n0 % loop.size`` (wrapping as often as ``n`` needs), not ``np.take(..., mode="wrap")``
+    over ``arange(n0, n0 + n)``: numpy wraps each index by repeated subtraction, so that cost grew with
+    the stream's age."""
+    parts, pos = [loop[:0]], n0 % loop.size
+    while n > 0:
+        part = loop[pos : pos + n]
+        parts.append(part)
+        n -= part.size
+        pos = 0
+    return np.concatenate(parts)
