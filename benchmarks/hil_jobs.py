@@ -18,9 +18,8 @@ and the work per kWh. Work per kWh: a real second at utilisation u stands for ``
 of the board at u, so the board's work is its delivered compute (KPI core-hours at nominal frequency)
 times the paths per CPU-second the real jobs measured here; that divided by the simulated heating energy.
 
-Two agent bugs this run found are worked around by default, each with a flag to run the agent as is
-(``--no-jobs-release-fix``, ``--no-jobs-cgroup-fix``; see _patch_release and _patch_cgroup_remove). Both
-bugs are now fixed in qrad_agent/jobs/heat.py and cgroups.py; the patches repeat the fix and are no-ops.
+This run found two agent bugs, both fixed (JobsHeat.release now thaws and lets queued jobs start;
+a v1 job cgroup's quota is lifted before its removal).
 
 Run as root with bubblewrap and the job user (as tests/jobs): ``python benchmarks/hil_jobs.py --hours 2``
 (24 h at the default speed 60 takes 24 real minutes). The machine's other load counts: jobs get only the CPU
@@ -253,10 +252,6 @@ async def run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         agent = Agent(cfg, ScaledClock(start, loop.time(), speed), Notifier({}))
         assert agent.jobs is not None
-        if args.jobs_release_fix:
-            _patch_release(agent)
-        if args.jobs_cgroup_fix:
-            _patch_cgroup_remove()
         meter = attach_measured_jobs(heater, cfg.jobs.cgroup, cfg.jobs.cpus, speed)
         board_step = heater.step
 
@@ -274,9 +269,7 @@ async def run(args: argparse.Namespace) -> int:
         heater.step = step  # type: ignore[method-assign]
         print(f"HIL run {run_id}: {hours:g} simulated h from {start:%Y-%m-%d %H:%M} at speed {speed:g} "
               f"({hours * 3600 / speed / 60:.1f} real min); jobs cgroup {cgroup} (v{agent.jobs.tree.version}), "
-              f"{cfg.jobs.cpus} CPUs, {cfg.jobs.total_slots} slots; power chain {agent.power.chain_names()}; "
-              f"workarounds: JobsHeat.release {'ON' if args.jobs_release_fix else 'off'}, "
-              f"v1 quota before rmdir {'ON' if args.jobs_cgroup_fix else 'off'}",
+              f"{cfg.jobs.cpus} CPUs, {cfg.jobs.total_slots} slots; power chain {agent.power.chain_names()}",
               flush=True)
         stop = asyncio.Event()
         t0 = time.monotonic()
@@ -310,54 +303,6 @@ async def run(args: argparse.Namespace) -> int:
         remove_cgroups(cgroup)
         shutil.rmtree(base, ignore_errors=True)
         shutil.rmtree(root, ignore_errors=True)
-
-
-def _patch_release(agent: Agent) -> None:
-    """Work around an agent bug this benchmark found (qrad_agent/jobs/heat.py, not fixed here): when the
-    power level rises past ``power.quota_share`` the manager calls ``JobsHeat.release()``, which lifts the
-    quota but leaves ``runner.hold`` as the last small share set it (and leaves the jobs frozen after a
-    share of zero), so once the running jobs end no queued job starts: no heat at full demand. The patch
-    makes release also thaw (unless a safety freeze holds) and let queued jobs start."""
-    from qrad_agent.jobs.heat import JobsHeat
-
-    heat = next(a for a in agent.power.actuators if isinstance(a, JobsHeat))
-    original = heat.release
-
-    def release() -> None:
-        original()
-        if heat.forced_reason in (None, "share zero"):
-            heat.forced_reason = None
-            heat.share = 1.0
-            if heat.runner.frozen:
-                heat.runner.thaw()
-            heat.runner.hold = False
-            heat.runner._wake.set()
-
-    heat.release = release  # type: ignore[method-assign]
-
-
-def _patch_cgroup_remove() -> None:
-    """Work around a second agent bug this benchmark found (qrad_agent/jobs/cgroups.py, not fixed here): on
-    cgroup v1 a removed job cgroup lingers in the kernel as a dying cgroup with its last cpu.cfs_quota_us, so
-    lowering the parent's quota below it later fails with EINVAL and the power manager drops the jobs
-    actuator for the rest of the run (the jobs then run unthrottled, unfreezable). Setting the job's quota to
-    -1 (unlimited: it inherits, never exceeds) before the rmdir avoids it. Process-wide, this run only."""
-    from qrad_agent.jobs.cgroups import JobCgroup
-
-    original = JobCgroup.try_remove
-    if getattr(original, "hil_patched", False):
-        return
-
-    def try_remove(self: JobCgroup) -> bool:
-        if self.version == 1:
-            try:
-                (self.dirs["cpu"] / "cpu.cfs_quota_us").write_text("-1")
-            except OSError:
-                pass
-        return original(self)
-
-    try_remove.hil_patched = True  # type: ignore[attr-defined]
-    JobCgroup.try_remove = try_remove  # type: ignore[method-assign]
 
 
 async def _progress(trace: Trace, hours: float, every_h: float, runner) -> None:
@@ -437,12 +382,6 @@ def main() -> int:
     parser.add_argument("--start-hour", type=float, default=0.0, help="hour of the start day")
     parser.add_argument("--mode", default="auto", choices=["auto", "comfort", "eco"], help="thermostat mode")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--jobs-release-fix", action=argparse.BooleanOptionalAction, default=True,
-                        help="work around JobsHeat.release leaving queued jobs held/frozen (see _patch_release);"
-                             " --no-jobs-release-fix runs the agent's code as is")
-    parser.add_argument("--jobs-cgroup-fix", action=argparse.BooleanOptionalAction, default=True,
-                        help="work around v1 dying job cgroups blocking a lower jobs quota (see"
-                             " _patch_cgroup_remove); --no-jobs-cgroup-fix runs the agent's code as is")
     parser.add_argument("--progress-h", type=float, default=1.0, help="print a line every this many sim hours")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args()
