@@ -1,4 +1,4 @@
-"""Command line of the simulator: ``qrad-hwsim serve`` and ``qrad-hwsim fault``.
+"""Command line of the simulator: ``qrad-hwsim serve``, ``qrad-hwsim rig`` and ``qrad-hwsim fault``.
 
 serve: builds the sysfs tree of a heater under ``--root`` (the directory standing for /sys), prints
 ``READY root=<DIR>`` on stdout, then runs the model in real time times ``--speed`` until SIGTERM or
@@ -9,6 +9,10 @@ With ``--devices all`` (the default) every sensor of a heater is served too (see
 fault: tells a running serve process to inject a fault: ``--sensor stuck|missing|ok`` for the room
 temperature sensor (``<root>/.hwsim/sensor_fault``), or ``--device NAME --kind KIND`` for any device
 (``<root>/.hwsim/faults.json``); both are read every step. ``serve --scenario FILE`` plays timed faults.
+
+rig: the hardware-in-the-loop rig (rig.py): serve's simulator driven by a scenario file (weather, occupants,
+faults, a fire, expectations), until the scenario's end or SIGTERM; prints the report, exit 0 if every
+expectation was met, 1 if not.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from .board import BoardSpec
 from .faults import load_scenario, request_fault
 from .heater import HeaterSpec, HeaterState, sensor_fault_path
 from .live import LiveSimulator, stop_on_signals
+from .rig import run_rig
 from .sensor import SENSOR_FAULTS
 from .sim_clock import parse_start
 from .sysfs_io import write_text_atomic
@@ -55,7 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="all: every sensor of a heater (serial ports, IIO, 1-Wire, GPIO, microphone); "
                             "room: only the board and the room temperature sensor")
     serve.add_argument("--no-noise", action="store_true", help="exact sensor values (integration tests)")
-    serve.add_argument("--scenario", type=Path, help="TOML file of timed faults: [[fault]] at_s, device, kind")
+    serve.add_argument("--scenario", type=Path,
+                       help="TOML file of timed faults: [[fault]] at_s, device, kind")
+    rig = sub.add_parser("rig", help="hardware-in-the-loop rig: play a scenario, check its expectations")
+    rig.add_argument("--root", type=Path, required=True, help="directory standing for /sys")
+    rig.add_argument("--scenario", required=True,
+                     help="scenario TOML file, or the name of one in qrad_hwsim/rigs (winter_day)")
+    rig.add_argument("--report", type=Path, help="write the report here (JSON)")
     fault = sub.add_parser("fault", help="inject a fault into a running serve process")
     fault.add_argument("--root", type=Path, required=True)
     target = fault.add_mutually_exclusive_group(required=True)
@@ -141,8 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return inject_device_fault(args.root, args.device, args.kind)
         return inject_fault(args.root, args.sensor)
     try:
-        if args.command == "serve":
-            parse_start(args.start)  # fail before building anything
+        if args.command == "rig":
+            return asyncio.run(run_rig(args.root, args.scenario, args.report))
+        parse_start(args.start)  # fail before building anything
         return asyncio.run(serve(args))
     except (FileNotFoundError, ValueError) as exc:
         print(f"qrad-hwsim: {exc}", file=sys.stderr)

@@ -51,7 +51,7 @@ class LiveSimulator:
 
     async def run(self, step_s: float, speed: float, stop: asyncio.Event,
                   on_step: Callable[[HeaterState], None] | None = None) -> None:
-        """Step the model (``step_s`` model seconds, ``speed`` model seconds per real second) until ``stop``."""
+        """Step the model (``step_s`` model s; ``speed`` model s per real s) until ``stop`` is set."""
 
         def step(state: HeaterState) -> None:
             self.control.step(state, self.weather)
