@@ -17,7 +17,7 @@ MINIMAL = {"start": "2026-01-07T06:00", "duration_s": 600}
 def test_the_shipped_winter_day_parses_by_name() -> None:
     scenario = load_scenario("winter_day")
     assert scenario == load_scenario(RIGS_DIR / "winter_day.toml")
-    assert scenario.start == datetime(2026, 1, 7, 6) and scenario.outdoor_c == 0.0
+    assert scenario.start == datetime(2026, 1, 7, 6) and scenario.outdoor_c == 3.0
     assert [(f.device, f.kind) for f in scenario.faults] == [("room", "stuck")]
     assert scenario.fire is not None and scenario.fire.scenario == "flaming"
     assert scenario.output_lines == [23]
