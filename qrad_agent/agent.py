@@ -74,9 +74,11 @@ class Agent:
         self.fire_response = FireResponse(self)
         self.fire: FireDetector | None = None
         if cfg.fire.enabled:
-            self.fire = FireDetector(cfg.fire, self.hub, self._audio_queue, lambda: self.power.measured_w,
+            fire_cfg = cfg.fire if cfg.fire.room_channels else cfg.fire.model_copy(
+                update={"room_channels": list(cfg.thermostat.room_channels)})
+            self.fire = FireDetector(fire_cfg, self.hub, self._audio_queue, lambda: self.power.measured_w,
                                      self.clock, self.fire_response.on_alarm)
-        if cfg.safety.surface_channel in self.hub.specs:
+        if cfg.safety.surface_channel and cfg.safety.surface_channel in self.hub.specs:
             self.safety.checks.append(thermal_check(self))
 
     def _audio_queue(self):

@@ -177,7 +177,7 @@ class SafetyConfig(Section):
     check_period_s: PositiveS = 1.0
     cpu_temp_max_c: float = Field(95.0, gt=40, le=110)
     surface_channel: str | None = Field(
-        "surface_temp", description="heater surface channel for thermal protection; None: off")
+        "surface_temp", description='heater surface channel for thermal protection; "" (or None): off')
     alarm_gpio_line: int | None = Field(
         None, ge=0, description="GPIO output driven high on a fire alarm (sysfs class/gpio/gpioN/value)")
     identify_gpio_line: int | None = Field(

@@ -147,7 +147,9 @@ class FireConfig(_Section):
     enabled: bool = True
     period_s: float = Field(2.0, gt=0, description="sensor evaluation period")
     stale_after_s: float = Field(60.0, gt=0)
-    room_channels: list[str] = Field(default_factory=lambda: ["room_temp"], min_length=1)
+    room_channels: list[str] | None = Field(
+        None, min_length=1, description="room temperatures, best first; default: the thermostat's "
+                                        "room_channels, so a failed sensor is replaced as it is for control")
     co2_channels: list[str] = Field(default_factory=list)
     pm_channels: list[str] = Field(default_factory=list)
     sound_level_channels: list[str] = Field(default_factory=list)
