@@ -28,10 +28,12 @@ BIN = Path(sys.executable).parent
 def _config(tmp: Path, root: Path, all_sensors: bool) -> Path:
     text = EXAMPLE.read_text().replace("/tmp/qrad-hwsim-state", str(tmp / "state"))
     text = text.replace("/tmp/qrad-hwsim", str(root)).replace('level = "info"', 'level = "warning"')
-    if not all_sensors:  # baseline: the room temperature sensor only (the thermostat needs one)
-        head, _, rest = text.partition("[[sensors]]")
-        first, _, _ = rest.partition("[[sensors]]")
-        text = head + "[[sensors]]" + first + "\n[safety]\ncheck_period_s = 1.0\n"
+    if not all_sensors:  # baseline: the room temperature sensor only (the thermostat needs one), every
+        # other section ([jobs], [safety], [fire]) as in the example
+        parts = text.split("[[sensors]]")
+        lines = parts[-1].splitlines(keepends=True)
+        start = next(i for i, line in enumerate(lines) if i > 0 and line.startswith("["))
+        text = parts[0] + "[[sensors]]" + parts[1] + "".join(lines[start:])
         text = text.replace('room_channels = ["room_temp", "room_temp_ds18b20", "room_temp_bme280"]',
                             'room_channels = ["room_temp"]')
     tomllib.loads(text)

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -25,9 +25,6 @@ from qrad_agent.ops.tuning import Tuner
 from qrad_agent.errors import ComponentDied
 from qrad_agent.fire.detector import FireDetector
 from qrad_agent.fire_response import FireResponse, thermal_check
-from qrad_agent.jobs.heat import JobsHeat
-from qrad_agent.jobs.runner import JobRunner
-from qrad_agent.platform import AgentCommands, Reporter
 from qrad_agent.power.manager import PowerManager
 from qrad_agent.safety import SafetyLayer
 from qrad_agent.sdnotify import Notifier
@@ -35,7 +32,10 @@ from qrad_agent.sensing.hub import SensorHub
 from qrad_drivers.base import DriverContext
 from qrad_drivers.registry import build_driver
 from qrad_agent.state import load_state, save_state
-from qrad_agent.sync.client import SyncClient
+
+if TYPE_CHECKING:  # jobs and sync (cryptography, paho, SQLite) load only when configured
+    from qrad_agent.jobs.runner import JobRunner
+    from qrad_agent.sync.client import SyncClient
 
 log = structlog.get_logger(component="supervisor")
 
@@ -57,7 +57,10 @@ class Agent:
         self.jobs: JobRunner | None = None
         jobs_heat = None
         if cfg.jobs.enabled:
-            self.jobs = JobRunner(cfg.jobs)
+            from qrad_agent.jobs.heat import JobsHeat
+            from qrad_agent.jobs.runner import JobRunner as Runner
+
+            self.jobs = Runner(cfg.jobs)
             self.jobs.setup()  # raises SandboxError / ActuatorError where jobs cannot run
             jobs_heat = JobsHeat(self.jobs)
         self.power = PowerManager(cfg.power, jobs=jobs_heat)
@@ -87,6 +90,8 @@ class Agent:
         return None if audio is None else audio.subscribe()
 
     def _build_sync(self, cfg: AgentConfig) -> SyncClient:
+        from qrad_agent.platform import AgentCommands
+        from qrad_agent.sync.client import SyncClient
         from qrad_agent.sync.commands import CommandHandler, ReplayWindow
         from qrad_agent.sync.outbox import Outbox
         from qrad_agent.sync.signing import Verifier, load_public_key
@@ -109,6 +114,8 @@ class Agent:
             components["jobs"] = self.jobs.run
         if self.sync is not None:
             components["sync"] = self.sync.run
+            from qrad_agent.platform import Reporter
+
             components["reporter"] = Reporter(self, self.sync).run
         if self.fire is not None:
             components["fire"] = self.fire.run

@@ -11,7 +11,10 @@ from __future__ import annotations
 import structlog
 
 from qrad_agent.errors import ActuatorError
-from qrad_agent.jobs.runner import JobRunner
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the runner (bundles, signatures: cryptography) loads only where jobs are enabled
+    from qrad_agent.jobs.runner import JobRunner
 
 log = structlog.get_logger(component="jobs.heat")
 
