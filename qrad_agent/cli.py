@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import signal
 import sys
 import time
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--plot", type=Path, help="draw temperatures and power into this PNG file")
     sim.add_argument("--json", action="store_true", help="print the KPIs as JSON")
     sim.add_argument("--seed", type=int, default=0, help="seed of the sensor noise")
+    sim.add_argument("--weather", type=Path, help="weather CSV (default: $QRAD_WEATHER_FILE, else shared/data/weather/ above this directory)")
     return parser
 
 
@@ -171,7 +173,7 @@ def cmd_sensors(args: argparse.Namespace) -> int:
         except RequestFailed as exc:
             print(f"qrad-agent: {exc}", file=sys.stderr)
             return 1
-        text = json.dumps(status, indent=2) if args.json else sensors_table(status)
+        text = json.dumps(json_safe(status), indent=2) if args.json else sensors_table(status)
         if args.watch is None:
             print(text)
             return 0
@@ -208,7 +210,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         method, params = ("clear_override", {}) if args.clear else (
             "set_override", {"setpoint_c": args.setpoint_c,
                              "duration_s": None if args.hours is None else args.hours * 3600})
-        render = status_table
+        render = _override_view
     else:
         method, params, render = {
             "status": ("status", {}, status_table),
@@ -226,8 +228,26 @@ def cmd_api(args: argparse.Namespace) -> int:
     except RequestFailed as exc:
         print(f"qrad-agent: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(result, indent=2, default=str) if args.json else render(result))
+    print(json.dumps(json_safe(result), indent=2, default=str) if args.json else render(result))
     return 1 if args.command == "selftest" and not result["ok"] else 0
+
+
+def json_safe(value: object) -> object:
+    """``value`` with NaN and infinities as null, so the output is strict JSON (RFC 8259 has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def _override_view(status: dict) -> str:
+    override = status.get("override_c")
+    if override is None:
+        return f"override cleared: back to mode {status.get('mode')} from the next control step"
+    return f"override: holding {override:.1f} °C from the next control step"
 
 
 def _pretty(result: object) -> str:
@@ -309,19 +329,19 @@ def cmd_sim(args: argparse.Namespace) -> int:
         return 2
     try:
         result = run_sim(days=args.days, start=args.start, thermostat={"algorithm": args.algorithm},
-                         seed=args.seed)
-    except ValueError as exc:
+                         seed=args.seed, weather_file=args.weather)
+    except (ValueError, FileNotFoundError) as exc:
         print(f"qrad-agent sim: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(result.kpis.as_dict(), indent=2))
+        print(json.dumps(json_safe(result.kpis.as_dict()), indent=2))
     else:
         print(f"{args.algorithm} thermostat, {args.days:g} days from {result.start:%Y-%m-%d} "
               f"(Lyon-Bron typical year weather)")
         print(format_table({args.algorithm: result.kpis}))
     if args.plot:
         plot(result, args.plot)
-        print(f"plot written to {args.plot}")
+        print(f"plot written to {args.plot}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

@@ -101,7 +101,8 @@ class SimResult:
 
 
 def run_sim(days: float = 7.0, start: str = "01-01", thermostat: dict[str, Any] | None = None,
-            controller_factory: Callable[[AgentConfig], Controller] | None = None, seed: int = 0) -> SimResult:
+            controller_factory: Callable[[AgentConfig], Controller] | None = None, seed: int = 0,
+            weather_file: Path | None = None) -> SimResult:
     """Simulate ``days`` from ``start`` (MM-DD or YYYY-MM-DD) and return KPIs and trace.
 
     ``thermostat`` overrides keys of the config's [thermostat] table; ``controller_factory`` swaps the
@@ -112,7 +113,7 @@ def run_sim(days: float = 7.0, start: str = "01-01", thermostat: dict[str, Any] 
     from qrad_hwsim.sim_clock import parse_start
 
     start_dt = parse_start(start)
-    weather = weather_mod.Weather.from_csv(weather_mod.default_weather_path())
+    weather = weather_mod.Weather.from_csv(weather_file or weather_mod.default_weather_path())
     with tempfile.TemporaryDirectory(prefix="qrad-sim-", dir=_fast_tmp()) as tmp:
         root = Path(tmp)
         cfg = sim_config(root, thermostat)

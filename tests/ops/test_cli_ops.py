@@ -137,6 +137,17 @@ def test_override_by_root_applies_and_clears(daemon) -> None:
     assert status["thermostat"]["mode"] == "override" and status["thermostat"]["setpoint_c"] == 22.5
     cleared = _cli("override", "--clear", "--config", str(config), "--json")
     assert json.loads(cleared.stdout)["override_c"] is None
+    table = _cli("override", "21.0", "--config", str(config))  # the readable form too
+    assert table.returncode == 0 and "holding 21.0 °C" in table.stdout, table.stderr
+    table = _cli("override", "--clear", "--config", str(config))
+    assert table.returncode == 0 and "override cleared" in table.stdout, table.stderr
+
+
+def test_json_output_is_strict_json(daemon) -> None:
+    config, _ = daemon
+    for command in (["status"], ["power", "explain"], ["selftest"], ["sensors"]):
+        out = _cli(*command, "--config", str(config), "--json")
+        json.loads(out.stdout, parse_constant=lambda c: pytest.fail(f"{command}: {c} is not JSON"))
 
 
 RAW_CLIENT = """
