@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import astuple, fields
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .board import BoardSpec
-from .faults import load_scenario, request_fault
+from .faults import load_scenario, outcome_path, request_fault
 from .heater import HeaterSpec, HeaterState, sensor_fault_path
 from .live import LiveSimulator, stop_on_signals
 from .rig import run_rig
@@ -73,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--sensor", choices=SENSOR_FAULTS, help="room temperature sensor fault")
     target.add_argument("--device", help="device name (co2, pm, meter, board, surface, bme280, light, "
                                          "ds18b20, gpio, audio, room, heater)")
+    fault.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the simulator's answer")
     fault.add_argument("--kind", help="fault kind for --device (ok, unplugged, garbage, partial, "
                                       "bad_checksum, stuck, out_of_range, spike, drift, ...; heater: "
                                       "fan_failure, outlet_blocked; surface: detached, misplaced, "
@@ -124,13 +127,32 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def inject_device_fault(root: Path, device: str, kind: str | None) -> int:
-    """Queue a device fault for a running serve (``<root>/.hwsim/faults.json``); return the exit status."""
+def inject_device_fault(root: Path, device: str, kind: str | None, wait_s: float = 5.0) -> int:
+    """Queue a device fault for a running serve (``<root>/.hwsim/faults.json``) and wait for its answer:
+    0 applied, 2 refused (the reason printed), 69 no answer within ``wait_s`` (no simulator running there)."""
     if not root.is_dir() or kind is None:
         print("qrad-hwsim: --device needs --kind and a running simulator's --root", file=sys.stderr)
         return 2
+    outcomes = outcome_path(root)
+    before = outcomes.stat().st_mtime_ns if outcomes.exists() else 0
     request_fault(root, device, kind)
-    return 0
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            if outcomes.stat().st_mtime_ns != before:
+                answer = json.loads(outcomes.read_text()).get(device)
+                if answer is not None and answer.get("kind") == kind:
+                    if answer["ok"]:
+                        print(f"{device}: {kind} applied")
+                        return 0
+                    print(f"qrad-hwsim: fault {device}={kind} refused: {answer['detail']}", file=sys.stderr)
+                    return 2
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    print(f"qrad-hwsim: no simulator answered under {root} within {wait_s:g} s (the fault stays queued)",
+          file=sys.stderr)
+    return 69
 
 
 def inject_fault(root: Path, sensor_fault: str) -> int:
@@ -149,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "fault":
         if args.device:
-            return inject_device_fault(args.root, args.device, args.kind)
+            return inject_device_fault(args.root, args.device, args.kind, args.wait)
         return inject_fault(args.root, args.sensor)
     try:
         if args.command == "rig":

@@ -30,6 +30,11 @@ def faults_path(root: Path) -> Path:
     return root / CONTROL_DIR / "faults.json"
 
 
+def outcome_path(root: Path) -> Path:
+    """Where the running simulator answers each fault request: {device: {"kind", "ok", "detail"}}."""
+    return root / CONTROL_DIR / "fault_outcomes.json"
+
+
 def truth_path(root: Path) -> Path:
     """Where the simulator writes what every device shows."""
     return root / CONTROL_DIR / "truth.json"
@@ -75,6 +80,7 @@ class FaultControl:
         self.root, self.heater, self.suite = root, heater, suite
         self.pending = list(scenario)
         self._applied: dict[str, str] = {}
+        self._outcomes: dict[str, dict] = {}
         self._last_t_s = 0.0
 
     def apply(self, device: str, kind: str) -> None:
@@ -97,13 +103,20 @@ class FaultControl:
             requested = json.loads(faults_path(self.root).read_text())
         except (OSError, ValueError):
             requested = {}
+        answered = False
         for device, kind in requested.items():
             if self._applied.get(device) != kind:
                 try:
                     self.apply(device, kind)
+                    self._outcomes[device] = {"kind": kind, "ok": True, "detail": "applied"}
                 except (KeyError, ValueError) as exc:
-                    print(f"qrad-hwsim: fault {device}={kind} refused: {exc}", flush=True)
+                    detail = str(exc.args[0]) if exc.args else str(exc)
+                    print(f"qrad-hwsim: fault {device}={kind} refused: {detail}", flush=True)
+                    self._outcomes[device] = {"kind": kind, "ok": False, "detail": detail}
                     self._applied[device] = kind
+                answered = True
+        if answered:
+            write_text_atomic(outcome_path(self.root), json.dumps(self._outcomes))
         if self.suite is None:
             return
         dt_s = max(0.0, state.t_s - self._last_t_s)

@@ -51,6 +51,14 @@ async def test_serve_ready_files_fault_and_sigterm(tmp_path: Path, weather_path:
         await wait_until(lambda: not sensor_input.exists())
         assert main(["fault", "--root", str(root), "--sensor", "ok"]) == 0
         await wait_until(sensor_input.exists)
+
+        def device_fault(*argv: str) -> int:  # waits for the simulator's answer
+            return main(["fault", "--root", str(root), *argv])
+
+        assert await asyncio.to_thread(device_fault, "--device", "co2", "--kind", "garbage") == 0
+        assert await asyncio.to_thread(device_fault, "--device", "co2", "--kind", "nonsense") == 2
+        assert await asyncio.to_thread(device_fault, "--device", "nosuch", "--kind", "garbage") == 2
+        assert await asyncio.to_thread(device_fault, "--device", "co2", "--kind", "ok") == 0
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
@@ -64,6 +72,11 @@ async def test_serve_ready_files_fault_and_sigterm(tmp_path: Path, weather_path:
 
 def test_fault_without_a_tree_fails(tmp_path: Path) -> None:
     assert main(["fault", "--root", str(tmp_path / "absent"), "--sensor", "stuck"]) == 2
+
+
+def test_device_fault_without_a_running_simulator_says_so(tmp_path: Path, capsys) -> None:
+    assert main(["fault", "--root", str(tmp_path), "--device", "co2", "--kind", "garbage", "--wait", "0.3"]) == 69
+    assert "no simulator answered" in capsys.readouterr().err
 
 
 def test_serve_bad_start_fails_before_building(tmp_path: Path) -> None:
