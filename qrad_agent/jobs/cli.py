@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 import uuid
 from pathlib import Path
 
+from qrad_agent.errors import EX_UNAVAILABLE
 from qrad_agent.jobs.config import JobsConfig
 from qrad_agent.jobs.store import JobStore
 
 
 def cmd_list(args, cfg: JobsConfig) -> int:
-    """args.json: bool."""
+    """args.json: bool. Exit 69 when the jobs directory does not exist (jobs never ran here)."""
+    if not cfg.jobs_dir.is_dir():
+        print(f"qrad-agent jobs: no jobs directory {cfg.jobs_dir}: jobs have not run on this heater",
+              file=sys.stderr)
+        return EX_UNAVAILABLE
     records = JobStore(cfg.jobs_dir).load_all()
     if getattr(args, "json", False):
         print(json.dumps([r.summary() for r in records], indent=1))
@@ -38,36 +44,63 @@ def cmd_show(args, cfg: JobsConfig) -> int:
     if record is None:
         print(f"no job {args.job_id}")
         return 1
+    tails = {name: store.tail(args.job_id, name, 2000) for name in ("stdout", "stderr")}
+    if getattr(args, "json", False):
+        print(json.dumps({**record.model_dump(mode="json"), "stdout_tail": tails["stdout"],
+                          "stderr_tail": tails["stderr"]}, indent=1))
+        return 0
     print(record.model_dump_json(indent=1))
-    for name in ("stdout", "stderr"):
-        tail = store.tail(args.job_id, name, 2000)
+    for name, tail in tails.items():
         if tail:
             print(f"--- {name} (tail) ---\n{tail}")
     return 0
 
 
 def cmd_submit(args, cfg: JobsConfig) -> int:
-    """args.bundle: path of a bundle directory or archive; args.wait: seconds to wait for the end (0: no)."""
+    """args.bundle: a bundle directory or archive; args.wait: seconds to wait for the end (0: no).
+
+    Exit 0 spooled (or, with --wait, succeeded), 1 refused, failed or not finished in time, 2 no such
+    bundle or a job with its id exists, 69 the agent's jobs directory is missing (agent not running)."""
     store = JobStore(cfg.jobs_dir)
     source = Path(args.bundle)
-    if not source.exists() or not store.spool.is_dir():
-        print(f"{source} missing, or {store.spool} missing (is the agent running with jobs enabled?)")
-        return 1
-    name = f"{int(time.time())}-{uuid.uuid4().hex[:8]}-{source.name}"
+    if not source.exists():
+        print(f"qrad-agent jobs: no bundle at {source}", file=sys.stderr)
+        return 2
+    if not store.spool.is_dir():
+        print(f"qrad-agent jobs: {store.spool} missing: is the agent running with jobs enabled?", file=sys.stderr)
+        return EX_UNAVAILABLE
+    job_id = _manifest_id(source)
+    if job_id and store.load(job_id) is not None:
+        print(f"qrad-agent jobs: job {job_id} exists ({store.load(job_id).status.value}); "
+              "give the bundle a new id", file=sys.stderr)
+        return 2
+    spooled_at = time.time()
+    name = f"{int(spooled_at)}-{uuid.uuid4().hex[:8]}-{source.name}"
     tmp = store.spool / f".{name}"
     (shutil.copytree if source.is_dir() else shutil.copyfile)(source, tmp)
     tmp.rename(store.spool / name)  # the runner only takes names without a leading dot: atomic hand-over
-    print(f"spooled {source} as {name}")
+    print(f"spooled {source} as {name}", file=sys.stderr if getattr(args, "json", False) else sys.stdout)
     wait = float(getattr(args, "wait", 0) or 0)
-    job_id = _manifest_id(source)
+    if not wait:
+        return 0
     deadline = time.monotonic() + wait
-    while wait and job_id and time.monotonic() < deadline:
-        record = store.load(job_id)
+    record = None
+    while time.monotonic() < deadline:
+        record = store.load(job_id) if job_id else None
+        if record is None:  # refused before its id was known: the newest rejected record is ours
+            record = _rejected_since(store, spooled_at)
         if record is not None and record.status.terminal:
             print(record.model_dump_json(indent=1))
             return 0 if record.status.value == "succeeded" else 1
-        time.sleep(0.5)
-    return 0
+        time.sleep(0.2)
+    state = record.status.value if record is not None else "not taken by the agent yet"
+    print(f"qrad-agent jobs: not finished after {wait:g} s: {state}", file=sys.stderr)
+    return 1
+
+
+def _rejected_since(store: JobStore, since: float):
+    found = [r for r in store.load_all() if r.status.value == "rejected" and r.submitted_at >= since]
+    return max(found, key=lambda r: r.submitted_at) if found else None
 
 
 def cmd_cancel(args, cfg: JobsConfig) -> int:

@@ -87,6 +87,18 @@ def test_agent_and_launcher_processes_run_a_job(base_dir: Path) -> None:
         shown = subprocess.run([AGENT, "jobs", "--config", str(config), "show", "via-launcher"],
                                capture_output=True, text=True, timeout=30)
         assert json.dumps({"uid": 1000, "sum": 45}) in shown.stdout, shown.stdout
+        as_json = subprocess.run([AGENT, "jobs", "--config", str(config), "show", "via-launcher", "--json"],
+                                 capture_output=True, text=True, timeout=30)
+        assert json.loads(as_json.stdout)["status"] == "succeeded"
+        again = subprocess.run([AGENT, "jobs", "--config", str(config), "submit", str(bundle), "--wait", "5"],
+                               capture_output=True, text=True, timeout=30)
+        assert again.returncode == 2 and "job via-launcher exists" in again.stderr
+        broken = base_dir / "broken"
+        broken.mkdir()
+        (broken / "manifest.json").write_text("{not json")
+        refused = subprocess.run([AGENT, "jobs", "--config", str(config), "submit", str(broken), "--wait", "20"],
+                                 capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1 and '"malformed_manifest"' in refused.stdout, refused.stdout + refused.stderr
         for proc in (agent, launcher):
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=15) == 0, logs
