@@ -318,7 +318,8 @@ async def _stop_process(proc: asyncio.subprocess.Process) -> None:
     if proc.returncode is None:
         try:
             proc.terminate()
-            await asyncio.wait_for(proc.wait(), 2.0)
+            async with asyncio.timeout(2.0):
+                await proc.wait()
         except ProcessLookupError:
             return
         except TimeoutError:

@@ -124,13 +124,20 @@ class JobCgroup:
         return count
 
     def kill_all(self, thaw_root: Path | None) -> None:
-        """SIGKILL every process. A v1 frozen task dies only once thawed: moving it to the freezer root
-        thaws it (``thaw_root``); v2 frozen tasks die on SIGKILL, and cgroup.kill does it in one write."""
+        """SIGKILL every process. v1: the job's own freezer is frozen first (nothing forks while the pids
+        are signalled), then each task moves to the freezer root (``thaw_root``), which thaws it so the
+        kill lands. v2 frozen tasks die on SIGKILL, and cgroup.kill does it in one write."""
         if self.version == 2 and (self.dirs["cpu"] / "cgroup.kill").exists():
             try:
                 _write(self.dirs["cpu"] / "cgroup.kill", "1")
                 return
             except ActuatorError:
+                pass
+        freezer = self.dirs.get("freezer") if self.version == 1 else None
+        if freezer is not None:  # frozen first, a fork bomb cannot replace what is being killed
+            try:
+                (freezer / "freezer.state").write_text("FROZEN")
+            except OSError:
                 pass
         self.signal_all(signal.SIGKILL)
         if self.version == 1 and thaw_root is not None:

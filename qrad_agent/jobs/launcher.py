@@ -65,6 +65,10 @@ class LauncherError(AgentError):
     """A launcher request was refused or could not be carried out; the message says which and why."""
 
 
+class LauncherUnavailable(LauncherError):
+    """The launcher service cannot be reached (not running, restarting): the job is not at fault."""
+
+
 class JobProcess(Protocol):
     """What the runner needs of a started sandbox (a subset of subprocess.Popen)."""
 
@@ -95,6 +99,9 @@ class Launcher:
             raise SandboxError(f"no privilege to prepare {self.store.root} for the job user ({exc}); run "
                                "qrad-agent-launcher.service and set jobs.launcher_socket") from exc
         return self.user
+
+    def ping(self) -> str:
+        return "in process"
 
     def _user(self) -> JobUser:
         if self.user is None:
@@ -339,6 +346,8 @@ class LauncherServer:
     def _dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
         op, job_id = request.get("op"), request.get("job_id")
         launcher = self.launcher
+        if op == "ping":
+            return {}
         if op == "setup":
             user = launcher.setup()
             return {"user": user.name, "uid": user.uid, "gid": user.gid}
@@ -430,14 +439,22 @@ class RemoteLauncher:
             sock.connect(str(self.path))
         except OSError as exc:
             sock.close()
-            raise LauncherError(f"launcher at {self.path} unreachable: {exc}") from exc
+            raise LauncherUnavailable(f"launcher at {self.path} unreachable: {exc}") from exc
         return sock
 
     def _call(self, request: dict[str, Any]) -> dict[str, Any]:
         with self._connect() as sock:
-            _send(sock, request)
-            answer, _ = _recv(sock)
+            try:
+                _send(sock, request)
+                answer, _ = _recv(sock)
+            except OSError as exc:  # reset, timeout: the service died or hangs
+                raise LauncherUnavailable(f"launcher at {self.path}: {request['op']}: {exc}") from exc
         return _checked(answer, request["op"])
+
+    def ping(self) -> str:
+        """"reachable", or raises LauncherUnavailable."""
+        self._call({"op": "ping"})
+        return "reachable"
 
     def setup(self) -> JobUser:
         answer = self._call({"op": "setup"})
@@ -476,7 +493,7 @@ class RemoteLauncher:
 
 def _checked(answer: dict[str, Any] | None, op: str) -> dict[str, Any]:
     if answer is None:
-        raise LauncherError(f"launcher closed the connection during {op}")
+        raise LauncherUnavailable(f"launcher closed the connection during {op}")
     if not answer.get("ok"):
         raise LauncherError(f"launcher refused {op}: {answer.get('error', 'no reason given')}")
     return answer

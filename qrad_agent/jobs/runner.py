@@ -27,7 +27,8 @@ import structlog
 from qrad_agent.jobs import bundle
 from qrad_agent.jobs.cgroups import JobCgroup, JobsCgroupTree
 from qrad_agent.jobs.config import JobsConfig
-from qrad_agent.jobs.launcher import JobProcess, Launcher, LauncherError, RemoteLauncher
+from qrad_agent.jobs.launcher import (LAUNCHER_LOST, JobProcess, Launcher, LauncherError, LauncherUnavailable,
+                                     RemoteLauncher)
 from qrad_agent.jobs.model import CHECKPOINTED_EXIT, JOB_ID_PATTERN, JobRecord, JobRejected, Manifest, RejectReason, Status
 from qrad_agent.jobs.sandbox import SANDBOX_START_FAILED, JobUser
 from qrad_agent.jobs.store import JobStore
@@ -35,6 +36,8 @@ from qrad_agent.jobs.store import JobStore
 log = structlog.get_logger(component="jobs")
 
 CGROUP_REMOVE_TIMEOUT_S = 5.0
+LAUNCHER_RETRY_S = 5.0
+"""With the launcher service unreachable, queued jobs wait this long before the next start attempt."""
 DISK_KILL_MIN_BYTES = 1 << 20
 """A job that wrote less than this is never stopped for the disk reserve (someone else filled it)."""
 
@@ -75,6 +78,7 @@ class JobRunner:
         self._wake = asyncio.Event()
         self.user: JobUser | None = None
         self._held_for_disk = False
+        self._launcher_retry_at = 0.0  # time.monotonic() before which no start is tried
 
     # -- setup and shutdown --
 
@@ -126,8 +130,9 @@ class JobRunner:
                 self._expire_results()
                 self._start_ready()
                 self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=max(self.cfg.poll_s, 0.5))
+                try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                    async with asyncio.timeout(max(self.cfg.poll_s, 0.5)):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
         finally:
@@ -173,6 +178,8 @@ class JobRunner:
         (job_dir / "work" / "manifest.json").unlink(missing_ok=True)
         try:
             self.launcher.prepare(manifest.id)
+        except LauncherUnavailable as exc:  # not the bundle's fault: handed over at start instead
+            log.warning("launcher unavailable; job kept, prepared at start", job=manifest.id, error=str(exc))
         except (LauncherError, OSError) as exc:
             self._privileged("reclaim", manifest.id)
             self.store.remove(manifest.id)
@@ -281,7 +288,15 @@ class JobRunner:
         for r in self.records.values():
             by_status[r.status.value] = by_status.get(r.status.value, 0) + 1
         return {"slots": self.cfg.total_slots, "used_slots": self.used_slots(), "hold": self.hold,
-                "frozen": self.frozen, "queued": len(self._queue), "jobs": by_status}
+                "frozen": self.frozen, "queued": len(self._queue), "jobs": by_status,
+                "launcher": self.launcher_state()}
+
+    def launcher_state(self) -> str:
+        """"in process", "reachable", or why the launcher service cannot be reached."""
+        try:
+            return self.launcher.ping()
+        except LauncherError as exc:
+            return f"unreachable: {exc}"
 
     # -- starting --
 
@@ -302,6 +317,8 @@ class JobRunner:
             return
         self._held_for_disk = False
         while self._queue and not self.hold and not self.frozen:
+            if time.monotonic() < self._launcher_retry_at:
+                return
             _, _, job_id = self._queue[0]
             record = self.records.get(job_id)
             if record is None or record.status != Status.QUEUED:
@@ -324,6 +341,16 @@ class JobRunner:
             with open(job_dir / "stdout", "ab") as out, open(job_dir / "stderr", "ab") as err:
                 proc = self.launcher.spawn(record.id, manifest.cores, manifest.output_mb << 20, manifest.command,
                                            out.fileno(), err.fileno())
+        except LauncherUnavailable as exc:  # infrastructure, not the job: it waits for the launcher
+            if cgroup is not None:
+                self._destroy_cgroup_now(record.id)
+            log.error("launcher unavailable; job back in the queue", job=record.id, error=str(exc),
+                      retry_s=LAUNCHER_RETRY_S)
+            record.reason = "launcher_unavailable"
+            self.store.save(record)
+            self._launcher_retry_at = time.monotonic() + LAUNCHER_RETRY_S
+            self._enqueue(record, manifest)
+            return
         except Exception as exc:  # a start failure (cgroup, bwrap, fork) is the job's, never the agent's
             if cgroup is not None:
                 self._destroy_cgroup_now(record.id)
@@ -439,6 +466,13 @@ class JobRunner:
             record.status = Status.QUEUED
             record.reason = "checkpointed" if rc == CHECKPOINTED_EXIT else "killed_after_grace"
             self.store.save(record)
+            self._enqueue(record, active.manifest)
+        elif rc == LAUNCHER_LOST and isinstance(self.launcher, RemoteLauncher):
+            record.status, record.reason = Status.QUEUED, "launcher_lost"  # killed with the service: again
+            record.detail = "the launcher service went away and took the job with it; queued again"
+            self.store.save(record)
+            log.error("launcher lost; job queued again", job=record.id)
+            self._launcher_retry_at = time.monotonic() + LAUNCHER_RETRY_S
             self._enqueue(record, active.manifest)
         elif rc == SANDBOX_START_FAILED:
             self._finish(record, Status.FAILED, reason="sandbox_start",

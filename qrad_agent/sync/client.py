@@ -157,10 +157,12 @@ class SyncClient:
         props.ReceiveMaximum = self.cfg.command_queue_size
         connect = partial(client.connect, self.cfg.host, self.cfg.port, self.cfg.keepalive_s,
                           clean_start=False, properties=props)
-        await asyncio.wait_for(self._loop.run_in_executor(None, connect), self.cfg.connect_timeout_s)
+        async with asyncio.timeout(self.cfg.connect_timeout_s):  # not wait_for: see jobs/runner.py
+            await self._loop.run_in_executor(None, connect)
         misc = asyncio.create_task(self._misc(client), name=f"sync-misc-{self.device_id}")
         try:
-            reason, connack_props = await asyncio.wait_for(self._connack, self.cfg.connect_timeout_s)
+            async with asyncio.timeout(self.cfg.connect_timeout_s):
+                reason, connack_props = await self._connack
             if reason.is_failure:
                 raise ConnectRefused(str(reason))
             self._on_connected(client, connack_props)

@@ -118,5 +118,26 @@ async def test_a_vanished_agent_takes_its_job_with_it(remote):
     while active.cgroup.pids() and loop.time() < deadline:
         await asyncio.sleep(0.05)
     assert not active.cgroup.pids()
-    ended = await remote.wait(record.id, timeout=10)
-    assert ended.status == Status.FAILED and ended.exit_code == 124
+    again = await remote.wait(record.id, timeout=15, until=lambda r: r.reason == "launcher_lost")
+    assert not again.status.terminal  # infrastructure took it: queued again, not failed
+    assert remote.runner.cancel(record.id)
+    assert (await remote.wait(record.id, timeout=15)).status == Status.CANCELLED
+
+
+async def test_jobs_wait_for_a_launcher_that_is_down(remote, launcher_service):
+    server, sock = launcher_service
+    server.close()
+    record = remote.submit(remote.script_bundle("print('{\"ran\": 1}')"))
+    assert record.status == Status.QUEUED  # kept: the bundle is not at fault
+    await asyncio.sleep(0.5)
+    assert remote.runner.get(record.id).reason == "launcher_unavailable"
+    assert remote.runner.launcher_state().startswith("unreachable")
+    back = LauncherServer(server.launcher, sock)
+    back.bind()
+    threading.Thread(target=back.serve_forever, daemon=True).start()
+    try:
+        done = await remote.wait(record.id, timeout=20)
+        assert done.status == Status.SUCCEEDED and remote.result(record.id) == {"ran": 1}
+        assert remote.runner.launcher_state() == "reachable"
+    finally:
+        back.close()
