@@ -12,6 +12,7 @@ its floor and the limit.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import structlog
 
@@ -60,16 +61,23 @@ class SafetyLayer:
         self.conditions[condition] = reason
         self.power.force_minimum(f"{condition}: {reason}")
 
-    def alarm_output(self, on: bool) -> None:
-        """Drive the local alarm line (a GPIO output: relay, buzzer, LED) if one is configured. Never raises."""
+    def alarm_output_path(self) -> Path | None:
+        """The sysfs ``value`` file of the alarm output line, or None when none is configured."""
         line = self.cfg.alarm_gpio_line
-        if line is None:
-            return
-        path = self.power.cfg.sysfs_root / "class" / "gpio" / f"gpio{line}" / "value"
+        return None if line is None else self.power.cfg.sysfs_root / "class" / "gpio" / f"gpio{line}" / "value"
+
+    def alarm_output(self, on: bool) -> bool | None:
+        """Drive the local alarm line (a GPIO output: relay, buzzer, LED) if one is configured. Never raises.
+        Returns None without a line, else whether the write succeeded."""
+        path = self.alarm_output_path()
+        if path is None:
+            return None
         try:
             path.write_text("1" if on else "0")
+            return True
         except OSError as exc:
             log.error("alarm output write failed", path=str(path), error=str(exc))
+            return False
 
     def clear(self, condition: str) -> None:
         """End ``condition``; the thermostat takes over again when no condition is left."""

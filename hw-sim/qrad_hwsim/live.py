@@ -21,7 +21,13 @@ import numpy as np
 from .devices.suite import DeviceSuite
 from .faults import FaultControl, TimedFault
 from .heater import HeaterSpec, HeaterState, SimulatedHeater, reset_tree
+from .sysfs_io import write_files
 from .weather import Weather
+
+
+BOARD_OUTPUT_LINES = (23, 24)
+"""GPIO output lines of the simulated board: 23 the alarm relay/buzzer, 24 the front LED (identify);
+hw-sim's agent.toml names them in safety.alarm_gpio_line and safety.identify_gpio_line."""
 
 
 class LiveSimulator:
@@ -38,6 +44,9 @@ class LiveSimulator:
         if devices == "all":
             self.suite = DeviceSuite(self.root, np.random.default_rng(seed + 1), noise=noise,
                                      occupancy=occupancy)
+            for line in BOARD_OUTPUT_LINES:  # the alarm relay and the front LED: outputs the agent drives
+                write_files(self.root / "class" / "gpio" / f"gpio{line}",
+                            {"direction": "out", "active_low": 0, "value": 0, "edge": "none"})
         self.control = FaultControl(self.root, self.heater, self.suite, list(faults))
 
     async def __aenter__(self) -> LiveSimulator:

@@ -42,6 +42,7 @@ class FireEngine:
         self.co2 = Co2Detector(cfg.co2)
         self.fusion = FireFusion(cfg.fusion)
         self._loud_until_s = -1e18
+        self._first_step_s: float | None = None
 
     def feed_audio(self, t_s: float, block: np.ndarray) -> bool:
         """One microphone block; True when it confirmed an alarm cycle (worth an immediate ``step``)."""
@@ -69,5 +70,9 @@ class FireEngine:
             sound = self.sound.evidence(t_s)
         needed = ("heat",) + (("sound",) if inp.audio_ok is not None else ()) + \
             (("co2",) if self.cfg.co2_channels else ())
+        if self._first_step_s is None:
+            self._first_step_s = t_s
+        if t_s - self._first_step_s < self.cfg.stale_after_s:
+            needed = ()  # start-up: first readings still coming (an MH-Z19 answers after its warm-up)
         evidence: list[Evidence] = [sound, heat, co2, pm]
         return self.fusion.update(t_s, evidence, needed)

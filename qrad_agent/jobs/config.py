@@ -64,6 +64,14 @@ class JobsConfig(_Section):
                                       "after this long if the platform has not acknowledged it (ack_job)")
 
     @model_validator(mode="after")
+    def _absolute_paths(self) -> JobsConfig:
+        for name in ("jobs_dir", "cgroup", "bwrap", "python", "launcher_socket"):
+            value = getattr(self, name)
+            if value is not None and not value.is_absolute():
+                raise ValueError(f"{name} must be an absolute path, not {str(value)!r}")
+        return self
+
+    @model_validator(mode="after")
     def _slots_fit(self) -> JobsConfig:
         if self.slots is not None and self.slots > self.cpus:
             raise ValueError(f"slots ({self.slots}) must not exceed cpus ({self.cpus})")

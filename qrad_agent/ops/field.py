@@ -50,6 +50,10 @@ def fire_test(agent: Any, params: dict[str, Any]) -> dict[str, Any]:
     if not 0 < seconds <= 300:
         raise ApiError("fire-test: seconds must be in (0, 300]")
     cut = bool(params.get("cut_power", False))
+    output = agent.safety.alarm_output_path()
+    if output is not None and not output.exists():
+        raise ApiError(f"fire-test: the alarm output line {agent.cfg.safety.alarm_gpio_line} is missing ({output}): "
+                       "export it as an output (or fix safety.alarm_gpio_line)")
     asyncio.get_running_loop().create_task(_fire_test(agent, seconds, cut), name="fire-test")
     return {"test": "started", "seconds": seconds, "cut_power": cut,
             "alarm_output": agent.cfg.safety.alarm_gpio_line}

@@ -66,6 +66,10 @@ def run_selftest(agent: Any) -> list[Check]:
     checks.append(Check("config hash", True, hashlib.sha256(config_json.encode()).hexdigest()[:16]))
     checks.append(Check("code hash", True, f"{code_hash()} (qrad-agent {qrad_agent.__version__})"))
     checks.append(_disk(agent.cfg.state_dir))
+    output = agent.safety.alarm_output_path()
+    if output is not None:
+        checks.append(Check("alarm output line", output.exists(),
+                            f"{output} {'present' if output.exists() else 'missing: the fire alarm cannot be signalled'}"))
     if agent.jobs is not None:
         state = agent.jobs.launcher_state()
         checks.append(Check("jobs launcher", not state.startswith("unreachable"), state))

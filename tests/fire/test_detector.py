@@ -82,15 +82,18 @@ async def _missing_inputs() -> tuple[FireDetector, list]:
     alarms: list = []
     det = FireDetector(_cfg(), hub, lambda: queue, lambda: None, clock, alarms.append)
     task = asyncio.create_task(det.run())
-    await asyncio.sleep(20.0)  # no readings, no audio
+    await asyncio.sleep(20.0)  # no readings, no audio: still the start-up grace (stale_after_s)
+    early = det.decision.state if det.decision else None
+    await asyncio.sleep(det.cfg.stale_after_s)
     state = det.decision.state if det.decision else None
     reason = det.decision.reason if det.decision else ""
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    return state, reason
+    return early, state, reason
 
 
-def test_missing_temperature_and_audio_is_fault() -> None:
-    state, reason = run_virtual(_missing_inputs())
+def test_missing_temperature_and_audio_is_fault_after_the_start_up_grace() -> None:
+    early, state, reason = run_virtual(_missing_inputs())
+    assert early is not FireState.FAULT
     assert state is FireState.FAULT
     assert "heat" in reason and "sound" in reason
