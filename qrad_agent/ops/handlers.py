@@ -60,7 +60,9 @@ def build(agent: Any) -> dict[str, Handler]:
     def reset_alarm(params: dict[str, Any]) -> dict[str, Any]:
         code = str(params.get("code", "fire_alarm"))
         if not agent.reset_alarm(code, by="local API"):
-            raise ApiError(f"no latched alarm {code!r}")
+            latched = sorted(c for c in agent.safety.conditions if c in agent.safety.LATCHED)
+            raise ApiError(f"no latched alarm {code!r}; latched now: {', '.join(latched) or 'none'}"
+                           + (f" (qrad-agent reset-alarm {latched[0]})" if latched else ""))
         return agent.safety.status()
 
     handlers["reset_alarm"] = change("reset_alarm", reset_alarm)
