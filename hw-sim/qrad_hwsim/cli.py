@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--sensor", choices=SENSOR_FAULTS, help="room temperature sensor fault")
     target.add_argument("--device", help="device name (co2, pm, meter, board, surface, bme280, light, "
                                          "ds18b20, gpio, audio, room, heater)")
-    fault.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the simulator's answer")
+    fault.add_argument("--wait", type=float, default=5.0,
+                       help="seconds to wait for the simulator's answer (0: queue it and return)")
     fault.add_argument("--kind", help="fault kind for --device (ok, unplugged, garbage, partial, "
                                       "bad_checksum, stuck, out_of_range, spike, drift, ...; heater: "
                                       "fan_failure, outlet_blocked; surface: detached, misplaced, "
@@ -129,13 +130,16 @@ async def serve(args: argparse.Namespace) -> int:
 
 def inject_device_fault(root: Path, device: str, kind: str | None, wait_s: float = 5.0) -> int:
     """Queue a device fault for a running serve (``<root>/.hwsim/faults.json``) and wait for its answer:
-    0 applied, 2 refused (the reason printed), 69 no answer within ``wait_s`` (no simulator running there)."""
+    0 applied, 2 refused (the reason printed), 69 no answer within ``wait_s`` (no simulator running there).
+    ``wait_s`` <= 0: queue it and return 0 without waiting (a simulator stepped by the caller)."""
     if not root.is_dir() or kind is None:
         print("qrad-hwsim: --device needs --kind and a running simulator's --root", file=sys.stderr)
         return 2
     outcomes = outcome_path(root)
     before = outcomes.stat().st_mtime_ns if outcomes.exists() else 0
     request_fault(root, device, kind)
+    if wait_s <= 0:
+        return 0
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         try:

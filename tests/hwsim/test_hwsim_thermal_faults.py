@@ -63,7 +63,7 @@ def test_fan_failure_stops_the_fans_and_overheats_the_cpus(tmp_path: Path) -> No
     rig = Rig(tmp_path)
     rig.full_power(True)
     rig.run(300)
-    assert main(["fault", "--root", str(tmp_path), "--device", "heater", "--kind", "fan_failure"]) == 0
+    assert main(["fault", "--root", str(tmp_path), "--device", "heater", "--kind", "fan_failure", "--wait", "0"]) == 0
     rig.run(30)
     assert rig.hwmon("fan1_input") == 0 and rig.hwmon("fan2_input") == 0
     assert rig.coretemp_max_c() > 100
@@ -77,7 +77,7 @@ def test_blocked_outlet_takes_the_panel_over_its_limit_at_full_power(tmp_path: P
     rig.full_power(True)
     rig.run(600)
     assert rig.hwmon("temp3_input") < 60
-    assert main(["fault", "--root", str(tmp_path), "--device", "heater", "--kind", "outlet_blocked"]) == 0
+    assert main(["fault", "--root", str(tmp_path), "--device", "heater", "--kind", "outlet_blocked", "--wait", "0"]) == 0
     rig.run(300)
     assert rig.hwmon("temp3_input") > 85 and rig.coretemp_max_c() < 95  # the panel, not the CPUs, first
     assert rig.hwmon("temp2_input") > rig.hwmon("temp1_input") + 30  # hardly any air leaves
