@@ -6,6 +6,7 @@ from __future__ import annotations
 import grp
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -90,6 +91,7 @@ def daemon():
     for proc in (agent, sim):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _cli(*args: str, user: int | None = None) -> subprocess.CompletedProcess[str]:
