@@ -4,6 +4,7 @@
 ``broker``: a fresh mosquitto (own config, ACL, persistence dir) per test, with stop/start/restart.
 ``sync_cfg``: a SyncConfig for one heater against that broker, outbox in tmp_path, 2 s keepalive.
 ``platform``: the hw-sim platform stand-in, connected.
+``heater_agent_data``: config data of a whole agent on hw-sim's tree syncing to that broker.
 """
 
 from __future__ import annotations
@@ -67,3 +68,23 @@ def platform(broker: DevBroker, pki: Pki, platform_key: tuple[Ed25519PrivateKey,
     cert, key = pki.client("platform")
     with Platform("127.0.0.1", broker.port, pki.ca, cert, key, signing_key=platform_key[0]) as p:
         yield p
+
+
+@pytest.fixture
+def heater_agent_data(tmp_path: Path, sync_cfg) -> Callable[..., dict[str, Any]]:
+    """Config data of a whole agent for ``heater-1`` on hw-sim's tree under ``tmp_path/sys``: only the room
+    SHT4x, comfort mode, a 1 s control period, platform sync to the test broker (sync fields overridable)."""
+    from qrad_agent.sim import example_config_data
+
+    def make(**sync_overrides: Any) -> dict[str, Any]:
+        data = example_config_data()
+        root = tmp_path / "sys"
+        data.update(device_id="heater-1", state_dir=str(tmp_path / "state"))
+        data["api"] = {"socket_path": str(tmp_path / "api.sock")}
+        data["power"].update(sysfs_root=str(root), jobs_cgroup=str(root / "fs/cgroup/qrad-jobs"))
+        data["sensors"] = [s for s in data["sensors"] if s["type"] == "hwmon" and s["chip"] == "sht4x"]
+        data["thermostat"].update(room_channels=["room_temp"], mode="comfort", period_s=1.0)
+        sync = sync_cfg(**sync_overrides).model_dump(mode="json")
+        data["sync"] = {k: v for k, v in sync.items() if v is not None}
+        return data
+    return make

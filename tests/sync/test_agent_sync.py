@@ -11,29 +11,20 @@ from qrad_agent.agent import Agent
 from qrad_agent.clock import Clock
 from qrad_agent.config import parse_config
 from qrad_agent.sdnotify import Notifier
-from qrad_agent.sim import example_config_data
 from qrad_hwsim.heater import HeaterSpec, SimulatedHeater
 from qrad_hwsim.weather import Weather
 
 
-def _agent(tmp_path: Path, sync_cfg) -> Agent:
-    data = example_config_data()
-    root = tmp_path / "sys"
-    data.update(device_id="heater-1", state_dir=str(tmp_path / "state"))
-    data["api"] = {"socket_path": str(tmp_path / "api.sock")}
-    data["power"].update(sysfs_root=str(root), jobs_cgroup=str(root / "fs/cgroup/qrad-jobs"))
-    data["sensors"] = [s for s in data["sensors"] if s["type"] == "hwmon" and s["chip"] == "sht4x"]
-    data["thermostat"].update(room_channels=["room_temp"], mode="comfort", period_s=1.0)
+def _agent(heater_agent_data) -> Agent:
+    data = heater_agent_data(telemetry_period_s=1.0, state_period_s=0.5)
     data["sensors"][0]["period_s"] = 0.5
-    sync = sync_cfg(telemetry_period_s=1.0, state_period_s=0.5).model_dump(mode="json")
-    data["sync"] = {k: v for k, v in sync.items() if v is not None}
     return Agent(parse_config(data), Clock(), Notifier({}))
 
 
-async def test_agent_reports_and_obeys_the_platform(tmp_path: Path, sync_cfg, platform) -> None:
+async def test_agent_reports_and_obeys_the_platform(tmp_path: Path, heater_agent_data, platform) -> None:
     heater = SimulatedHeater(tmp_path / "sys", HeaterSpec(initial_air_c=19.5), Weather.constant(5.0),
                              datetime(2026, 1, 5), seed=3)
-    agent = _agent(tmp_path, sync_cfg)
+    agent = _agent(heater_agent_data)
     stop = asyncio.Event()
     sim = asyncio.create_task(heater.run(step_s=10.0, speed=60.0))
     task = asyncio.create_task(agent.run(stop))

@@ -22,7 +22,6 @@ from qrad_agent.config import parse_config
 from qrad_agent.jobs.bundle import write_manifest
 from qrad_agent.jobs.cgroups import JobsCgroupTree
 from qrad_agent.sdnotify import Notifier
-from qrad_agent.sim import example_config_data
 from qrad_hwsim.heater import HeaterSpec, SimulatedHeater
 from qrad_hwsim.weather import Weather
 
@@ -56,26 +55,19 @@ def jobs_base():
     shutil.rmtree(base, ignore_errors=True)
 
 
-def _agent(tmp_path: Path, sync_cfg, base: Path, cgroup: Path) -> Agent:
-    data = example_config_data()
-    root = tmp_path / "sys"
-    data.update(device_id="heater-1", state_dir=str(tmp_path / "state"))
-    data["api"] = {"socket_path": str(tmp_path / "api.sock")}
-    data["power"].update(sysfs_root=str(root), jobs_cgroup=str(root / "fs/cgroup/qrad-jobs"))
-    data["sensors"] = [s for s in data["sensors"] if s["type"] == "hwmon" and s["chip"] == "sht4x"]
-    data["thermostat"].update(room_channels=["room_temp"], mode="comfort", period_s=1.0)
+def _agent(heater_agent_data, base: Path, cgroup: Path, **sync_overrides) -> Agent:
+    data = heater_agent_data(telemetry_period_s=1.0, state_period_s=0.3, **sync_overrides)
     data["jobs"] = {"enabled": True, "jobs_dir": str(base / "jobs"), "cgroup": str(cgroup),
                     "allow_unsigned": True, "poll_s": 0.1, "disk_reserve_mb": 16}
-    sync = sync_cfg(telemetry_period_s=1.0, state_period_s=0.3).model_dump(mode="json")
-    data["sync"] = {k: v for k, v in sync.items() if v is not None}
     return Agent(parse_config(data), Clock(), Notifier({}))
 
 
-async def test_job_result_reaches_the_platform_and_ack_deletes_it(tmp_path, sync_cfg, platform, jobs_base):
+async def test_job_result_reaches_the_platform_and_ack_deletes_it(tmp_path, heater_agent_data, platform,
+                                                                 jobs_base):
     base, cgroup = jobs_base
     heater = SimulatedHeater(tmp_path / "sys", HeaterSpec(initial_air_c=18.0), Weather.constant(5.0),
                              datetime(2026, 1, 5), seed=3)
-    agent = _agent(tmp_path, sync_cfg, base, cgroup)
+    agent = _agent(heater_agent_data, base, cgroup)
     stop = asyncio.Event()
     sim = asyncio.create_task(heater.run(step_s=10.0, speed=60.0))
     task = asyncio.create_task(agent.run(stop))
@@ -166,7 +158,8 @@ def _archive(directory: Path) -> bytes:
     return buf.getvalue()
 
 
-async def test_platform_job_is_fetched_by_digest_over_mutual_tls(tmp_path, sync_cfg, platform, pki, jobs_base):
+async def test_platform_job_is_fetched_by_digest_over_mutual_tls(tmp_path, heater_agent_data, platform, pki,
+                                                                 jobs_base):
     base, cgroup = jobs_base
     bundle = base / "bundle"
     bundle.mkdir()
@@ -178,7 +171,7 @@ async def test_platform_job_is_fetched_by_digest_over_mutual_tls(tmp_path, sync_
     store = _BundleStore(pki, {good_sha: good, liar_sha: good})  # the second one's content is not its digest
     heater = SimulatedHeater(tmp_path / "sys", HeaterSpec(initial_air_c=18.0), Weather.constant(5.0),
                              datetime(2026, 1, 5), seed=3)
-    agent = _agent(tmp_path, lambda **kw: sync_cfg(bundle_url=store.url, **kw), base, cgroup)
+    agent = _agent(heater_agent_data, base, cgroup, bundle_url=store.url)
     stop = asyncio.Event()
     sim = asyncio.create_task(heater.run(step_s=10.0, speed=60.0))
     task = asyncio.create_task(agent.run(stop))
