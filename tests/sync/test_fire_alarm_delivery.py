@@ -16,11 +16,11 @@ from qrad_hwsim.weather import Weather
 from test_agent_sync import _agent
 
 
-async def test_alarm_cuts_power_with_thermostat_hung_and_broker_down(tmp_path: Path, sync_cfg, platform,
+async def test_alarm_cuts_power_with_thermostat_hung_and_broker_down(tmp_path: Path, heater_agent_data, platform,
                                                                      broker) -> None:
     heater = SimulatedHeater(tmp_path / "sys", HeaterSpec(initial_air_c=18.0), Weather.constant(0.0),
                              datetime(2026, 1, 5), seed=4)
-    agent = _agent(tmp_path, sync_cfg)
+    agent = _agent(heater_agent_data)
     assert agent.fire is not None
 
     async def hung_thermostat() -> None:  # demands full power once, then never returns to the loop
