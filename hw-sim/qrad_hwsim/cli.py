@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--speed", type=float, default=600.0, help="model seconds per real second")
     serve.add_argument("--step", type=float, default=10.0, help="model step, s")
     serve.add_argument("--start", default="01-01", help="MM-DD or YYYY-MM-DD (default year 2026)")
-    serve.add_argument("--weather", type=Path, help="weather CSV (default: $QRAD_WEATHER_FILE or search)")
+    serve.add_argument("--weather", type=Path, help="weather file: an EPW file or the TMYx hourly CSV (default: $QRAD_WEATHER_FILE, else the Lyon-Bron year shipped with hw-sim)")
     serve.add_argument("--initial-air-c", type=float, default=16.0, help="starting room air, °C")
     serve.add_argument("--no-freq-list", action="store_true", help="intel_pstate: no frequency table")
     serve.add_argument("--no-rapl", action="store_true", help="no powercap/intel-rapl tree")
@@ -116,7 +116,7 @@ def _trace_row(state: HeaterState) -> list[object]:
 
 async def serve(args: argparse.Namespace) -> int:
     """Run the simulator until SIGTERM/SIGINT; return the exit status."""
-    weather = Weather.from_csv(args.weather or default_weather_path())
+    weather = Weather.load(args.weather or default_weather_path())
     faults = load_scenario(args.scenario) if args.scenario else []
     sim = LiveSimulator(args.root, heater_spec_from_args(args), weather, parse_start(args.start), args.seed,
                         args.devices, noise=not args.no_noise, faults=faults)

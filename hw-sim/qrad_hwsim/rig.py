@@ -4,7 +4,7 @@ The live simulator (live.py: the board's sysfs tree, the serial ports, the micro
 file, data only (TOML; rigs/*.toml ship with hw-sim and may be named without their path):
 
     name, start ("2026-01-07T06:00"), duration_s, speed, step_s, seed, initial_air_c, noise
-    [weather]      outdoor_c = -2.0 (a constant year), or file = "weather.csv" (the TMYx/EPW-derived CSV);
+    [weather]      outdoor_c = -2.0 (a constant year), or file = "weather.csv" (an EPW file or the TMYx hourly CSV);
                    neither: the default weather file
     [[occupants]]  at_s, people: people in the room from that time on (0 before the first entry)
     [[fault]]      at_s, device, kind: as ``serve --scenario`` (faults.py)
@@ -212,7 +212,7 @@ class Rig:
         if scenario.outdoor_c is not None:
             weather = Weather.constant(scenario.outdoor_c)
         else:
-            weather = Weather.from_csv(scenario.weather_file or default_weather_path())
+            weather = Weather.load(scenario.weather_file or default_weather_path())
         spec = HeaterSpec(initial_air_c=scenario.initial_air_c)
         self.sim = LiveSimulator(root, spec, weather, scenario.start, scenario.seed, noise=scenario.noise, faults=scenario.faults,
                                  occupancy=ScheduledOccupancy(scenario.start, scenario.occupants))

@@ -1,7 +1,8 @@
 """Outdoor weather for the simulator: a typical meteorological year, interpolated.
 
-The data is the Lyon-Bron TMYx hourly CSV in /work/shared/data/weather (see that folder's README):
-columns month, day, hour_ending (1-24), dry_bulb_C, ..., global_horiz_Wh_m2, ... with 8760 rows.
+The default is the Lyon-Bron TMYx hourly CSV shipped as package data (``qrad_hwsim/data/``, with its
+source and licence): columns month, day, hour_ending (1-24), dry_bulb_C, ..., global_horiz_Wh_m2, ... with
+8760 rows. ``Weather.load`` also reads an EnergyPlus EPW file (any TMYx station of climate.onebuilding.org).
 A record with hour_ending h is taken as the value at h * 3600 s after the start of its day, so the
 first record sits at t = 3600 s and the last at t = 365 * 86400 s, which is also t = 0 of the next
 year: the series wraps around the year.
@@ -14,40 +15,48 @@ from __future__ import annotations
 import csv
 import os
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 WEATHER_ENV_VAR = "QRAD_WEATHER_FILE"
-WEATHER_REL_PATH = Path("shared/data/weather/lyon_bron_tmyx_hourly.csv")
+BUNDLED_WEATHER_NAME = "lyon_bron_tmyx_hourly.csv"
+CSV_COLUMNS = ("month", "day", "hour_ending", "dry_bulb_C", "global_horiz_Wh_m2")
+# EPW data record fields, 0-based (EnergyPlus Auxiliary Programs, "Weather Data Format": field 1 is
+# the year): month, day, hour (1-24, hour ending), dry bulb °C, station pressure Pa, global horizontal
+# radiation Wh/m² over the hour ending.
+EPW_MONTH, EPW_DAY, EPW_HOUR, EPW_DRY_BULB, EPW_PRESSURE, EPW_GHI = 1, 2, 3, 6, 9, 13
+EPW_HEADER_LINES = 8
 HOUR_S = 3600.0
 STANDARD_PRESSURE_PA = 101_325.0
 YEAR_S = 365 * 86400.0
 _DAYS_BEFORE_MONTH = (0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
 
 
-def default_weather_path(start_dir: Path | None = None) -> Path:
-    """Return the weather CSV: ``$QRAD_WEATHER_FILE`` if set, else the first
-    ``shared/data/weather/lyon_bron_tmyx_hourly.csv`` found in ``start_dir`` (default: the current
-    directory) or one of its parents (the project root /work/main finds /work/shared via its parent).
+def bundled_weather_path() -> Path:
+    """The Lyon-Bron typical-year CSV shipped with hw-sim (``qrad_hwsim/data/lyon_bron_tmyx_hourly.csv``)."""
+    return Path(str(resources.files("qrad_hwsim") / "data" / BUNDLED_WEATHER_NAME))
 
-    Raises FileNotFoundError naming the places searched.
+
+def default_weather_path(start_dir: Path | None = None) -> Path:
+    """Return the weather file: ``$QRAD_WEATHER_FILE`` if set, else the Lyon-Bron CSV shipped with hw-sim.
+
+    ``start_dir`` is accepted for compatibility and ignored: nothing outside the package is searched.
+    Raises FileNotFoundError when ``$QRAD_WEATHER_FILE`` does not name a file.
     """
+    del start_dir
     env = os.environ.get(WEATHER_ENV_VAR)
     if env:
         path = Path(env)
         if not path.is_file():
-            raise FileNotFoundError(f"{WEATHER_ENV_VAR}={env} does not name a file")
+            raise FileNotFoundError(f"{WEATHER_ENV_VAR}={env!r} does not name a file")
         return path
-    here = (start_dir or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        candidate = folder / WEATHER_REL_PATH
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"weather file {WEATHER_REL_PATH} not found in {here} or any parent; "
-        f"set {WEATHER_ENV_VAR} or pass --weather FILE"
-    )
+    return bundled_weather_path()
+
+
+class WeatherFormatError(ValueError):
+    """A weather file that is neither the TMYx hourly CSV nor an EPW file, or a malformed record in one."""
 
 
 def t_year_s_of(month: int, day: int, seconds_in_day: float = 0.0) -> float:
@@ -73,18 +82,83 @@ class Weather:
     pressure_pa_series: np.ndarray | None = None
 
     @classmethod
-    def from_csv(cls, path: str | os.PathLike[str]) -> Weather:
-        """Load the derived TMYx CSV (header row, 8760 data rows in time order)."""
-        times, temps, ghis, pressures = [], [], [], []
+    def load(cls, path: str | os.PathLike[str]) -> Weather:
+        """Load a weather file by its content: an EPW file (first line ``LOCATION,``) or the TMYx hourly
+        CSV (a header naming month, day, hour_ending, dry_bulb_C, global_horiz_Wh_m2).
+
+        Raises FileNotFoundError for a missing file and WeatherFormatError (a ValueError) naming the file,
+        the line and what was expected for anything else.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"weather file {path} does not exist")
+        try:
+            with open(path, encoding="utf-8", errors="strict") as handle:
+                first = handle.readline()
+        except UnicodeDecodeError as exc:
+            raise WeatherFormatError(f"{path}: not a text file ({exc.reason}); expected an EPW file or the "
+                                     f"TMYx hourly CSV") from None
+        if first.startswith("LOCATION,"):
+            return cls.from_epw(path)
+        header = [name.strip() for name in first.strip().split(",")]
+        missing = [name for name in CSV_COLUMNS if name not in header]
+        if missing:
+            raise WeatherFormatError(
+                f"{path}: not a weather file this simulator reads: an EPW file starts with 'LOCATION,', a "
+                f"weather CSV has a header with {', '.join(CSV_COLUMNS)} (missing: {', '.join(missing)})")
+        return cls.from_csv(path)
+
+    @classmethod
+    def from_epw(cls, path: str | os.PathLike[str]) -> Weather:
+        """Load an EnergyPlus weather file: 8 header lines, then one record per hour (hour ending 1-24).
+
+        Raises WeatherFormatError naming the line of a short or non-numeric record.
+        """
+        times: list[float] = []
+        temps: list[float] = []
+        ghis: list[float] = []
+        pressures: list[float] = []
         with open(path, newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                month, day, hour = int(row["month"]), int(row["day"]), int(row["hour_ending"])
-                times.append(t_year_s_of(month, day, hour * HOUR_S))
-                temps.append(float(row["dry_bulb_C"]))
-                ghis.append(float(row["global_horiz_Wh_m2"]))
-                pressures.append(float(row.get("pressure_Pa") or STANDARD_PRESSURE_PA))
+            for line_no, row in enumerate(csv.reader(handle), start=1):
+                if line_no <= EPW_HEADER_LINES or not row:
+                    continue
+                try:
+                    month, day, hour = int(row[EPW_MONTH]), int(row[EPW_DAY]), int(row[EPW_HOUR])
+                    times.append(t_year_s_of(month, day, hour * HOUR_S))
+                    temps.append(float(row[EPW_DRY_BULB]))
+                    ghis.append(float(row[EPW_GHI]))
+                    pressures.append(float(row[EPW_PRESSURE]))
+                except (IndexError, ValueError) as exc:
+                    raise WeatherFormatError(f"{path}, line {line_no}: not an EPW data record ({exc})") from None
+        return cls._from_records(path, times, temps, ghis, pressures)
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike[str]) -> Weather:
+        """Load the derived TMYx CSV (header row, 8760 data rows in time order).
+
+        Raises WeatherFormatError naming the line of a malformed record.
+        """
+        times: list[float] = []
+        temps: list[float] = []
+        ghis: list[float] = []
+        pressures: list[float] = []
+        with open(path, newline="", encoding="utf-8") as handle:
+            for line_no, row in enumerate(csv.DictReader(handle), start=2):
+                try:
+                    month, day, hour = int(row["month"]), int(row["day"]), int(row["hour_ending"])
+                    times.append(t_year_s_of(month, day, hour * HOUR_S))
+                    temps.append(float(row["dry_bulb_C"]))
+                    ghis.append(float(row["global_horiz_Wh_m2"]))
+                    pressures.append(float(row.get("pressure_Pa") or STANDARD_PRESSURE_PA))
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise WeatherFormatError(f"{path}, line {line_no}: not a weather record ({exc!s})") from None
+        return cls._from_records(path, times, temps, ghis, pressures)
+
+    @classmethod
+    def _from_records(cls, path: str | os.PathLike[str], times: list[float], temps: list[float],
+                      ghis: list[float], pressures: list[float]) -> Weather:
         if len(times) < 2:
-            raise ValueError(f"{path}: fewer than two weather records")
+            raise WeatherFormatError(f"{path}: fewer than two weather records")
         order = np.argsort(times, kind="stable")
         return cls(
             times_s=np.asarray(times, dtype=float)[order],

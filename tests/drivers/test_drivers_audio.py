@@ -1,7 +1,7 @@
 """The audio driver against hw-sim's AudioSource over a real FIFO, in real time (periods of 0.25 s).
 
-The A-weighting itself is checked as pure numpy against the IEC 61672-1 table; the WAV replay uses the real
-smoke alarm recording of ../shared/data/audio.
+The A-weighting itself is checked as pure numpy against the IEC 61672-1 table; the WAV replay uses an excerpt of a
+real smoke alarm recording (tests/data/README.md).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from qrad_hwsim.devices.audio import T3_PATTERN, AudioSource
 
 RATE = 16000
 PERIOD_S = 0.25
-ALARM_WAV = Path(__file__).resolve().parents[3] / "shared/data/audio/smoke_alarm_2p86kHz_excerpt_0-20s.wav"
+ALARM_WAV = Path(__file__).resolve().parents[1] / "data/audio/smoke_alarm_2p86kHz_4-6s.wav"  # 4-6 s of the recording
 IEC_TABLE_DB = {31.5: -39.4, 63: -26.2, 100: -19.1, 125: -16.1, 250: -8.6, 500: -3.2, 1000: 0.0,
                 2000: 1.2, 4000: 1.0, 6300: -0.1}
 
@@ -184,7 +184,7 @@ async def test_wav_replay_reaches_the_subscriber(source: AudioSource, driver: Au
     """The recording's alarm warbles between about 2.46 and 2.87 kHz (0.25 s slices of the 44.1 kHz file):
     the replay must put its energy in that band, resampled to 16 kHz."""
     queue = driver.subscribe()
-    await source.play_wav(ALARM_WAV, start_s=4.0)
+    await source.play_wav(ALARM_WAV)
     await asyncio.wait_for(queue.get(), 1.0)  # a block that may predate the replay
     samples = np.concatenate([(await asyncio.wait_for(queue.get(), 1.0))[1] for _ in range(4)])
     driver.unsubscribe(queue)

@@ -1,4 +1,4 @@
-"""Fixtures shared by the hw-sim tests: the real weather file and small trees in tmp_path."""
+"""Fixtures shared by the hw-sim tests: the weather file shipped with hw-sim and small trees in tmp_path."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from qrad_hwsim.weather import Weather, default_weather_path
+from qrad_hwsim.weather import Weather, bundled_weather_path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,11 +19,11 @@ def project_root() -> Path:
 
 @pytest.fixture(scope="session")
 def weather_path() -> Path:
-    """The Lyon-Bron TMYx CSV, found from the project root as the simulator finds it."""
-    return default_weather_path(PROJECT_ROOT)
+    """The Lyon-Bron TMYx CSV shipped with hw-sim (package data)."""
+    return bundled_weather_path()
 
 
 @pytest.fixture(scope="session")
 def weather(weather_path: Path) -> Weather:
     """The typical year loaded once per session."""
-    return Weather.from_csv(weather_path)
+    return Weather.load(weather_path)

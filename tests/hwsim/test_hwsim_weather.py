@@ -1,4 +1,5 @@
-"""Weather: parsing the real TMYx CSV, interpolation between hours, wrap around the year."""
+"""Weather: the real TMYx CSV shipped with hw-sim, EPW files, interpolation between hours, wrap around the
+year, clear errors for anything else."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qrad_hwsim.weather import WEATHER_ENV_VAR, YEAR_S, Weather, default_weather_path, t_year_s_of
+from qrad_hwsim.weather import (
+    WEATHER_ENV_VAR,
+    YEAR_S,
+    Weather,
+    WeatherFormatError,
+    bundled_weather_path,
+    default_weather_path,
+    t_year_s_of,
+)
 
 
 def test_loads_a_full_year(weather: Weather) -> None:
@@ -48,20 +57,64 @@ def test_default_path_prefers_the_environment(monkeypatch: pytest.MonkeyPatch, w
     assert default_weather_path(Path("/")) == weather_path
 
 
-def test_default_path_searches_parent_folders(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_default_is_the_shipped_year_whatever_the_directory(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
     monkeypatch.delenv(WEATHER_ENV_VAR, raising=False)
-    data = tmp_path / "shared/data/weather/lyon_bron_tmyx_hourly.csv"
-    data.parent.mkdir(parents=True)
-    data.write_text("month,day,hour_ending,dry_bulb_C,global_horiz_Wh_m2\n")
-    deep = tmp_path / "main/sub"
-    deep.mkdir(parents=True)
-    assert default_weather_path(deep) == data
+    monkeypatch.chdir(tmp_path)
+    path = default_weather_path()
+    assert path == bundled_weather_path() and path.is_file()
+    assert tmp_path not in path.parents
 
 
-def test_default_path_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv(WEATHER_ENV_VAR, raising=False)
+def test_environment_naming_no_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(WEATHER_ENV_VAR, str(tmp_path / "missing.csv"))
     with pytest.raises(FileNotFoundError, match=WEATHER_ENV_VAR):
-        default_weather_path(tmp_path)
+        default_weather_path()
+
+
+def _epw_from(weather_csv: Path, target: Path) -> None:
+    """Write the CSV's records in the EPW layout (8 header lines, 35 fields per hourly record)."""
+    import csv
+
+    lines = ["LOCATION,Test Station,AR,FRA,ISD-TMYx,074800,45.7,4.9,1.0,198.0"]
+    lines += [f"HEADER {i}" for i in range(2, 9)]
+    with open(weather_csv, newline="") as handle:
+        for row in csv.DictReader(handle):
+            fields = ["2004", row["month"], row["day"], row["hour_ending"], "60", "?9"] + ["0"] * 29
+            fields[6], fields[7], fields[8] = row["dry_bulb_C"], row["dew_point_C"], row["rel_humidity_pct"]
+            fields[9], fields[13] = row["pressure_Pa"], row["global_horiz_Wh_m2"]
+            lines.append(",".join(fields))
+    target.write_text("\n".join(lines) + "\n")
+
+
+def test_an_epw_file_gives_the_same_year_as_its_csv(tmp_path: Path, weather_path: Path,
+                                                    weather: Weather) -> None:
+    epw = tmp_path / "station.epw"
+    _epw_from(weather_path, epw)
+    from_epw = Weather.load(epw)
+    np.testing.assert_array_equal(from_epw.times_s, weather.times_s)
+    np.testing.assert_array_equal(from_epw.dry_bulb_c, weather.dry_bulb_c)
+    np.testing.assert_array_equal(from_epw.ghi_w_m2_series, weather.ghi_w_m2_series)
+    assert from_epw.pressure_pa(7200.0) == pytest.approx(99645.0)
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    ("time,temperature\n0,3.0\n", "missing: month"),
+    ("LOCATION,x\n" + "H\n" * 7 + "2004,1,1,1,60,?9,warm\n", "line 9"),
+    ("month,day,hour_ending,dry_bulb_C,global_horiz_Wh_m2\n1,1,1,cold,0\n", "line 2"),
+])
+def test_anything_else_is_a_clear_error(tmp_path: Path, content: str, words: str) -> None:
+    bad = tmp_path / "weather.txt"
+    bad.write_text(content)
+    with pytest.raises(WeatherFormatError, match=words):
+        Weather.load(bad)
+
+
+def test_a_binary_file_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "weather.xlsx"
+    bad.write_bytes(b"PK\x03\x04\xff\xfe\x00")
+    with pytest.raises(WeatherFormatError, match="not a text file"):
+        Weather.load(bad)
 
 
 def test_constant_weather() -> None:
