@@ -113,7 +113,7 @@ def run_sim(days: float = 7.0, start: str = "01-01", thermostat: dict[str, Any] 
     from qrad_hwsim.sim_clock import parse_start
 
     start_dt = parse_start(start)
-    weather = weather_mod.Weather.from_csv(weather_file or weather_mod.default_weather_path())
+    weather = weather_mod.Weather.load(weather_file or weather_mod.default_weather_path())
     with tempfile.TemporaryDirectory(prefix="qrad-sim-", dir=_fast_tmp()) as tmp:
         root = Path(tmp)
         cfg = sim_config(root, thermostat)
