@@ -241,7 +241,7 @@ async def run(args: argparse.Namespace) -> int:
     bundles = base / "bundles"
     bundles.mkdir()
     start = parse_start(args.start) + timedelta(hours=args.start_hour)
-    weather = Weather.from_csv(default_weather_path())
+    weather = Weather.load(default_weather_path())
     stats = JobStats()
     trace = Trace()
     agent = None
