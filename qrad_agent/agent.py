@@ -22,9 +22,10 @@ from qrad_agent.config import AgentConfig
 from qrad_agent.control.pid import PidGains
 from qrad_agent.control.thermostat import Controller, PidStep, Thermostat
 from qrad_agent.ops.tuning import Tuner
-from qrad_agent.errors import ComponentDied
+from qrad_agent.errors import ComponentDied, ResetRefused
 from qrad_agent.fire.detector import FireDetector
 from qrad_agent.fire_response import FireResponse, thermal_check
+from qrad_agent.power.authority import LATCH_FILE, SafetyState
 from qrad_agent.power.manager import PowerManager
 from qrad_agent.safety import SafetyLayer
 from qrad_agent.sdnotify import Notifier
@@ -63,11 +64,15 @@ class Agent:
             self.jobs = Runner(cfg.jobs)
             self.jobs.setup()  # raises SandboxError / ActuatorError where jobs cannot run
             jobs_heat = JobsHeat(self.jobs)
-        self.power = PowerManager(cfg.power, jobs=jobs_heat)
+        self.safety_state = SafetyState(cfg.power.heartbeat_timeout_s, self.clock.monotonic,
+                                        cfg.state_dir / LATCH_FILE)
+        self.power = PowerManager(cfg.power, jobs=jobs_heat, safety_state=self.safety_state)
         context = DriverContext(sysfs_root=cfg.power.sysfs_root)
         self.hub = SensorHub([build_driver(s, context) for s in cfg.sensors], self.clock, cfg.sensor_hub,
                              cfg.thermostat.room_channels)
-        self.safety = SafetyLayer(cfg.safety, self.power, self.clock, cfg.power.heartbeat_timeout_s)
+        fans = [c for c in cfg.safety.fan_channels if c in self.hub.specs]
+        self.safety = SafetyLayer(cfg.safety, self.power, self.clock, cfg.power.heartbeat_timeout_s,
+                                  fans=fan_readings(self.hub, fans, self.clock) if fans else None)
         self.thermostat = Thermostat(cfg.thermostat, self.power, self.hub, self.safety, self.clock,
                                      self.notifier, controller)
         self.state_path = cfg.state_dir / "state.json"
@@ -143,6 +148,10 @@ class Agent:
                     error = None if task.cancelled() else task.exception()
                     raise ComponentDied(tasks[task], error)
         finally:
+            # The stop latch first: whatever still runs while the tasks are cancelled (autotune's clean-up,
+            # a command) is refused from now on; then the floor, then the tasks end.
+            self.safety_state.stop("agent stopping")
+            self.power.force_minimum("agent stopped")
             self.notifier.notify("STOPPING=1")
             await self._cancel([*tasks, stopper])
             self.power.force_minimum("agent stopped")
@@ -229,14 +238,36 @@ class Agent:
         return status
 
     def reset_alarm(self, code: str, by: str) -> bool:
-        """Reset a latched alarm (authorised callers only); False when no such alarm is latched."""
+        """Reset a latched alarm (authorised callers only); False when no such alarm is latched.
+
+        Raises ResetRefused naming what still holds when the alarm's cause is present.
+        """
         if code == "fire_alarm":
             return self.fire_response.reset(by)
         if code in self.safety.LATCHED and code in self.safety.conditions:
+            still = self.safety.cause_still_present(code)
+            if still is not None:
+                raise ResetRefused(f"{code} still holds: {still}")
             for check in self.safety.checks:
                 protection = getattr(check, "protection", None)
                 if protection is not None:
                     protection.reset()
-            self.safety.clear(code)
-            return True
+            reset = self.safety.reset(code)
+            if reset:
+                log.warning("latched condition reset", condition=code, by=by)
+            return reset
         return False
+
+
+def fan_readings(hub: SensorHub, channels: list[str], clock: Clock,
+                 max_age_s: float = 30.0) -> Callable[[], dict[str, float | None]]:
+    """The fans' latest valid RPM from ``hub`` (None: no valid reading younger than ``max_age_s`` s)."""
+    def read() -> dict[str, float | None]:
+        now_s = clock.monotonic()
+        result: dict[str, float | None] = {}
+        for channel in channels:
+            reading = hub.latest.get(channel)
+            fresh = reading is not None and reading.ok and now_s - reading.t_s <= max_age_s
+            result[channel] = reading.value if fresh and reading is not None else None
+        return result
+    return read

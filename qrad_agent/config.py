@@ -182,6 +182,15 @@ class SafetyConfig(Section):
         None, ge=0, description="GPIO output driven high on a fire alarm (sysfs class/gpio/gpioN/value)")
     identify_gpio_line: int | None = Field(
         None, ge=0, description="GPIO output of the front LED/beeper that `identify` blinks")
+    fan_channels: list[str] = Field(
+        default_factory=lambda: ["fan1", "fan2"],
+        description="tachometer channels (RPM) that must turn while power is above the floor; [] : no check")
+    fan_min_rpm: float = Field(
+        300.0, ge=0, description="a fan below this speed with power above the floor has failed (RPM); "
+        "typical 120 mm PWM fans stall below 200-400 RPM (fan makers' datasheets)")
+    fan_grace_s: PositiveS = Field(15.0, description="spin-up time a fan is given before it is judged (s)")
+    fan_proof_s: PositiveS = Field(
+        20.0, description="after a fan_failure reset, how long power may rise to prove the fans (s)")
 
 
 class PlatformConfig(Section):

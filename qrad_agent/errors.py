@@ -46,3 +46,7 @@ class ComponentDied(AgentError):
         self.cause = cause
         detail = f"{type(cause).__name__}: {cause}" if cause else "returned unexpectedly"
         super().__init__(f"component {component!r} died: {detail}")
+
+
+class ResetRefused(AgentError):
+    """A latched safety condition cannot be reset yet: its cause still holds (the message says which)."""

@@ -6,16 +6,22 @@ states along a ladder: the jobs' cgroup CPU quota from ~0 to 100 % at the lowest
 lowest to its highest setting. Other interfaces are released so they do not limit. A write the kernel refuses
 is logged once with its path, that interface is dropped and the next one takes over.
 
-`force_minimum` is the safety layer's path: synchronous, never raising, no await, no lock.
+`force_minimum` is the safety layer's path: synchronous, never raising, no await, no lock; it writes first
+and logs after. `set_demand` is the one way up, and it refuses (writes the floor instead) whenever the
+`SafetyState` says so: a safety condition, a stale control heartbeat, or a stop. The refusal sits here, in
+the actuator, not in each caller.
 """
 
 from __future__ import annotations
+
+import math
 
 import structlog
 
 from qrad_agent.config import PowerConfig
 from qrad_agent.errors import ActuatorError
 from qrad_agent.jobs.heat import JobsHeat
+from qrad_agent.power.authority import SafetyState
 from qrad_agent.power.cgroup import CgroupQuotaActuator, online_cpus
 from qrad_agent.power.cpufreq import CpufreqActuator, discover_policies
 from qrad_agent.power.curve import PowerCurve
@@ -56,8 +62,11 @@ class PowerManager:
     """Turns a heat demand (W) into P-state caps, RAPL limits and the jobs' CPU quota."""
 
     def __init__(self, cfg: PowerConfig, actuators: list[Actuator] | None = None,
-                 jobs: JobsHeat | None = None) -> None:
+                 jobs: JobsHeat | None = None, safety_state: SafetyState | None = None) -> None:
         self.cfg = cfg
+        # Without a shared state (a manager tried on its own) there is no heartbeat to watch; the agent passes one.
+        self.safety_state = safety_state or SafetyState(math.inf, _no_clock)
+        self.refused: str | None = None  # why the last demand was refused, None when it was applied
         self.actuators = discover_actuators(cfg, jobs) if actuators is None else actuators
         self.curve = PowerCurve(cfg.idle_w, cfg.max_w, learning_rate=cfg.learning_rate)
         self.meter: RaplEnergyMeter | None = None
@@ -86,7 +95,14 @@ class PowerManager:
         return next((a for a in self.actuators if not isinstance(a, QUOTA_TYPES)), None)
 
     def set_demand(self, demand_w: float, t_s: float) -> float:
-        """Apply a heat demand in W; returns the power (W) the curve expects from what was applied."""
+        """Apply a heat demand in W at loop time ``t_s``; returns the power (W) the curve expects from what
+        was applied. While the safety state refuses, the floor is written instead, whoever asks."""
+        refusal = self.safety_state.refusal(t_s)
+        if refusal is not None:
+            self.refused = refusal
+            self.force_minimum(refusal)
+            return self.curve.power_w(0.0)
+        self.refused = None
         self.demand_w = demand_w
         self.forced_reason = None
         level = self.curve.level_for(demand_w)
@@ -139,21 +155,23 @@ class PowerManager:
                   chain=self.chain_names())
 
     def force_minimum(self, reason: str) -> None:
-        """Every interface to its lowest-power state, now. Never raises; failures are logged."""
-        if self.forced_reason != reason:
-            log.warning("power forced to minimum", reason=reason)
+        """Every interface to its lowest-power state, now. Never raises; writes first, logs after."""
+        changed = self.forced_reason != reason
         self.forced_reason = reason
         self._level_since_s = float("inf")
         self.level = 0.0
         self.demand_w = 0.0
+        errors: list[tuple[str, str]] = []
         for actuator in list(self.actuators):
             try:
                 actuator.apply(0.0)
-            except ActuatorError as exc:
-                log.error("minimum power write failed", interface=actuator.name, error=str(exc))
             except Exception as exc:  # the safety path must reach every interface whatever happens
-                log.exception("minimum power write crashed", interface=actuator.name, error=repr(exc))
+                errors.append((actuator.name, str(exc) if isinstance(exc, ActuatorError) else repr(exc)))
         self._released.clear()
+        if changed:
+            log.warning("power forced to minimum", reason=reason)
+        for name, error in errors:
+            log.error("minimum power write failed", interface=name, error=error)
 
     def measure(self, t_s: float) -> float | None:
         """Sample measured power (W) and learn the curve when the level was held over the interval."""
@@ -226,6 +244,10 @@ class PowerManager:
             except ActuatorError as exc:
                 result[actuator.name] = {"error": str(exc)}
         return result
+
+
+def _no_clock() -> float:
+    return 0.0
 
 
 class _Refused(Exception):
