@@ -189,8 +189,9 @@ class SafetyConfig(Section):
         300.0, ge=0, description="a fan below this speed with power above the floor has failed (RPM); "
         "typical 120 mm PWM fans stall below 200-400 RPM (fan makers' datasheets)")
     fan_grace_s: PositiveS = Field(15.0, description="spin-up time a fan is given before it is judged (s)")
-    fan_proof_s: PositiveS = Field(
-        20.0, description="after a fan_failure reset, how long power may rise to prove the fans (s)")
+    fan_proof_w: float = Field(
+        150.0, gt=0, description="after a fan_failure reset, the demand ceiling (W) until every fan has turned "
+        "above fan_min_rpm under power for fan_grace_s (the proof)")
 
 
 class PlatformConfig(Section):

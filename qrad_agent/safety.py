@@ -9,8 +9,9 @@ fans' tachometers, and the extra checks the agent registers (thermal protection)
 
 Latched conditions (see `qrad_agent.power.authority.LATCHED`) survive a restart and are reset only by a
 technician or an authorised command, and only once their cause is gone: a CPU over its limit must have
-cooled by ``CPU_RESET_MARGIN_K``; dead fans are given a bounded proof (power may rise again for
-``fan_proof_s``; a fan still below its minimum then latches again).
+cooled by ``CPU_RESET_MARGIN_K``; dead fans are given a bounded proof: power may rise again, but only up to
+``fan_proof_w``, until every fan has turned under power for ``fan_grace_s``; a fan still below its minimum
+then latches again.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class SafetyLayer:
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.fans = fans
         self._fan_low_since_s: dict[str, float] = {}
-        self._fan_proof_until_s: float | None = None
+        self._fan_proving = False
+        self._fans_ok_since_s: float | None = None
         self._hottest_cpu_c: float | None = None
         self._cpu_inputs = self._find_cpu_temps()
         if self.state.conditions:  # latched before a restart: the floor from the first instant
@@ -133,7 +135,8 @@ class SafetyLayer:
         if still is not None:
             raise ResetRefused(f"{condition} still holds: {still}")
         if condition == "fan_failure":
-            self._fan_proof_until_s = self.clock.monotonic() + self.cfg.fan_proof_s
+            self._fan_proving, self._fans_ok_since_s = True, None
+            self.state.ceiling_w = self.cfg.fan_proof_w
             self._fan_low_since_s.clear()
         self.clear(condition)
         return True
@@ -191,25 +194,45 @@ class SafetyLayer:
         return self.power.level > 0.0 and self.power.forced_reason is None
 
     def _check_fans(self, now_s: float) -> None:
-        """Each fan below ``fan_min_rpm`` (or without a valid reading) for ``fan_grace_s`` while power is
-        above the floor latches ``fan_failure``; during a reset's proof the grace is the proof's length."""
+        """A fan seen below ``fan_min_rpm`` (or without a valid reading) while power was above the floor, and
+        still below it ``fan_grace_s`` later, latches ``fan_failure``. A reset's proof passes (its ceiling
+        lifted) once every fan has turned under power for ``fan_grace_s``."""
         if self.fans is None:
             return
-        proving = self._fan_proof_until_s is not None and now_s < self._fan_proof_until_s
-        grace_s = self.cfg.fan_proof_s if proving else self.cfg.fan_grace_s
+        grace_s = self.cfg.fan_grace_s
         readings = _quiet_fans(self.fans)
+        under_power = self._above_floor()
         for channel, rpm in readings.items():
             low = rpm is None or rpm < self.cfg.fan_min_rpm
-            if not (low and self._above_floor()):
+            if not low:
                 self._fan_low_since_s.pop(channel, None)
                 continue
-            since_s = self._fan_low_since_s.setdefault(channel, now_s)
+            if channel not in self._fan_low_since_s:
+                if not under_power:  # a fan may stop at idle (fan-stop): judged only under power
+                    continue
+                self._fan_low_since_s[channel] = now_s
+            # Once seen stopped under power, it stays suspect until it turns, even if another condition
+            # (the CPUs overheating without it) has meanwhile put power at the floor.
+            since_s = self._fan_low_since_s[channel]
             if now_s - since_s >= grace_s:
                 shown = "no valid reading" if rpm is None else f"{rpm:.0f} RPM"
                 self.enter_safe_state("fan_failure", f"{channel} at {shown} < {self.cfg.fan_min_rpm:.0f} RPM "
-                                                     f"with power above the floor for {now_s - since_s:.0f} s")
-        if not proving:
-            self._fan_proof_until_s = None
+                                                     f"for {now_s - since_s:.0f} s since seen under power")
+        if self._fan_proving:
+            self._advance_fan_proof(now_s, under_power and not self._fan_low_since_s)
+
+    def _advance_fan_proof(self, now_s: float, turning_under_power: bool) -> None:
+        if "fan_failure" in self.conditions:  # failed again: the latch holds power, the ceiling is moot
+            self._fan_proving, self.state.ceiling_w = False, None
+            return
+        if not turning_under_power:
+            self._fans_ok_since_s = None
+            return
+        if self._fans_ok_since_s is None:
+            self._fans_ok_since_s = now_s
+        elif now_s - self._fans_ok_since_s >= self.cfg.fan_grace_s:
+            self._fan_proving, self.state.ceiling_w = False, None
+            log.warning("fans proven after reset", grace_s=self.cfg.fan_grace_s)
 
     async def run(self) -> None:
         """Check every ``check_period_s`` until cancelled."""

@@ -45,6 +45,7 @@ class SafetyState:
         self.latch_path = latch_path
         self.conditions: dict[str, str] = {}
         self.stopped: str | None = None
+        self.ceiling_w: float | None = None  # a temporary demand ceiling (a fan proof), None: none
         self.latch_write_failures = 0
         self.last_latch_error: str | None = None
         self._heartbeat_s: float | None = None  # set at the first look: the loop gets a full timeout to start
@@ -132,6 +133,7 @@ class SafetyState:
         """Plain-JSON view: conditions, latched ones, heartbeat age (s), stop reason, latch-file health."""
         return {"conditions": dict(self.conditions), "latched": sorted(self.latched()),
                 "heartbeat_age_s": round(self.heartbeat_age_s(), 1), "stopped": self.stopped,
+                "ceiling_w": self.ceiling_w,
                 "latch_write_failures": self.latch_write_failures, "latch_error": self.last_latch_error}
 
 

@@ -103,6 +103,9 @@ class PowerManager:
             self.force_minimum(refusal)
             return self.curve.power_w(0.0)
         self.refused = None
+        ceiling_w = self.safety_state.ceiling_w
+        if ceiling_w is not None and demand_w > ceiling_w:
+            demand_w = ceiling_w
         self.demand_w = demand_w
         self.forced_reason = None
         level = self.curve.level_for(demand_w)

@@ -24,7 +24,7 @@ from structlog.testing import capture_logs
 
 from qrad_agent.agent import Agent
 from qrad_agent.clock import Clock
-from qrad_agent.config import parse_config
+from qrad_agent.config import SafetyConfig, parse_config
 from qrad_agent.fire.config import ThermalProtectionConfig
 from qrad_agent.sdnotify import Notifier
 from qrad_agent.sim import example_config_data
@@ -218,3 +218,58 @@ def test_healthy_heater_with_the_same_timing_raises_nothing(tmp_path: Path,
     assert run.detect_s is None and run.conditions == {}, run.conditions
     assert run.min_power_before_w < FLOOR_W if idle else run.min_power_before_w > 400
     assert min(row[1] for row in run.trace[-int(HOLD_S / STEP_S):]) > 400  # heating at the end
+
+
+def test_dead_fans_latch_and_a_reset_proves_them_at_a_bounded_power(tmp_path: Path) -> None:
+    """Both fans stop at full power. The issue: `reset-alarm cpu_overtemperature` put 500 W back with both
+    fans dead and the CPUs reached 121 °C within 20 s. Now fan_failure latches beside it (0 RPM with power
+    above the floor), so that reset leaves power at the floor; a fan_failure reset lets power rise only to
+    fan_proof_w, until the fans are judged under power, then latches again."""
+    weather = Weather.constant(HEATING[1])
+    heater = SimulatedHeater(tmp_path, HeaterSpec(initial_air_c=HEATING[0]), weather, START, seed=3)
+    suite = DeviceSuite(tmp_path, np.random.default_rng(4), noise=True)
+    control = FaultControl(tmp_path, heater, suite, [TimedFault(WARM_UP_S, "heater", "fan_failure")])
+    agent = Agent(parse_config(_config(tmp_path)), Clock(calendar_start=START, loop_start_s=0.0), Notifier({}))
+    trace: list[tuple[float, float, float]] = []
+    seen: dict[str, object] = {}
+    safety = SafetyConfig()
+
+    def on_step(state) -> None:
+        control.step(state, weather)
+        trace.append((state.t_s, state.power_w, max(heater.board.cpu_temp_c)))
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        sim = asyncio.create_task(heater.run(step_s=STEP_S, on_step=on_step), name="hw-sim")
+        task = asyncio.create_task(agent.run(stop), name="agent")
+        await asyncio.sleep(WARM_UP_S + 120.0)
+        seen["latched"] = dict(agent.safety.conditions)
+        await asyncio.sleep(300.0)  # cooled at the floor: the CPUs are far below their limit again
+        seen["cpu_reset"] = agent.reset_alarm("cpu_overtemperature", by="test")
+        seen["cpu_reset_at_s"] = heater.state.t_s
+        await asyncio.sleep(120.0)
+        seen["fan_reset"] = agent.reset_alarm("fan_failure", by="test")
+        seen["fan_reset_at_s"] = heater.state.t_s
+        await asyncio.sleep(90.0)  # three control periods: the thermostat raises its demand, the fans are judged
+        seen["after_proof"] = dict(agent.safety.conditions)
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        sim.cancel()
+        await asyncio.gather(sim, return_exceptions=True)
+
+    with capture_logs():
+        run_virtual(scenario())
+    assert {"fan_failure", "cpu_overtemperature"} <= set(seen["latched"]), seen["latched"]  # type: ignore[arg-type]
+    assert seen["cpu_reset"] is True and seen["fan_reset"] is True
+    cpu_reset_s, fan_reset_s = float(seen["cpu_reset_at_s"]), float(seen["fan_reset_at_s"])  # type: ignore[arg-type]
+    between = [row[1] for row in trace if cpu_reset_s + STEP_S < row[0] <= fan_reset_s]
+    assert max(between) <= FLOOR_W, "a cpu_overtemperature reset put power back with dead fans"
+    proof = [row for row in trace if row[0] > fan_reset_s + STEP_S]
+    rose = [row for row in proof if row[1] > FLOOR_W]
+    assert rose, "the proof never raised power: it proved nothing"
+    assert max(row[1] for row in proof) <= safety.fan_proof_w + 60.0  # the ceiling, plus the board's idle
+    rose_s = min(row[0] for row in rose)
+    assert max(row[0] for row in rose) - rose_s <= safety.fan_grace_s + SAMPLING_S + STEP_S
+    assert "fan_failure" in seen["after_proof"], seen["after_proof"]  # type: ignore[operator]
+    assert trace[-1][1] <= FLOOR_W
+    assert max(row[2] for row in proof) <= CPU_MAX_C  # at the proof's power the CPUs stay below their limit
