@@ -227,7 +227,9 @@ class Agent:
 
     def status(self) -> dict:
         """Plain-JSON status of every component."""
-        status = {"device_id": self.cfg.device_id, "thermostat": self.thermostat.status(),
+        from qrad_agent.log import sink
+
+        status = {"device_id": self.cfg.device_id, "logging": sink.status(), "thermostat": self.thermostat.status(),
                   "power": self.power.status(), "safety": self.safety.status(), "sensors": self.hub.status()}
         if self.jobs is not None:
             status["jobs"] = self.jobs.status()

@@ -24,7 +24,7 @@ import structlog
 
 from qrad_agent.config import AgentConfig, ApiConfig, load_config
 from qrad_agent.errors import EX_CONFIG, EX_SOFTWARE, EX_UNAVAILABLE, AgentError, ComponentDied, ConfigError
-from qrad_agent.log import setup_logging
+from qrad_agent.log import make_stderr_nonblocking, protect_stderr, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,7 +258,11 @@ def _pretty(result: object) -> str:
 
 def cmd_run(cfg: AgentConfig) -> int:
     """Run the daemon until SIGTERM/SIGINT (0), until a component dies (70), or 69 when a component cannot
-    start here (jobs without bubblewrap or an unreachable launcher, missing actuators): systemd retries."""
+    start here (jobs without bubblewrap or an unreachable launcher, missing actuators): systemd retries.
+
+    A log reader that is gone or stalled, or a full disk under the log, never stops or slows the daemon."""
+    make_stderr_nonblocking()
+    protect_stderr()
     setup_logging(cfg.device_id, cfg.logging.level, cfg.logging.format)
     log = structlog.get_logger(component="main")
     try:

@@ -1,11 +1,19 @@
 """Structured logging with structlog: JSON lines for journald, readable lines on a terminal.
 
 Every line carries ``device_id`` (bound once at start) and ``component`` (bound by each module's logger).
+
+Logging can never raise into control or safety, nor block them: the sink (`SafeSink`) writes each line
+with one ``write(2)`` on the standard error descriptor; a write that fails (EPIPE: the reader is gone,
+ENOSPC: a full disk, EAGAIN: a full pipe on a non-blocking descriptor) drops the line and counts it
+(`dropped`, shown in the agent's status). The recent-events ring keeps every event either way.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
+import os
 import sys
 from collections import deque
 from typing import Any, TextIO
@@ -40,25 +48,92 @@ recent = RecentEvents()
 """The process's ring of recent events (the one piece of module state: it mirrors the log stream)."""
 
 
-class _CurrentStderr:
-    """Writes to whatever ``sys.stderr`` is at the time of the write (it may be replaced after set-up)."""
+class SafeSink:
+    """A text sink that never raises and never blocks the daemon: one ``os.write`` per line to ``fd``.
+
+    ``dropped`` counts the lines that could not be written; ``last_error`` names the last errno.
+    """
+
+    def __init__(self, fd: int = 2) -> None:
+        self.fd = fd
+        self.dropped = 0
+        self.last_error: str | None = None
 
     def write(self, text: str) -> int:
-        return sys.stderr.write(text)
+        data = text.encode("utf-8", "backslashreplace")
+        try:
+            written = os.write(self.fd, data)
+        except OSError as exc:  # EPIPE, ENOSPC, EAGAIN, EBADF: drop the line, count it
+            self.dropped += 1
+            self.last_error = errno.errorcode.get(exc.errno or 0, str(exc))
+            return 0
+        if written < len(data):  # a partial write on a full pipe: the rest of the line is dropped
+            self.dropped += 1
+            self.last_error = "partial write"
+        return len(text)
 
     def flush(self) -> None:
-        sys.stderr.flush()
+        """Nothing is buffered."""
 
     def isatty(self) -> bool:
-        return sys.stderr.isatty()
+        try:
+            return os.isatty(self.fd)
+        except OSError:
+            return False
+
+    def status(self) -> dict[str, Any]:
+        """Plain JSON: lines dropped and the last error."""
+        return {"dropped": self.dropped, "last_error": self.last_error}
+
+
+sink = SafeSink()
+"""The process's log sink (module state, like `recent`: it is the process's standard error)."""
+
+
+def make_stderr_nonblocking() -> bool:
+    """Put the standard error descriptor in non-blocking mode when it is not a terminal (a pipe or journald's
+    socket belongs to this process alone), so a stalled log reader drops lines instead of blocking the loop.
+    Returns whether it did."""
+    try:
+        if os.isatty(2):
+            return False
+        flags = fcntl.fcntl(2, fcntl.F_GETFL)
+        fcntl.fcntl(2, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+        return True
+    except OSError:
+        return False
+
+
+class _Quiet:
+    """``sys.stderr`` for the daemon: stray writes (a library's warning, a traceback) go through the sink."""
+
+    def __init__(self, target: SafeSink) -> None:
+        self._sink = target
+
+    def write(self, text: str) -> int:
+        return self._sink.write(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return self._sink.isatty()
+
+    def fileno(self) -> int:
+        return self._sink.fd
+
+
+def protect_stderr() -> None:
+    """Route ``sys.stderr`` through the sink: nothing the process prints there can raise or block."""
+    sys.stderr = _Quiet(sink)  # type: ignore[assignment]
 
 
 def setup_logging(device_id: str, level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Configure structlog for the process. ``fmt``: "json", "console" or "auto" (console on a TTY).
 
-    Without ``stream`` the log goes to the process's standard error as it is at each write.
+    Without ``stream`` the log goes to the process's standard error through `sink`, which never raises.
     """
-    stream = stream or _CurrentStderr()  # type: ignore[assignment]
+    stream = stream or sink  # type: ignore[assignment]
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False))
