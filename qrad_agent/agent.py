@@ -81,6 +81,7 @@ class Agent:
         self.sync = self._build_sync(cfg) if cfg.sync is not None else None
         self.fire_response = FireResponse(self)
         self.fire: FireDetector | None = None
+        self.deadman: Any = None  # the launcher's dead-man beat (jobs through a launcher service only)
         if cfg.fire.enabled:
             fire_cfg = cfg.fire if cfg.fire.room_channels else cfg.fire.model_copy(
                 update={"room_channels": list(cfg.thermostat.room_channels)})
@@ -117,6 +118,13 @@ class Agent:
                       "api": api.run}
         if self.jobs is not None:
             components["jobs"] = self.jobs.run
+            from qrad_agent.jobs.launcher import RemoteLauncher
+
+            if isinstance(self.jobs.launcher, RemoteLauncher):
+                from qrad_agent.jobs.deadman import DeadmanBeat
+
+                self.deadman = DeadmanBeat(self.jobs.launcher, self.cfg.jobs.deadman_timeout_s)
+                components["deadman"] = self.deadman.run
         if self.sync is not None:
             components["sync"] = self.sync.run
             from qrad_agent.platform import Reporter
@@ -237,6 +245,8 @@ class Agent:
             status["sync"] = self.sync.status()
         if self.fire is not None:
             status["fire"] = self.fire.status()
+        if self.deadman is not None:
+            status["deadman"] = self.deadman.status()
         return status
 
     def reset_alarm(self, code: str, by: str) -> bool:

@@ -60,6 +60,10 @@ class JobsConfig(_Section):
     disk_reserve_mb: int = Field(1024, ge=0, description="free space kept for the agent (state, outbox) on the "
                                  "jobs' filesystem: no job starts below it; the job that wrote most is stopped")
     poll_s: float = Field(0.2, gt=0, le=10, description="limit and status polling period")
+    deadman_timeout_s: float = Field(
+        10.0, ge=0.5, le=600, description="with a launcher service: the agent beats its dead-man every "
+        "timeout/5 s from its event loop; silent this long (a hung or stopped agent), or gone, and the "
+        "launcher freezes every job and puts their CPU quota at its minimum (s)")
     result_retention_s: float = Field(7 * 86400.0, gt=0, description="a reported result's files are deleted "
                                       "after this long if the platform has not acknowledged it (ack_job)")
 

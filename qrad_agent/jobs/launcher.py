@@ -12,6 +12,8 @@ CAP_DAC_READ_SEARCH). `Launcher` is exactly those operations, by job id:
     kill(job_id)                  SIGKILL everything in the job's cgroup (thawing v1 frozen tasks)
     reclaim(job_id)               work/ back to root, owner-writable, once the job is gone
     work_bytes(job_id)            bytes in work/ (output limit)
+    floor_jobs(reason)            the dead-man: freeze every job, their quota to its minimum (never raises)
+    lift_floor()                  thaw them again (the agent sets their quota itself)
 
 Two deployments (``jobs.launcher_socket``):
 - unset: the agent calls a `Launcher` in its own process and must hold those privileges (tests, a
@@ -27,6 +29,10 @@ Wire format: one JSON object per datagram (at most `MAX_MESSAGE`), request ``{"o
 ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. ``spawn`` carries the job's stdout and stderr
 descriptors (SCM_RIGHTS), answers ``{"ok": true, "pid": N}``, and keeps the connection: the server sends
 ``{"exit": returncode}`` when the sandbox ends, and kills the job if the agent closes the connection first.
+``watch`` (``{"op": "watch", "timeout_s": T}``) is the dead-man: the agent sends a beat (any datagram) at
+least every T s from its event loop; when none comes for T s (the agent hangs, its loop is blocked, or it
+is stopped) or the connection closes (it died), the launcher puts every job at the power floor (frozen,
+minimum quota) without the agent, and lifts that when the beats come back.
 """
 
 from __future__ import annotations
@@ -102,6 +108,31 @@ class Launcher:
 
     def ping(self) -> str:
         return "in process"
+
+    def floor_jobs(self, reason: str) -> bool:
+        """The dead-man's act: every job frozen and their CPU quota at its minimum, each write tried on its
+        own. Never raises; returns whether the freeze took."""
+        frozen = True
+        try:
+            self.tree.set_quota(0.0, 1)
+        except Exception as exc:  # the freeze below still matters
+            log.error("dead-man: quota not lowered", error=str(exc))
+        try:
+            self.tree.freeze()
+        except Exception as exc:
+            frozen = False
+            log.error("dead-man: jobs not frozen", error=str(exc))
+        log.error("dead-man: jobs at the power floor", reason=reason, frozen=frozen)
+        return frozen
+
+    def lift_floor(self) -> None:
+        """Thaw the jobs the dead-man froze; the agent's power chain sets their quota again. Never raises."""
+        try:
+            self.tree.thaw()
+        except Exception as exc:
+            log.error("dead-man: jobs not thawed", error=str(exc))
+            return
+        log.warning("dead-man: agent beating again, jobs thawed")
 
     def _user(self) -> JobUser:
         if self.user is None:
@@ -282,6 +313,7 @@ class LauncherServer:
         self.poll_s = poll_s
         self._sock: socket.socket | None = None
         self._stop = threading.Event()
+        self._floored = False  # the dead-man put the jobs at the floor and has not lifted it
 
     def bind(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -332,6 +364,9 @@ class LauncherServer:
                 if request.get("op") == "spawn":
                     owned, fds = fds, []  # _spawn closes them
                     self._spawn(conn, request, owned)
+                    return
+                if request.get("op") == "watch":
+                    self._watch(conn, request)
                     return
                 _send(conn, {"ok": True, **self._dispatch(request)})
             except Exception as exc:  # every refusal goes back to the peer, the server keeps serving
@@ -397,6 +432,37 @@ class LauncherServer:
             _send(conn, {"exit": proc.returncode})
         except OSError:
             pass
+
+
+    def _watch(self, conn: socket.socket, request: dict[str, Any]) -> None:
+        """The dead-man: floor the jobs when the agent's beats stop for ``timeout_s`` or it disconnects."""
+        timeout_s = request.get("timeout_s")
+        if not isinstance(timeout_s, (int, float)) or not 0.5 <= timeout_s <= 600:
+            raise LauncherError(f"watch timeout_s {timeout_s!r} outside 0.5..600")
+        if self._floored:  # a new agent (after a crash): its own start puts power at the floor
+            self.launcher.lift_floor()
+            self._floored = False
+        _send(conn, {"ok": True})
+        log.info("dead-man armed", timeout_s=timeout_s)
+        while not self._stop.is_set():
+            readable, _, _ = select.select([conn], [], [], float(timeout_s))
+            if not readable:
+                if not self._floored:
+                    self._floored = True
+                    self.launcher.floor_jobs(f"agent silent for {timeout_s:g} s")
+                continue
+            try:
+                data = conn.recv(MAX_MESSAGE)
+            except OSError:
+                data = b""
+            if not data:
+                if not self._floored:
+                    self._floored = True
+                    self.launcher.floor_jobs("agent connection closed")
+                return
+            if self._floored:
+                self._floored = False
+                self.launcher.lift_floor()
 
 
 class RemoteProcess:
@@ -489,6 +555,23 @@ class RemoteLauncher:
 
     def work_bytes(self, job_id: str) -> int:
         return int(self._call({"op": "work_bytes", "job_id": job_id})["bytes"])
+
+    def watch(self, timeout_s: float) -> socket.socket:
+        """Arm the launcher's dead-man; returns the non-blocking connection to beat on (any datagram).
+        Raises LauncherUnavailable or LauncherError."""
+        sock = self._connect()
+        try:
+            _send(sock, {"op": "watch", "timeout_s": timeout_s})
+            answer, _ = _recv(sock)
+            _checked(answer, "watch")
+        except OSError as exc:
+            sock.close()
+            raise LauncherUnavailable(f"launcher at {self.path}: watch: {exc}") from exc
+        except BaseException:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        return sock
 
 
 def _checked(answer: dict[str, Any] | None, op: str) -> dict[str, Any]:
