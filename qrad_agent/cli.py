@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the daemon")
     run.add_argument("--config", type=Path, required=True, help="TOML configuration file")
+    floor = sub.add_parser("floor", help="compute power to its floor without the agent (the unit's ExecStopPost)")
+    floor.add_argument("--config", type=Path, required=True, help="TOML configuration file")
     launcher = sub.add_parser("launcher", help="run the privileged job launcher service (jobs.launcher_socket)")
     launcher.add_argument("--config", type=Path, required=True, help="the agent's TOML configuration file")
     launcher.add_argument("--allow-uid", type=int, action="append", default=None,
@@ -127,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(load_config(args.config))
+        if args.command == "floor":
+            from qrad_agent.ops.floor import cmd_floor
+
+            return cmd_floor(load_config(args.config))
         if args.command == "launcher":
             return cmd_launcher(load_config(args.config), args.allow_uid)
         if args.command == "config":
