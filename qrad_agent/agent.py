@@ -26,6 +26,7 @@ from qrad_agent.errors import ComponentDied, ResetRefused
 from qrad_agent.fire.detector import FireDetector
 from qrad_agent.fire_response import FireResponse, thermal_check
 from qrad_agent.power.authority import LATCH_FILE, SafetyState
+from qrad_agent.power.follow import PowerFollowCheck
 from qrad_agent.power.manager import PowerManager
 from qrad_agent.safety import SafetyLayer
 from qrad_agent.sdnotify import Notifier
@@ -87,6 +88,11 @@ class Agent:
                 update={"room_channels": list(cfg.thermostat.room_channels)})
             self.fire = FireDetector(fire_cfg, self.hub, self._audio_queue, lambda: self.power.measured_w,
                                      self.clock, self.fire_response.on_alarm)
+        mains = cfg.power.mains_power_channel
+        mains_w = channel_value(self.hub, mains, self.clock) if mains and mains in self.hub.specs else None
+        self.power.mains_w = mains_w
+        self.safety.checks.append(PowerFollowCheck(self.power, mains_w, cfg.power.follow_margin_w,
+                                                   cfg.power.follow_grace_s))
         if cfg.safety.surface_channel and cfg.safety.surface_channel in self.hub.specs:
             self.safety.checks.append(thermal_check(self))
 
@@ -283,3 +289,8 @@ def fan_readings(hub: SensorHub, channels: list[str], clock: Clock,
             result[channel] = reading.value if fresh and reading is not None else None
         return result
     return read
+
+
+def channel_value(hub: SensorHub, channel: str, clock: Clock, max_age_s: float = 30.0) -> Callable[[], float | None]:
+    """The latest valid value of ``channel`` (None: no valid reading younger than ``max_age_s`` s)."""
+    return lambda: fan_readings(hub, [channel], clock, max_age_s)()[channel]

@@ -60,6 +60,14 @@ class PowerConfig(Section):
     learning_rate: float = Field(0.3, gt=0, le=1)
     rapl_package_min_w: float = Field(5.0, gt=0)
     heartbeat_timeout_s: PositiveS = 120.0
+    mains_power_channel: str | None = Field(
+        "mains_power", description="the mains meter's power channel (W): measures the heater where there is "
+        "no RAPL, and checks it everywhere; None or a channel no sensor has: no meter")
+    follow_margin_w: float = Field(
+        125.0, gt=0, description="measured power this far above what the current level should draw ... (W)")
+    follow_grace_s: PositiveS = Field(
+        180.0, description="... or an interface reading back other than what was written, for this long "
+        "(s), latches power_not_following: the board ignores its caps")
 
     @model_validator(mode="after")
     def _idle_below_max(self) -> PowerConfig:

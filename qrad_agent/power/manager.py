@@ -15,6 +15,7 @@ the actuator, not in each caller.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import structlog
 
@@ -70,6 +71,7 @@ class PowerManager:
         self.actuators = discover_actuators(cfg, jobs) if actuators is None else actuators
         self.curve = PowerCurve(cfg.idle_w, cfg.max_w, learning_rate=cfg.learning_rate)
         self.meter: RaplEnergyMeter | None = None
+        self.mains_w: Callable[[], float | None] | None = None  # the mains meter (W), where there is no RAPL
         rapl = next((a for a in self.actuators if isinstance(a, RaplActuator)), None)
         if rapl is not None:
             self.meter = RaplEnergyMeter(rapl.zones)
@@ -82,7 +84,7 @@ class PowerManager:
         self._implausible_logged = False
         self._released: set[str] = set()
         self._failed: dict[str, str] = {}
-        log.info("interfaces", chain=self.chain_names(), measured_by="rapl" if self.meter else "none")
+        log.info("interfaces", chain=self.chain_names(), measured_by="rapl" if self.meter else "mains meter or none")
 
     def chain_names(self) -> list[str]:
         """Names of the working interfaces, in use order."""
@@ -177,9 +179,10 @@ class PowerManager:
             log.error("minimum power write failed", interface=name, error=error)
 
     def measure(self, t_s: float) -> float | None:
-        """Sample measured power (W) and learn the curve when the level was held over the interval."""
+        """Sample measured power (W) and learn the curve when the level was held over the interval: from
+        RAPL (plus the platform overhead), else from the mains meter (the whole heater)."""
         if self.meter is None:
-            return None
+            return self._measure_mains(t_s)
         try:
             package_w = self.meter.sample(t_s)
         except ActuatorError as exc:
@@ -200,6 +203,17 @@ class PowerManager:
         if held and self.forced_reason is None:
             self.curve.learn(self.level, self.measured_w)
         return self.measured_w
+
+    def _measure_mains(self, t_s: float) -> float | None:
+        value_w = self.mains_w() if self.mains_w is not None else None
+        interval_start, self._last_measure_s = self._last_measure_s, t_s
+        self.measured_w = value_w
+        if value_w is None or not 0 <= value_w <= IMPLAUSIBLE_POWER_FACTOR * self.cfg.max_w:
+            return value_w
+        held = interval_start is not None and self._level_since_s <= interval_start
+        if held and self.forced_reason is None:
+            self.curve.learn(self.level, value_w)
+        return value_w
 
     def status(self) -> dict:
         """Plain-JSON status: demand, level, expected and measured W, the interface chain, failures."""

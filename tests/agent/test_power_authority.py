@@ -133,3 +133,77 @@ def test_a_ceiling_bounds_every_demand(tmp_path: Path) -> None:
     state.ceiling_w = 150.0
     manager.set_demand(500.0, clock.t_s)
     assert manager.demand_w == 150.0 and manager.level == pytest.approx((150.0 - 50.0) / 450.0)
+
+
+# -- does the board do what was written? (power_not_following) -------------------------------------------
+
+def _no_rapl(root: Path) -> tuple[PowerManager, SafetyState, FakeTime]:
+    _, cfg = make_board(root, rapl=False)
+    clock = FakeTime()
+    state = SafetyState(TIMEOUT_S, clock)
+    return PowerManager(cfg, safety_state=state), state, clock
+
+
+def test_a_cap_the_board_ignores_is_found_by_the_mains_meter_within_the_grace(tmp_path: Path) -> None:
+    """No RAPL; the CPUs ignore scaling_max_freq: the mains meter reads 500 W for a 200 W demand."""
+    from qrad_agent.power.follow import CONDITION, PowerFollowCheck
+
+    manager, state, clock = _no_rapl(tmp_path)
+    assert manager.meter is None
+    manager.mains_w = lambda: 500.0
+    check = PowerFollowCheck(manager, manager.mains_w, margin_w=125.0, grace_s=180.0)
+    state.heartbeat(clock.t_s)
+    manager.set_demand(200.0, clock.t_s)
+    assert check(clock.t_s) == {}  # the grace starts
+    clock.t_s += 179.0
+    assert check(clock.t_s) == {}
+    clock.t_s += 2.0
+    found = check(clock.t_s)
+    assert "500 W" in found[CONDITION] and "ignores its caps" in found[CONDITION]
+
+
+def test_measured_power_that_follows_raises_nothing(tmp_path: Path) -> None:
+    from qrad_agent.power.follow import PowerFollowCheck
+
+    manager, state, clock = _no_rapl(tmp_path)
+    manager.mains_w = lambda: manager.curve.power_w(manager.level) + 40.0
+    check = PowerFollowCheck(manager, manager.mains_w, margin_w=125.0, grace_s=180.0)
+    for demand_w in (100.0, 300.0, 500.0, 60.0):
+        state.heartbeat(clock.t_s)
+        manager.set_demand(demand_w, clock.t_s)
+        for _ in range(10):
+            clock.t_s += 30.0
+            assert check(clock.t_s) == {}
+
+
+def test_a_cap_rewritten_behind_the_managers_back_is_found_by_read_back(tmp_path: Path) -> None:
+    from qrad_agent.power.follow import CONDITION, PowerFollowCheck
+
+    manager, state, clock = _authority(tmp_path)
+    check = PowerFollowCheck(manager, None, margin_w=125.0, grace_s=60.0)
+    state.heartbeat(clock.t_s)
+    manager.set_demand(demand_for(0.5), clock.t_s)
+    assert check(clock.t_s) == {}
+    policy = next((tmp_path / "devices/system/cpu/cpufreq").glob("policy*"))
+    (policy / "scaling_max_freq").write_text("2400000")  # firmware or another tool lifts the cap
+    assert check(clock.t_s) == {}
+    clock.t_s += 61.0
+    assert "read back other than written" in check(clock.t_s)[CONDITION]
+
+
+def test_without_rapl_the_curve_learns_from_the_mains_meter(tmp_path: Path) -> None:
+    manager, state, clock = _no_rapl(tmp_path)
+
+    def mains() -> float:  # the board draws 74 W less than the untrained curve says at every level above 0
+        return manager.curve.power_w(0.0) if manager.level == 0 else 226.0
+
+    manager.mains_w = mains
+    state.heartbeat(clock.t_s)
+    level = manager.curve.level_for(300.0)
+    manager.set_demand(300.0, clock.t_s)
+    for _ in range(20):
+        clock.t_s += 30.0
+        state.heartbeat(clock.t_s)
+        manager.measure(clock.t_s)
+    # was 300 W untrained (74 W off, as the issue measured); the knots around the level share each correction
+    assert abs(manager.curve.power_w(level) - 226.0) < 0.4 * 74.0
