@@ -44,6 +44,9 @@ log = structlog.get_logger(component="supervisor")
 STOP_TIMEOUT_S = 3.0
 """Longest wait for the components to finish cancelling on stop (systemd's default stop timeout is 90 s;
 the issue's budget is 5 s for the whole stop)."""
+STATE_SAVE_PERIOD_S = 60.0
+"""The state (PID, learned curve, override) is also saved this often (s, loop clock), so a crash or a watchdog
+kill loses at most this much; latched conditions are saved the moment they change (power/authority.py)."""
 STATE_MAX_AGE_S = 3600.0
 """Controller state older than this (wall clock, s) is not restored: the room has changed since."""
 
@@ -121,7 +124,7 @@ class Agent:
         """Name -> coroutine function of every supervised component."""
         api = ApiServer(self.cfg.api.socket_path, self.api_handlers(), self.cfg.api.group)
         components = {"safety": self.safety.run, "sensors": self.hub.run, "control": self.thermostat.run,
-                      "api": api.run}
+                      "api": api.run, "persist": self.persist}
         if self.jobs is not None:
             components["jobs"] = self.jobs.run
             from qrad_agent.jobs.launcher import RemoteLauncher
@@ -203,6 +206,16 @@ class Agent:
             remaining = None if t.override_until_s is None else max(0.0, t.override_until_s - self.clock.monotonic())
             state["override"] = {"setpoint_c": t.override_c, "remaining_s": remaining}
         return state
+
+    async def persist(self) -> None:
+        """Save the state every STATE_SAVE_PERIOD_S until cancelled (the write runs off the loop)."""
+        while True:
+            await asyncio.sleep(STATE_SAVE_PERIOD_S)
+            state = self.state()
+            try:
+                await asyncio.to_thread(save_state, self.state_path, state)
+            except OSError as exc:
+                log.error("state not saved", path=str(self.state_path), error=str(exc))
 
     def save_state(self) -> None:
         """Flush the state file; a failure is logged, never raised (stopping must go on)."""

@@ -36,7 +36,7 @@ COMFORT_AT_S = 3.5 * 3600.0  # 06:30
 STOP_AT_S = COMFORT_AT_S + 20 * 60.0  # 06:50, warming up
 OUTAGE_S = 120.0
 END_S = 9 * 3600.0  # 12:00
-STEP_S = 30.0
+STEP_S = 29.9  # not a divisor of the 30 s control period: no heater and control step on the same instant
 OUTDOOR_C = 2.0
 THERMOSTAT = {
     "mode": "auto",
@@ -46,7 +46,7 @@ THERMOSTAT = {
 }
 
 
-async def _morning(root: Path, restart: bool) -> dict[str, np.ndarray]:
+async def _morning(root: Path, restart: bool, crash: bool = False) -> dict[str, np.ndarray]:
     cfg = sim_config(root, THERMOSTAT)
     heater = SimulatedHeater(root, HeaterSpec(initial_air_c=19.0), Weather.constant(OUTDOOR_C), START, seed=3)
     t, air, power = [], [], []
@@ -61,18 +61,23 @@ async def _morning(root: Path, restart: bool) -> dict[str, np.ndarray]:
     def new_agent() -> Agent:
         return Agent(cfg, Clock(calendar_start=START, loop_start_s=0.0), Notifier({}))
 
-    async def run_agent(agent: Agent, until_s: float) -> None:
+    async def run_agent(agent: Agent, until_s: float) -> bytes:
+        """Run until ``until_s``; returns the state file as it was on disk just before the stop."""
         stop = asyncio.Event()
         task = asyncio.create_task(agent.run(stop), name="agent")
         await asyncio.sleep(until_s - asyncio.get_running_loop().time())
         assert not task.done(), task
+        on_disk = agent.state_path.read_bytes() if agent.state_path.exists() else b""
         stop.set()
         await task
+        return on_disk
 
     try:
         if restart:
             first = new_agent()
-            await run_agent(first, STOP_AT_S)
+            on_disk = await run_agent(first, STOP_AT_S)
+            if crash:  # kill -9 at STOP_AT_S: no stop path; the next agent finds what was on disk then
+                first.state_path.write_bytes(on_disk)
             state_before = first.state()
             await asyncio.sleep(OUTAGE_S)
             await run_agent(new_agent(), END_S)
@@ -100,9 +105,12 @@ def _mean(run: dict, start_s: float, end_s: float) -> float:
     return float(run["power"][keep].mean())
 
 
-def test_restart_mid_warm_up_resumes_power_without_windup(scratch):
+@pytest.mark.parametrize("crash", [False, True], ids=["stop", "kill-9"])
+def test_restart_mid_warm_up_resumes_power_without_windup(scratch, crash: bool):
+    """A clean stop saves the state; a kill -9 leaves what the periodic save last wrote (at most
+    STATE_SAVE_PERIOD_S old): both resume the same."""
     straight = run_virtual(_morning(scratch / "straight", restart=False))
-    restarted = run_virtual(_morning(scratch / "restarted", restart=True))
+    restarted = run_virtual(_morning(scratch / "restarted", restart=True, crash=crash))
     max_w = sim_config(scratch / "cfg").power.max_w
 
     before_w = _mean(restarted, STOP_AT_S - 300.0, STOP_AT_S)
