@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import select
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from qrad_agent.cli import main
 from qrad_agent.kpi import compute_kpis, overshoot_k
+from qrad_agent.progress import BAR_WIDTH, ProgressBar
+from qrad_agent.sim import window_mean
 
 
 def test_discomfort_counts_only_outside_the_band() -> None:
@@ -33,13 +39,84 @@ def test_compute_cycles_count_restarts() -> None:
     assert k.compute_cycles == 2
 
 
-def test_sim_command_prints_plausible_kpis(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+def test_sim_command_prints_plausible_kpis(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     plot = tmp_path / "run.png"
-    assert main(["sim", "--days", "0.5", "--json", "--plot", str(plot)]) == 0
-    out = capsys.readouterr().out
-    kpis = json.loads(out[: out.rindex("}") + 1])
+    assert main(["sim", "--days", "0.5", "--start", "01-05", "--json", "--plot", str(plot)]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    kpis = report["kpis"]
     assert kpis["days"] == pytest.approx(0.5, abs=0.01)
     assert kpis["energy_kwh"] == pytest.approx(kpis["mean_power_w"] * 12 / 1000, rel=0.01)
     assert 100 < kpis["mean_power_w"] < 500  # January in Lyon: heating, not saturated
     assert kpis["rms_error_k"] < 0.5
-    assert plot.stat().st_size > 10_000
+    params = report["parameters"]
+    assert params["algorithm"] == "pid" and params["days"] == 0.5 and params["seed"] == 0
+    assert params["start"] == "2026-01-05T00:00:00" and params["end"] == "2026-01-05T12:00:00"
+    assert Path(params["weather_file"]).is_file()
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+    # Off a terminal: no progress bar; a normal start and stop log no warning.
+    assert "\r" not in captured.err and "%" not in captured.err
+    assert "warning" not in captured.err and "plot written to" in captured.err
+
+
+@pytest.mark.parametrize("name, message", [
+    ("missing-dir/x.png", "does not exist"),
+    ("x.txt", "must end in one of"),
+    (".", "is a directory"),
+    ("file/x.png", "is not a directory"),
+])
+def test_sim_plot_path_is_refused_before_the_run(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                 name: str, message: str) -> None:
+    (tmp_path / "file").write_text("")
+    assert main(["sim", "--days", "0.01", "--plot", str(tmp_path / name)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no KPI table: the run never started
+    assert message in captured.err and "Traceback" not in captured.err
+
+
+def test_sim_refuses_a_bad_duration(capsys: pytest.CaptureFixture[str]) -> None:
+    for days in ("0", "-1", "nan", "inf"):
+        assert main(["sim", "--days", days]) == 2
+        assert "--days must be a number > 0" in capsys.readouterr().err
+
+
+def test_window_mean_keeps_a_short_last_window() -> None:
+    assert window_mean(np.array([1.0, 3.0, 5.0, 7.0, 10.0]), 2).tolist() == [2.0, 6.0, 10.0]
+    assert window_mean(np.array([]), 30).size == 0
+    with pytest.raises(ValueError):
+        window_mean(np.ones(3), 0)
+
+
+def test_progress_bar_draws_on_a_terminal_only() -> None:
+    master, slave = os.openpty()
+    try:
+        with open(slave, "w", closefd=True) as tty:
+            bar = ProgressBar(tty, "simulating")
+            for i in range(1001):
+                bar.update(i / 1000)
+            bar.close()
+        chunks = []
+        while True:
+            ready, _, _ = select.select([master], [], [], 0)
+            if not ready:
+                break
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the slave end is closed and drained
+                break
+            if not data:
+                break
+            chunks.append(data)
+        drawn = b"".join(chunks).decode()
+    finally:
+        os.close(master)
+    assert drawn.count("\r[") == 101  # one redraw per whole percent, not per update
+    assert "[" + "#" * BAR_WIDTH + "] 100 %  simulating" in drawn
+    assert drawn.endswith("\r\x1b[2K")  # the line is erased for the command's own output
+
+    pipe = io.StringIO()
+    off = ProgressBar(pipe, "simulating")
+    for i in range(11):
+        off.update(i / 10)
+    off.close()
+    assert pipe.getvalue() == ""
