@@ -79,7 +79,7 @@ async def test_freeze_stops_cpu_within_1s_and_thaw_loses_no_work(harness, tmp_pa
     bundle = make_bundle("montecarlo", harness.base / "mc", "mc", MC_ARGS, key=harness.key, walltime_s=60)
     harness.submit(bundle)
     await harness.wait("mc", until=lambda r: r.status == Status.RUNNING)
-    await asyncio.sleep(1.0)
+    await harness.wait("mc", until=lambda r: heat.cpu_s() > 0.5)  # computing, past its start-up
     heat.freeze_all("test")  # synchronous: returns at once
     await asyncio.sleep(1.0)
     assert (await _measure([heat], 1.0))[0] < 0.005  # zero within 1 s, and stays there
