@@ -151,7 +151,8 @@ class Agent:
         self.power.force_minimum("starting", routine=True)
         self.started_at = (self.clock.monotonic(), time.time())
         self.restore_state()
-        tasks = {asyncio.create_task(fn(), name=name): name for name, fn in self.components().items()}
+        tasks: dict[asyncio.Task[Any], str] = {
+            asyncio.create_task(fn(), name=name): name for name, fn in self.components().items()}
         stopper = asyncio.create_task(stop.wait(), name="stop")
         self.notifier.notify("READY=1", "STATUS=running")
         log.info("agent running", components=sorted(tasks.values()), power_chain=self.power.chain_names())

@@ -104,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--plot", type=Path, help="draw temperatures and power into this PNG file")
     sim.add_argument("--json", action="store_true", help="print the run's parameters and KPIs as JSON")
     sim.add_argument("--seed", type=int, default=0, help="seed of the sensor noise")
-    sim.add_argument("--weather", type=Path, help="weather file: an EPW file or the TMYx hourly CSV (default: $QRAD_WEATHER_FILE, else the Lyon-Bron year shipped with hw-sim)")
+    sim.add_argument("--weather", type=Path,
+                     help="weather file: an EPW file or the TMYx hourly CSV "
+                          "(default: $QRAD_WEATHER_FILE, else the Lyon-Bron year shipped with hw-sim)")
     return parser
 
 

@@ -151,7 +151,7 @@ class Thermostat:
         demand_w, reason = self.cfg.output_min_w, "mode off"
         if mode != "off" and choice.reading is None:
             reason = f"no valid room temperature: {choice.reason}"
-        elif mode != "off" and dt_s > 0:
+        elif mode != "off" and dt_s > 0 and choice.reading is not None:
             self.pv_c = choice.reading.value
             applied = self.cfg.output_min_w if self.safety.forced else None
             demand_w = self._summer(self.controller.step(self.setpoint_c, self.pv_c, dt_s, applied))
