@@ -240,6 +240,7 @@ class PowerManager:
             if isinstance(actuator, JobsHeat):
                 results[actuator.name] = (True, f"jobs: {actuator.readback()}")
                 continue
+            expected: dict[str, str] | dict[str, int]
             if isinstance(actuator, CgroupQuotaActuator):
                 expected = actuator.expected(arg)
             else:
