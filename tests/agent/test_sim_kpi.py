@@ -14,7 +14,7 @@ import pytest
 from qrad_agent.cli import main
 from qrad_agent.kpi import compute_kpis, overshoot_k
 from qrad_agent.progress import BAR_WIDTH, ProgressBar
-from qrad_agent.sim import window_mean
+from qrad_agent.sim import check_plot_path, plot, plot_title, run_sim, window_mean
 
 
 def test_discomfort_counts_only_outside_the_band() -> None:
@@ -120,3 +120,22 @@ def test_progress_bar_draws_on_a_terminal_only() -> None:
         off.update(i / 10)
     off.close()
     assert pipe.getvalue() == ""
+
+
+def test_run_reports_progress_and_the_plot_names_algorithm_dates_and_kpis(tmp_path: Path) -> None:
+    fractions: list[float] = []
+    result = run_sim(days=0.25, start="2026-03-02", thermostat={"algorithm": "hysteresis"}, seed=3,
+                     progress=fractions.append)
+    assert fractions == sorted(fractions) and 0.99 <= fractions[-1] <= 1.0 + 1e-9
+    assert result.parameters.as_dict() | {"weather_file": None} == {
+        "algorithm": "hysteresis", "controller": "agent", "start": "2026-03-02T00:00:00",
+        "end": "2026-03-02T06:00:00", "days": 0.25, "seed": 3, "weather_file": None, "step_s": 30.0}
+    title = plot_title(result)
+    assert title.startswith("HYSTERESIS thermostat, 0.25 day(s), Mon 02 Mar 2026")
+    assert f"RMS error {result.kpis.rms_error_k:.3f} K" in title
+    assert f"energy {result.kpis.energy_kwh:.1f} kWh" in title
+    path = tmp_path / "run.svg"  # any format matplotlib writes, chosen by the suffix
+    check_plot_path(path)
+    plot(result, path)
+    svg = path.read_text()
+    assert svg.lstrip().startswith("<?xml") and "Mon 02 Mar" in svg  # the midnight tick's label
