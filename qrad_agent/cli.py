@@ -335,7 +335,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
     """Run the virtual-time simulation and print its KPI table (or JSON: parameters and KPIs).
 
     Exit 2 for a bad argument (days, start, weather file, plot path: all checked before the run),
-    1 if the plot cannot be written after the run. A progress bar is drawn on stderr when it is a terminal.
+    1 if the plot cannot be written after the run, 130 when interrupted (Ctrl-C). A progress bar is drawn
+    on stderr when it is a terminal.
     """
     from qrad_agent.kpi import format_table
     from qrad_agent.progress import ProgressBar
@@ -356,6 +357,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"qrad-agent sim: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("qrad-agent sim: interrupted; no KPIs", file=sys.stderr)
+        return 130
     p = result.parameters
     if args.json:
         report = {"parameters": p.as_dict(), "kpis": result.kpis.as_dict()}

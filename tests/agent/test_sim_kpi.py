@@ -6,6 +6,10 @@ import io
 import json
 import os
 import select
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +143,40 @@ def test_run_reports_progress_and_the_plot_names_algorithm_dates_and_kpis(tmp_pa
     plot(result, path)
     svg = path.read_text()
     assert svg.lstrip().startswith("<?xml") and "Mon 02 Mar" in svg  # the midnight tick's label
+
+
+def _read_until(fd: int, marker: bytes, timeout_s: float) -> bytes:
+    """Bytes from ``fd`` until ``marker`` shows up, the writer closes, or ``timeout_s`` passes."""
+    seen, deadline = b"", time.monotonic() + timeout_s
+    while marker not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # EIO: the other end is closed
+                break
+            if not chunk:
+                break
+            seen += chunk
+    return seen
+
+
+@pytest.mark.slow
+def test_sim_on_a_terminal_draws_its_progress_and_ends_quietly_on_ctrl_c() -> None:
+    master, slave = os.openpty()
+    agent = Path(sys.executable).with_name("qrad-agent")
+    proc = subprocess.Popen([str(agent), "sim", "--days", "7"], stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    try:
+        drawn = _read_until(master, b"]   1 %  simulating 7 day(s)", 120)  # ready: the run is under way
+        assert b"]   1 %" in drawn, drawn
+        proc.send_signal(signal.SIGINT)
+        returncode = proc.wait(60)
+        rest = _read_until(master, b"no KPIs", 10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert returncode == 130
+    assert b"interrupted; no KPIs" in rest and b"Traceback" not in drawn + rest
