@@ -132,7 +132,7 @@ class LevelMeter:
         if block.max() >= CLIP_LEVEL or block.min() <= -CLIP_LEVEL:
             self._clipped += int(np.count_nonzero(np.abs(block.astype(np.int32)) >= CLIP_LEVEL))
         self._nonzero = self._nonzero or bool(block.any())
-        digest = zlib.crc32(np.ascontiguousarray(block))
+        digest = zlib.crc32(np.ascontiguousarray(block).data)
         self._fresh = self._fresh or digest not in self._recent
         self._recent.append(digest)
         self._blocks += 1

@@ -151,10 +151,11 @@ class Agent:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set. Raises ComponentDied if a component ends or fails."""
-        self.power.force_minimum("starting")
+        self.power.force_minimum("starting", routine=True)
         self.started_at = (self.clock.monotonic(), time.time())
         self.restore_state()
-        tasks = {asyncio.create_task(fn(), name=name): name for name, fn in self.components().items()}
+        tasks: dict[asyncio.Task[Any], str] = {
+            asyncio.create_task(fn(), name=name): name for name, fn in self.components().items()}
         stopper = asyncio.create_task(stop.wait(), name="stop")
         self.notifier.notify("READY=1", "STATUS=running")
         log.info("agent running", components=sorted(tasks.values()), power_chain=self.power.chain_names())
@@ -168,10 +169,10 @@ class Agent:
             # The stop latch first: whatever still runs while the tasks are cancelled (autotune's clean-up,
             # a command) is refused from now on; then the floor, then the tasks end.
             self.safety_state.stop("agent stopping")
-            self.power.force_minimum("agent stopped")
+            self.power.force_minimum("agent stopped", routine=True)
             self.notifier.notify("STOPPING=1")
             await self._cancel([*tasks, stopper])
-            self.power.force_minimum("agent stopped")
+            self.power.force_minimum("agent stopped", routine=True)
             self.save_state()
             if self.sync is not None:
                 self.outbox.close()

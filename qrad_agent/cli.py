@@ -102,9 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--start", default="01-01", help="start date, MM-DD or YYYY-MM-DD (default 01-01)")
     sim.add_argument("--algorithm", choices=["pid", "hysteresis"], default="pid")
     sim.add_argument("--plot", type=Path, help="draw temperatures and power into this PNG file")
-    sim.add_argument("--json", action="store_true", help="print the KPIs as JSON")
+    sim.add_argument("--json", action="store_true", help="print the run's parameters and KPIs as JSON")
     sim.add_argument("--seed", type=int, default=0, help="seed of the sensor noise")
-    sim.add_argument("--weather", type=Path, help="weather file: an EPW file or the TMYx hourly CSV (default: $QRAD_WEATHER_FILE, else the Lyon-Bron year shipped with hw-sim)")
+    sim.add_argument("--weather", type=Path,
+                     help="weather file: an EPW file or the TMYx hourly CSV "
+                          "(default: $QRAD_WEATHER_FILE, else the Lyon-Bron year shipped with hw-sim)")
     return parser
 
 
@@ -330,27 +332,48 @@ async def _serve(cfg: AgentConfig) -> None:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    """Run the virtual-time simulation and print its KPI table (or JSON)."""
-    from qrad_agent.kpi import format_table
-    from qrad_agent.sim import plot, run_sim
+    """Run the virtual-time simulation and print its KPI table (or JSON: parameters and KPIs).
 
-    if args.days <= 0:
-        print("--days must be > 0", file=sys.stderr)
+    Exit 2 for a bad argument (days, start, weather file, plot path: all checked before the run),
+    1 if the plot cannot be written after the run, 130 when interrupted (Ctrl-C). A progress bar is drawn
+    on stderr when it is a terminal.
+    """
+    from qrad_agent.kpi import format_table
+    from qrad_agent.progress import ProgressBar
+    from qrad_agent.sim import check_plot_path, plot, run_sim
+
+    if not (args.days > 0 and math.isfinite(args.days)):
+        print(f"qrad-agent sim: --days must be a number > 0, not {args.days:g}", file=sys.stderr)
         return 2
     try:
-        result = run_sim(days=args.days, start=args.start, thermostat={"algorithm": args.algorithm},
-                         seed=args.seed, weather_file=args.weather)
+        if args.plot:
+            check_plot_path(args.plot)
+        bar = ProgressBar(sys.stderr, f"simulating {args.days:g} day(s)")
+        try:
+            result = run_sim(days=args.days, start=args.start, thermostat={"algorithm": args.algorithm},
+                             seed=args.seed, weather_file=args.weather, progress=bar.update)
+        finally:
+            bar.close()
     except (ValueError, FileNotFoundError) as exc:
         print(f"qrad-agent sim: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("qrad-agent sim: interrupted; no KPIs", file=sys.stderr)
+        return 130
+    p = result.parameters
     if args.json:
-        print(json.dumps(json_safe(result.kpis.as_dict()), indent=2))
+        report = {"parameters": p.as_dict(), "kpis": result.kpis.as_dict()}
+        print(json.dumps(json_safe(report), indent=2))
     else:
-        print(f"{args.algorithm} thermostat, {args.days:g} days from {result.start:%Y-%m-%d} "
-              f"(Lyon-Bron typical year weather)")
-        print(format_table({args.algorithm: result.kpis}))
+        print(f"{p.algorithm} thermostat, {p.days:g} days from {p.start:%a %Y-%m-%d}, "
+              f"weather {p.weather_file}, seed {p.seed}")
+        print(format_table({p.algorithm: result.kpis}))
     if args.plot:
-        plot(result, args.plot)
+        try:
+            plot(result, args.plot)
+        except (OSError, ValueError) as exc:
+            print(f"qrad-agent sim: plot not written: {exc}", file=sys.stderr)
+            return 1
         print(f"plot written to {args.plot}", file=sys.stderr if args.json else sys.stdout)
     return 0
 

@@ -66,7 +66,7 @@ def compute_kpis(dt_s: float, air_c: np.ndarray, setpoint_c: np.ndarray, power_w
 def overshoot_k(air_c: np.ndarray, setpoint_c: np.ndarray) -> float | None:
     """Largest T - setpoint after any setpoint step up >= 1 K, until the next change; None if no step."""
     changes = np.flatnonzero(np.diff(setpoint_c) != 0) + 1
-    bounds = list(changes) + [len(setpoint_c)]
+    bounds = [*changes, len(setpoint_c)]
     worst = None
     for start, end in zip(bounds[:-1], bounds[1:]):
         if setpoint_c[start] - setpoint_c[start - 1] >= STEP_MIN_K:

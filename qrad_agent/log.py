@@ -125,7 +125,7 @@ class _Quiet:
 
 def protect_stderr() -> None:
     """Route ``sys.stderr`` through the sink: nothing the process prints there can raise or block."""
-    sys.stderr = _Quiet(sink)  # type: ignore[assignment]
+    sys.stderr = _Quiet(sink)
 
 
 def setup_logging(device_id: str, level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:

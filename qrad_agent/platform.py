@@ -147,7 +147,7 @@ class Reporter:
         """Every channel's latest reading, stamped with wall-clock time."""
         offset = time.time() - self.agent.clock.monotonic()
         readings = [Reading(channel=name, t=r.t_s + offset, value=None if r.value != r.value else r.value,
-                            unit=r.unit[:16], quality=QUALITY[r.quality.value])  # type: ignore[arg-type]
+                            unit=r.unit[:16], quality=QUALITY[r.quality.value])
                     for name, r in self.agent.hub.latest.items()]
         return TelemetryBatch(readings=readings[:1000])
 
@@ -163,7 +163,7 @@ class Reporter:
             result = await asyncio.to_thread(runner.result_summary, record.id) if record.status.terminal else {}
             if not record.status.terminal and record.reason:
                 result = {"reason": record.reason}
-            await self.sync.enqueue(Kind.JOB, JobStatusMessage(job_id=record.id, status=status,  # type: ignore[arg-type]
+            await self.sync.enqueue(Kind.JOB, JobStatusMessage(job_id=record.id, status=status,
                                                                exit_code=record.exit_code, result=result,
                                                                cpu_s=record.usage.cpu_s or None))
             runner.mark_reported(record.id, status)

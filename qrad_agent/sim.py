@@ -13,10 +13,11 @@ import importlib.resources
 import os
 import tempfile
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from qrad_agent.agent import Agent
 from qrad_agent.clock import Clock
 from qrad_agent.config import AgentConfig, parse_config
 from qrad_agent.control.thermostat import Controller
-from qrad_agent.kpi import Kpis, compute_kpis
+from qrad_agent.kpi import COMFORT_BAND_K, Kpis, compute_kpis
 from qrad_agent.log import setup_logging
 from qrad_agent.sdnotify import Notifier
 
@@ -90,23 +91,52 @@ class Trace:
         return {k: np.asarray(v, dtype=float) for k, v in self.__dict__.items()}
 
 
+@dataclass(frozen=True)
+class SimParameters:
+    """What a run was asked to simulate: enough to run it again."""
+
+    algorithm: str
+    start: datetime
+    days: float
+    seed: int
+    weather_file: Path
+    step_s: float = SIM_STEP_S
+    controller: str = "agent"
+    """"agent" for the configured thermostat, else the name of the swapped-in controller factory."""
+
+    @property
+    def end(self) -> datetime:
+        """Calendar time at the end of the run."""
+        return self.start + timedelta(days=self.days)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-JSON values (dates as ISO 8601, the weather file as a path string)."""
+        return {"algorithm": self.algorithm, "controller": self.controller, "start": self.start.isoformat(),
+                "end": self.end.isoformat(), "days": self.days, "seed": self.seed,
+                "weather_file": str(self.weather_file), "step_s": self.step_s}
+
+
 @dataclass
 class SimResult:
-    """KPIs, the trace and the start of a run."""
+    """KPIs, the trace and the parameters of a run."""
 
     kpis: Kpis
     trace: Trace
     start: datetime
     config: AgentConfig
+    parameters: SimParameters
 
 
 def run_sim(days: float = 7.0, start: str = "01-01", thermostat: dict[str, Any] | None = None,
             controller_factory: Callable[[AgentConfig], Controller] | None = None, seed: int = 0,
-            weather_file: Path | None = None) -> SimResult:
+            weather_file: Path | None = None,
+            progress: Callable[[float], None] | None = None) -> SimResult:
     """Simulate ``days`` from ``start`` (MM-DD or YYYY-MM-DD) and return KPIs and trace.
 
     ``thermostat`` overrides keys of the config's [thermostat] table; ``controller_factory`` swaps the
-    controller (benchmarks compare against a reference library that way).
+    controller (benchmarks compare against a reference library that way). ``progress`` is called after
+    every model step with the fraction of the run done (0..1). Raises ValueError for a bad start date or
+    weather file, FileNotFoundError for a missing weather file.
     """
     heater_mod, virtual_time, weather_mod = _hwsim()
     setup_logging("hwsim-0001", "warning", "console")
@@ -122,20 +152,27 @@ def run_sim(days: float = 7.0, start: str = "01-01", thermostat: dict[str, Any] 
         spec = heater_mod.HeaterSpec(initial_air_c=cfg.thermostat.setpoints.comfort_c)
         heater = heater_mod.SimulatedHeater(root, spec, weather, start_dt, seed=seed)
         controller = controller_factory(cfg) if controller_factory else None
-        trace = virtual_time.run_virtual(_simulate(cfg, heater, start_dt, days, controller))
+        trace = virtual_time.run_virtual(_simulate(cfg, heater, start_dt, days, controller, progress))
     compute_max = heater.spec.board.n_cores_total * heater.spec.board.f_max_khz / heater.spec.board.f_nominal_khz
     a = trace.arrays()
     kpis = compute_kpis(SIM_STEP_S, a["air_c"], a["setpoint_c"], a["power_w"], a["compute"], compute_max)
-    return SimResult(kpis, trace, start_dt, cfg)
+    parameters = SimParameters(
+        algorithm=cfg.thermostat.algorithm, start=start_dt, days=days, seed=seed,
+        weather_file=Path(weather_file or weather_mod.default_weather_path()),
+        controller=getattr(controller_factory, "__name__", "custom") if controller_factory else "agent")
+    return SimResult(kpis, trace, start_dt, cfg, parameters)
 
 
 async def _simulate(cfg: AgentConfig, heater: Any, start: datetime, days: float,
-                    controller: Controller | None) -> Trace:
+                    controller: Controller | None, progress: Callable[[float], None] | None) -> Trace:
     loop = asyncio.get_running_loop()
     agent = Agent(cfg, Clock(calendar_start=start, loop_start_s=loop.time()), Notifier({}), controller)
     trace = Trace()
+    duration_s = days * 86400.0
 
     def record(state: Any) -> None:
+        if progress is not None:
+            progress(state.t_s / duration_s)
         setpoint_c = agent.thermostat.setpoint_c
         if setpoint_c != setpoint_c:  # NaN before the first control step
             return
@@ -150,7 +187,7 @@ async def _simulate(cfg: AgentConfig, heater: Any, start: datetime, days: float,
     agent_task = asyncio.create_task(agent.run(stop), name="agent")
     heater_task = asyncio.create_task(heater.run(step_s=SIM_STEP_S, on_step=record), name="hw-sim")
     try:
-        done, _ = await asyncio.wait([agent_task, heater_task], timeout=days * 86400.0,
+        done, _ = await asyncio.wait([agent_task, heater_task], timeout=duration_s,
                                      return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             task.result()  # a component or the simulator failed: raise it
@@ -163,30 +200,128 @@ async def _simulate(cfg: AgentConfig, heater: Any, start: datetime, days: float,
     return trace
 
 
-def plot(result: SimResult, path: Path) -> None:
-    """Draw room, outdoor temperature, setpoint and power over time into ``path`` (PNG)."""
+PLOT_MEAN_S = 900.0
+"""Heater power is drawn as its mean over windows of this length (s): a 15-min mean, as electricity meters
+integrate; the raw 30 s samples of a modulating heater fill the panel solid."""
+
+
+def _pyplot() -> Any:
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise SystemExit("--plot needs matplotlib: pip install 'qrad-agent[plot]'") from exc
+        raise ValueError("--plot needs matplotlib: pip install 'qrad-agent[plot]'") from exc
+    return plt
+
+
+def check_plot_path(path: Path) -> None:
+    """Check, before a run, that a plot can be written to ``path``.
+
+    Raises ValueError naming the problem: matplotlib missing, a format matplotlib cannot write (taken from
+    the suffix), a missing or non-directory parent, a parent not writable, or ``path`` being a directory.
+    """
+    plt = _pyplot()
+    formats = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    if path.is_dir():
+        raise ValueError(f"plot file {path} is a directory")
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise ValueError(f"plot file {path}: the name must end in one of "
+                         f"{', '.join('.' + f for f in sorted(formats))} (.png recommended)")
+    parent = path.parent
+    if not parent.exists():
+        raise ValueError(f"plot file {path}: directory {parent} does not exist")
+    if not parent.is_dir():
+        raise ValueError(f"plot file {path}: {parent} is not a directory")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"plot file {path} exists and is not writable")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"plot file {path}: directory {parent} is not writable")
+
+
+def window_mean(values: np.ndarray, per_window: int) -> np.ndarray:
+    """Mean of consecutive windows of ``per_window`` samples (the last window may be shorter).
+
+    Shape (n,) -> (ceil(n / per_window),). Raises ValueError if ``per_window`` < 1.
+    """
+    if per_window < 1:
+        raise ValueError(f"window of {per_window} samples")
+    n = len(values)
+    if n == 0:
+        return np.asarray(values, dtype=float)
+    starts = np.arange(0, n, per_window)
+    sums = np.add.reduceat(np.asarray(values, dtype=float), starts)
+    counts = np.diff(np.append(starts, n))
+    return sums / counts
+
+
+def plot_title(result: SimResult) -> str:
+    """Two lines: the algorithm, dates and weather, then the KPIs with their units."""
+    p, k = result.parameters, result.kpis
+    last_day = p.end - timedelta(microseconds=1)
+    dates = f"{p.start:%a %d %b %Y} to {last_day:%a %d %b %Y}" if p.days >= 1 else f"{p.start:%a %d %b %Y}"
+    overshoot = "n/a" if k.overshoot_k is None else f"{k.overshoot_k:.2f} K"
+    return (f"{p.algorithm.upper()} thermostat, {p.days:g} day(s), {dates}, weather {p.weather_file.name}\n"
+            f"RMS error {k.rms_error_k:.3f} K · discomfort {k.discomfort_kh:.2f} K·h · overshoot {overshoot} · "
+            f"energy {k.energy_kwh:.1f} kWh (mean {k.mean_power_w:.0f} W) · "
+            f"compute {k.compute_core_h:.0f} core·h, {k.compute_cycles} stop/start")
+
+
+def plot(result: SimResult, path: Path) -> None:
+    """Draw the run into ``path`` (format from its suffix; check it first with `check_plot_path`).
+
+    Three panels sharing a calendar axis (major ticks at midnight with weekday and date): room air with the
+    setpoint and its comfort band (°C, scaled to them so the tracking shows), outdoor air (°C), and heater
+    power as a 15-min mean (W). The title names the algorithm, the dates and the KPIs.
+    Raises ValueError without matplotlib, OSError if the file cannot be written.
+    """
+    plt = _pyplot()
+    import matplotlib.dates as mdates
+
     a = result.trace.arrays()
-    hours = a["t_s"] / 3600.0
-    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(12, 7))
-    top.plot(hours, a["air_c"], label="room air (°C)", lw=0.8)
-    top.plot(hours, a["setpoint_c"], label="setpoint (°C)", lw=0.8)
-    top.plot(hours, a["outdoor_c"], label="outdoor (°C)", lw=0.8)
-    top.set_ylabel("°C")
-    top.legend(loc="best")
-    bottom.plot(hours, a["power_w"], label="heater power (W)", lw=0.6, color="tab:red")
-    bottom.set_ylabel("W")
-    bottom.set_xlabel(f"hours from {result.start:%Y-%m-%d %H:%M}")
-    bottom.legend(loc="best")
+    start = np.datetime64(result.start.replace(tzinfo=None), "ms")
+    when = start + (a["t_s"] * 1000.0).astype("timedelta64[ms]")
+    per_window = max(1, round(PLOT_MEAN_S / result.parameters.step_s))
+    mean_w = window_mean(a["power_w"], per_window)
+    window_when = when[::per_window]
+
+    fig, (room, outdoor, power) = plt.subplots(
+        3, 1, sharex=True, figsize=(13, 8.5), gridspec_kw={"height_ratios": [3, 1.3, 1.6]})
+    room.fill_between(when, a["setpoint_c"] - COMFORT_BAND_K, a["setpoint_c"] + COMFORT_BAND_K, step="post",
+                      color="tab:green", alpha=0.12, lw=0, label=f"comfort band (±{COMFORT_BAND_K:g} K)")
+    room.plot(when, a["setpoint_c"], drawstyle="steps-post", color="tab:green", lw=1.2, label="setpoint")
+    room.plot(when, a["air_c"], color="tab:blue", lw=0.9, label="room air")
+    room.set_ylabel("room (°C)")
+    low_c, high_c = room.get_ylim()
+    room.set_ylim(low_c, high_c + 0.2 * (high_c - low_c))  # headroom for the legend
+    room.legend(loc="upper right", fontsize="small", ncols=3)
+    outdoor.plot(when, a["outdoor_c"], color="tab:purple", lw=0.9, label="outdoor air")
+    outdoor.set_ylabel("outdoor (°C)")
+    outdoor.legend(loc="upper right", fontsize="small")
+    power.step(window_when, mean_w, where="post", color="tab:red", lw=0.9,
+               label=f"heater power, {PLOT_MEAN_S / 60:g}-min mean")
+    power.set_ylabel("power (W)")
+    power.set_ylim(0, 1.15 * max(float(np.max(mean_w, initial=0.0)), 1.0))  # a flat top stays visible
+    power.legend(loc="upper right", fontsize="small")
+    for ax in (room, outdoor, power):
+        ax.grid(True, which="major", alpha=0.35)
+        ax.grid(True, which="minor", alpha=0.12)
+    power.xaxis.set_major_locator(mdates.DayLocator())
+    power.xaxis.set_major_formatter(mdates.DateFormatter("%a %d %b"))
+    power.xaxis.set_minor_locator(mdates.HourLocator(byhour=[6, 12, 18]))
+    if result.parameters.days <= 2:
+        power.xaxis.set_minor_formatter(mdates.DateFormatter("%H:%M"))
+    end = start + np.timedelta64(round(result.parameters.days * 86400.0 * 1000.0), "ms")
+    power.set_xlim(start, end)
+    fig.suptitle(plot_title(result), fontsize="medium")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def _fast_tmp() -> str | None:

@@ -52,6 +52,9 @@ class LiveSimulator:
     async def __aenter__(self) -> LiveSimulator:
         if self.suite is not None:
             await self.suite.start()
+        # Every device file holds a value before READY, as a real board's do from power-on: a reader that
+        # starts at once must not find them missing (and log a fault) until the first model step.
+        self.control.step(self.heater.state, self.weather)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

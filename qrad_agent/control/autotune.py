@@ -336,7 +336,7 @@ def fit_fopdt(t_s, temperature_c, step_w: float, *, creep: bool = True, coarse: 
     dt_s = float(np.median(np.diff(t)))
     thetas = np.linspace(0.0, 0.5 * span_s, 26)
     taus = np.geomspace(max(dt_s, span_s / 200), 2.0 * span_s, 30)
-    drift = np.count_nonzero(t < 0) >= 3  # a pre-step drift is only identifiable from pre-step samples
+    drift = bool(np.count_nonzero(t < 0) >= 3)  # a pre-step drift is only identifiable from pre-step samples
     every = max(1, len(t) // FIT_SEARCH_SAMPLES)  # the searches run on a decimated record, the last on all
     passes = 1 if coarse else 4
     sse, theta, tau, coef = _grid(t[::every], y[::every], thetas, taus, creep, drift)

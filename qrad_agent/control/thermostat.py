@@ -101,6 +101,8 @@ class Thermostat:
         self.pv_c = math.nan
         self.demand_w = cfg.output_min_w
         self.limit_reason = "starting"
+        self._logged_kind = "starting"  # kind of the last reason logged: each change is logged once
+        self._first_step_s: float | None = None
         self._last_t_s: float | None = None
         self._summer_floor_on = True
         self.step_times_s: deque[float] = deque(maxlen=20)
@@ -149,13 +151,17 @@ class Thermostat:
         demand_w, reason = self.cfg.output_min_w, "mode off"
         if mode != "off" and choice.reading is None:
             reason = f"no valid room temperature: {choice.reason}"
-        elif mode != "off" and dt_s > 0:
+        elif mode != "off" and dt_s > 0 and choice.reading is not None:
             self.pv_c = choice.reading.value
             applied = self.cfg.output_min_w if self.safety.forced else None
             demand_w = self._summer(self.controller.step(self.setpoint_c, self.pv_c, dt_s, applied))
             reason = "at maximum power" if demand_w >= self.max_w else "setpoint"
-        if _kind(reason) != _kind(self.limit_reason) and _kind(reason) in UNSAFE_INPUT:
+        kind = "waiting" if choice.reading is None and mode != "off" and self._first_reading_due(t_s) else _kind(reason)
+        if kind != self._logged_kind and kind == "waiting":  # start-up: the sensors have not read yet
+            log.info("thermostat at minimum power", reason=reason)
+        elif kind != self._logged_kind and kind in UNSAFE_INPUT:
             log.warning("thermostat at minimum power", reason=reason)
+        self._logged_kind = kind
         self.demand_w, self.limit_reason = demand_w, reason
         if self.safety.forced:
             self.limit_reason = "safety: " + "; ".join(self.safety.conditions)
@@ -164,6 +170,15 @@ class Thermostat:
         self.safety.heartbeat(t_s)
         self.notifier.notify("WATCHDOG=1")
         return demand_w
+
+    def _first_reading_due(self, t_s: float) -> bool:
+        """True at start-up: no room channel has read yet and ``stale_after_s`` has not passed since the
+        first control step (waiting for a sensor's first reading is normal then; later it is a fault)."""
+        if self._first_step_s is None:
+            self._first_step_s = t_s
+        if t_s - self._first_step_s >= self.cfg.stale_after_s:
+            return False
+        return all(name not in self.hub.latest for name in self.cfg.room_channels)
 
     def _summer(self, demand_w: float) -> float:
         summer = self.cfg.summer

@@ -6,7 +6,8 @@ person's 0.3 L/min it is a number of persons. People present (an occupancy senso
 the last ``presence_hold_s``, or, with neither, the ``occupied_hours`` of the day) explain up to
 ``max_occupants`` plus ``appliance_persons`` (a gas hob); an empty or sleeping room explains
 ``absent_persons``. The excess, over ``span_persons``, is the confidence. The rate counts only
-``noise_sigmas`` standard errors above zero (an NDIR sensor is noisy at ±(50 ppm + 5 %));. A flaming fire of 40 kW makes about 40 L/min of CO2, >130 persons.
+``noise_sigmas`` standard errors above zero (an NDIR sensor is noisy at ±(50 ppm + 5 %)). A flaming fire
+of 40 kW makes about 40 L/min of CO2, >130 persons.
 
 Particles (a PMS5003's PM2.5 where present): smoke is evidence above a floor that depends on presence
 (cooking makes hundreds of µg/m³ while someone cooks; nobody is cooking in an empty room).

@@ -89,7 +89,8 @@ class FireDetector:
         now = self.clock.now()
         audio_ok = None if self.queue is None else (
             self.last_block_s is not None and t_s - self.last_block_s <= self.cfg.audio_stale_s)
-        return FireInputs(temp_c=self._value(self.cfg.room_channels or ["room_temp"]), co2_ppm=self._value(self.cfg.co2_channels),
+        return FireInputs(temp_c=self._value(self.cfg.room_channels or ["room_temp"]),
+                          co2_ppm=self._value(self.cfg.co2_channels),
                           pm_ug_m3=self._value(self.cfg.pm_channels), power_w=power,
                           sound_db_a=self._value(self.cfg.sound_level_channels),
                           occupancy=None if occupancy is None else occupancy >= 0.5,

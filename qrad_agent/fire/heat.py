@@ -18,8 +18,8 @@ An online first-order room model, ``T[k+1] - T[k] = a + b T[k] + c P[k]`` per ``
 pole of the 2R2C room: loss to a slowly varying ambient, capacity 1/c), is identified by recursive least
 squares with forgetting from the heater's power and the room temperature. Updates stop while heat evidence is
 present; a large residual is learned from only just after our own power changed (our step response),
-never while the power is steady (that would be learning the fire) (the model must not learn the fire). The explained rate is the
-model's prediction now; only heating it explains is subtracted (an over-predicted cooling never adds
+never while the power is steady (that would be learning the fire). The explained rate is the model's
+prediction now; only heating it explains is subtracted (an over-predicted cooling never adds
 evidence). The unexplained rate counts only ``noise_sigmas`` standard errors above zero.
 """
 

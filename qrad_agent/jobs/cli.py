@@ -32,7 +32,7 @@ def cmd_list(args, cfg: JobsConfig) -> int:
     print(f"{'id':24} {'status':16} {'reason':20} {'exit':>5} {'cpu_s':>8} {'wall_s':>8}")
     for r in records:
         s = r.summary()
-        print(f"{s['id']:24} {s['status']:16} {str(s['reason'] or ''):20} {str(s['exit_code'] or ''):>5} "
+        print(f"{s['id']:24} {s['status']:16} {s['reason'] or ''!s:20} {s['exit_code'] or ''!s:>5} "
               f"{s['cpu_s']:>8} {s['wall_s']:>8}")
     return 0
 

@@ -29,7 +29,8 @@ from qrad_agent.jobs.cgroups import JobCgroup, JobsCgroupTree
 from qrad_agent.jobs.config import JobsConfig
 from qrad_agent.jobs.launcher import (LAUNCHER_LOST, JobProcess, Launcher, LauncherError, LauncherUnavailable,
                                      RemoteLauncher)
-from qrad_agent.jobs.model import CHECKPOINTED_EXIT, JOB_ID_PATTERN, JobRecord, JobRejected, Manifest, RejectReason, Status
+from qrad_agent.jobs.model import (CHECKPOINTED_EXIT, JOB_ID_PATTERN, JobRecord, JobRejected, Manifest, RejectReason,
+                                  Status)
 from qrad_agent.jobs.sandbox import SANDBOX_START_FAILED, JobUser
 from qrad_agent.jobs.store import JobStore
 

@@ -68,8 +68,8 @@ def run_selftest(agent: Any) -> list[Check]:
     checks.append(_disk(agent.cfg.state_dir))
     output = agent.safety.alarm_output_path()
     if output is not None:
-        checks.append(Check("alarm output line", output.exists(),
-                            f"{output} {'present' if output.exists() else 'missing: the fire alarm cannot be signalled'}"))
+        presence = "present" if output.exists() else "missing: the fire alarm cannot be signalled"
+        checks.append(Check("alarm output line", output.exists(), f"{output} {presence}"))
     if agent.jobs is not None:
         state = agent.jobs.launcher_state()
         checks.append(Check("jobs launcher", not state.startswith("unreachable"), state))

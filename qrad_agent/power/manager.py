@@ -159,8 +159,10 @@ class PowerManager:
         log.error("interface refused, using the next one", interface=actuator.name, error=str(error),
                   chain=self.chain_names())
 
-    def force_minimum(self, reason: str) -> None:
-        """Every interface to its lowest-power state, now. Never raises; writes first, logs after."""
+    def force_minimum(self, reason: str, routine: bool = False) -> None:
+        """Every interface to its lowest-power state, now. Never raises; writes first, logs after.
+
+        ``routine``: a normal condition (start, stop) logged at info; anything else is a warning."""
         changed = self.forced_reason != reason
         self.forced_reason = reason
         self._level_since_s = float("inf")
@@ -174,7 +176,7 @@ class PowerManager:
                 errors.append((actuator.name, str(exc) if isinstance(exc, ActuatorError) else repr(exc)))
         self._released.clear()
         if changed:
-            log.warning("power forced to minimum", reason=reason)
+            (log.info if routine else log.warning)("power forced to minimum", reason=reason)
         for name, error in errors:
             log.error("minimum power write failed", interface=name, error=error)
 
@@ -238,6 +240,7 @@ class PowerManager:
             if isinstance(actuator, JobsHeat):
                 results[actuator.name] = (True, f"jobs: {actuator.readback()}")
                 continue
+            expected: dict[str, str] | dict[str, int]
             if isinstance(actuator, CgroupQuotaActuator):
                 expected = actuator.expected(arg)
             else:

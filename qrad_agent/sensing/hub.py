@@ -173,8 +173,12 @@ class SensorHub:
             state.latest = reading
             state.history.append(reading)
             if self._reported.get(reading.channel) is not reading.quality:
+                first = reading.channel not in self._reported
                 self._reported[reading.channel] = reading.quality
-                level = log.info if reading.quality is Quality.OK else log.warning
+                # A channel whose first reading is STALE has no complete sample yet (an audio level before its
+                # first full period): a normal start, logged at info. Any later loss of quality is a warning.
+                routine = reading.quality is Quality.OK or (first and reading.quality is Quality.STALE)
+                level = log.info if routine else log.warning
                 level("channel quality", channel=reading.channel, quality=reading.quality.value,
                       reason=reading.reason)
 

@@ -146,7 +146,7 @@ class CommandResponse(BaseModel):
     result: dict[str, Any] = Field(default_factory=dict)
 
 
-def COMMAND_SCHEMA_MODELS() -> dict[str, dict[str, Any]]:  # noqa: N802 - used by contract.schemas
+def COMMAND_SCHEMA_MODELS() -> dict[str, dict[str, Any]]:  # upper case: used as a constant by contract.schemas
     """JSON Schema of the command union and the response."""
     return {"command": _ADAPTER.json_schema(), "command_response": CommandResponse.model_json_schema(),
             "job_manifest": JobManifest.model_json_schema()}

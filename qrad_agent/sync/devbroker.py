@@ -74,7 +74,7 @@ def make_pki(directory: Path, clients: tuple[str, ...] = ()) -> Pki:
     directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "qrad throwaway test CA")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
           .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
           .not_valid_after(now + dt.timedelta(days=2))
@@ -93,7 +93,7 @@ def make_pki(directory: Path, clients: tuple[str, ...] = ()) -> Pki:
 def _issue(directory: Path, cn: str, ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate,
            server: bool) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     builder = (x509.CertificateBuilder()
                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
                .issuer_name(ca.subject).public_key(key.public_key())

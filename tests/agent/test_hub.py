@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
+from structlog.testing import capture_logs
+
 from qrad_agent.clock import Clock
 from qrad_agent.config import SensorHubConfig
 from qrad_agent.sensing.hub import SensorHub
@@ -115,3 +117,24 @@ def test_thermostat_falls_back_when_the_preferred_sensor_fails() -> None:
 
     run_virtual(scenario())
     assert seen["choice"].reading is not None and seen["choice"].reading.channel == "ds"
+
+
+def test_quality_changes_are_warnings_except_a_first_not_yet_complete_reading() -> None:
+    driver = ScriptedDriver("mic", [40.0])
+    hub = SensorHub([driver], Clock(loop_start_s=0.0))
+
+    def store(quality: Quality, reason: str = "") -> list[str]:
+        with capture_logs() as logs:
+            hub.store([Reading("mic", 40.0, "°C", 0.0, quality, reason)])
+        return [e["log_level"] for e in logs if e["event"] == "channel quality"]
+
+    assert store(Quality.STALE, "no complete period yet") == ["info"]  # start-up
+    assert store(Quality.STALE, "no complete period yet") == []  # logged once per change
+    assert store(Quality.OK) == ["info"]
+    assert store(Quality.STALE, "stuck") == ["warning"]
+    assert store(Quality.FAULT, "port vanished") == ["warning"]
+
+    other = SensorHub([ScriptedDriver("probe", [20.0])], Clock(loop_start_s=0.0))
+    with capture_logs() as logs:
+        other.store([Reading("probe", float("nan"), "°C", 0.0, Quality.FAULT, "file missing")])
+    assert [e["log_level"] for e in logs] == ["warning"]  # a first reading that is a fault is a warning

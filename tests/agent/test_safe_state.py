@@ -64,8 +64,31 @@ def test_room_sensor_fault_puts_power_at_minimum_then_recovers(tmp_path: Path, f
     assert seen["level"] == 0.0
     assert seen["fault_w"] < 60  # the board's idle draw: jobs throttled to the minimum quota, lowest P-state
     assert seen["recovered_w"] > 300
-    warnings = [e for e in logs if e["event"] == "thermostat at minimum power" and "room_temp" in e["reason"]]
-    assert len(warnings) == 2  # once at start (no reading yet), once for the fault: not every period
+    at_minimum = [e for e in logs if e["event"] == "thermostat at minimum power" and "room_temp" in e["reason"]]
+    # Once at start (no reading yet: normal, info), once for the fault (warning): not every period.
+    assert [e["log_level"] for e in at_minimum] == ["info", "warning"]
+    assert "no reading yet" in at_minimum[0]["reason"]
+
+
+def test_start_up_is_info_but_a_sensor_that_never_reads_is_a_warning(tmp_path: Path) -> None:
+    _heater(tmp_path)  # the board's sysfs tree; the hub is never started, so no room reading ever arrives
+    agent = _agent(tmp_path)
+    stale_after_s = agent.cfg.thermostat.stale_after_s
+
+    async def scenario() -> list[tuple[float, list[str]]]:
+        seen = []
+        for wait_s in (0.0, stale_after_s / 2, stale_after_s / 2 + 1.0, 60.0):
+            await asyncio.sleep(wait_s)
+            with capture_logs() as logs:
+                agent.thermostat.step()
+            seen.append((agent.power.level, [e["log_level"] for e in logs
+                                              if e["event"] == "thermostat at minimum power"]))
+        return seen
+
+    seen = run_virtual(scenario())
+    assert [levels for _, levels in seen] == [["info"], [], ["warning"], []]
+    assert all(level == 0.0 for level, _ in seen)
+    assert agent.thermostat.limit_reason.startswith("no valid room temperature")
 
 
 class _Crashing:

@@ -129,8 +129,8 @@ async def test_jobs_wait_for_a_launcher_that_is_down(remote, launcher_service):
     server.close()
     record = remote.submit(remote.script_bundle("print('{\"ran\": 1}')"))
     assert record.status == Status.QUEUED  # kept: the bundle is not at fault
-    await asyncio.sleep(0.5)
-    assert remote.runner.get(record.id).reason == "launcher_unavailable"
+    await remote.wait(record.id, until=lambda r: r.reason == "launcher_unavailable")
+    assert remote.runner.get(record.id).status == Status.QUEUED
     assert remote.runner.launcher_state().startswith("unreachable")
     back = LauncherServer(server.launcher, sock)
     back.bind()

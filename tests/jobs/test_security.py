@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import time
@@ -104,9 +103,9 @@ print(json.dumps(out))
 
 
 async def test_cannot_see_or_signal_agent_or_other_jobs(harness):
-    sleeper = harness.submit(harness.script_bundle("import time\nprint('{}')\ntime.sleep(30)"))
-    await harness.wait(sleeper.id, until=lambda r: r.status == Status.RUNNING)
-    await asyncio.sleep(0.3)
+    sleeper = harness.submit(harness.script_bundle("import time\nprint('{}', flush=True)\ntime.sleep(30)"))
+    # Ready when it has printed: its process is in the sandbox and its cgroup, not merely being spawned.
+    await harness.wait(sleeper.id, until=lambda r: r.status == Status.RUNNING and harness.stdout(sleeper.id))
     victims = harness.runner.active[sleeper.id].cgroup.pids() + [os.getpid(), 1]
     code = PROBE + f'''
 import signal
@@ -178,9 +177,10 @@ async def test_fork_bomb_stopped_by_pids(harness):
     code = "import os, time\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        time.sleep(0.01)\n"
     record = harness.submit(harness.script_bundle(code, pids=32, walltime_s=2))
     await harness.wait(record.id, until=lambda r: r.status == Status.RUNNING)
-    await asyncio.sleep(1.0)
     active = harness.runner.active.get(record.id)
-    assert active is not None and len(active.cgroup.pids()) <= 32
+    assert active is not None
+    await harness.wait(record.id, until=lambda r: active.cgroup.pids_limit_hits() > 0)  # the bomb hit the limit
+    assert len(active.cgroup.pids()) <= 32
     assert os.fork() or os._exit(0)  # the host still forks
     record = await harness.wait(record.id)
     assert record.status == Status.KILLED_WALLTIME
@@ -243,7 +243,7 @@ async def test_no_job_starts_below_the_disk_reserve(base_dir, signing_key):
     h, task = await start_harness(base_dir, signing_key, disk_reserve_mb=_free_mb(base_dir) + 1024)
     try:
         held = h.submit(h.script_bundle("print('{}')"))
-        await asyncio.sleep(1.0)
+        await h.wait(held.id, until=lambda r: h.runner._held_for_disk)  # the runner looked and held it
         assert h.runner.get(held.id).status == Status.QUEUED and not h.runner.active
         assert h.runner.cancel(held.id)
     finally:
@@ -254,8 +254,8 @@ async def test_sigterm_ignoring_job_killed_after_grace(harness):
     record = harness.submit(harness.script_bundle(
         "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('{}', flush=True)\n"
         "while True:\n    time.sleep(0.1)\n", grace_s=1.0))
-    await harness.wait(record.id, until=lambda r: r.status == Status.RUNNING)
-    await asyncio.sleep(0.5)
+    # Ready once it has printed: SIGTERM is ignored from then on.
+    await harness.wait(record.id, until=lambda r: r.status == Status.RUNNING and harness.stdout(record.id))
     t0 = time.monotonic()
     assert harness.runner.cancel(record.id)
     record = await harness.wait(record.id)

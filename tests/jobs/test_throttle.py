@@ -79,7 +79,7 @@ async def test_freeze_stops_cpu_within_1s_and_thaw_loses_no_work(harness, tmp_pa
     bundle = make_bundle("montecarlo", harness.base / "mc", "mc", MC_ARGS, key=harness.key, walltime_s=60)
     harness.submit(bundle)
     await harness.wait("mc", until=lambda r: r.status == Status.RUNNING)
-    await asyncio.sleep(1.0)
+    await harness.wait("mc", until=lambda r: heat.cpu_s() > 0.5)  # computing, past its start-up
     heat.freeze_all("test")  # synchronous: returns at once
     await asyncio.sleep(1.0)
     assert (await _measure([heat], 1.0))[0] < 0.005  # zero within 1 s, and stays there
@@ -96,18 +96,22 @@ async def test_freeze_stops_cpu_within_1s_and_thaw_loses_no_work(harness, tmp_pa
 async def test_checkpoint_then_resume_same_result(harness, tmp_path):
     bare = _bare_montecarlo(tmp_path)
     heat = JobsHeat(harness.runner)
-    harness.submit(make_bundle("montecarlo", harness.base / "mc", "mc", MC_ARGS, key=harness.key,
-                               checkpointable=True, grace_s=5))
-    harness.submit(make_bundle("sweep", harness.base / "sw", "sw", ["--points", "120", "--iterations", "40000"],
+    # Each job pauses at a known point of its work and waits there for the checkpoint (SIGTERM): the test,
+    # not the machine's speed, decides when it checkpoints.
+    harness.submit(make_bundle("montecarlo", harness.base / "mc", "mc", [*MC_ARGS, "--pause-at", "10"],
+                               key=harness.key, checkpointable=True, grace_s=5))
+    harness.submit(make_bundle("sweep", harness.base / "sw", "sw",
+                               ["--points", "120", "--iterations", "40000", "--pause-at", "30"],
                                key=harness.key, checkpointable=True, grace_s=5))
     for job in ("mc", "sw"):
-        await harness.wait(job, until=lambda r: r.status == Status.RUNNING)
-    await asyncio.sleep(1.0)
+        await harness.wait(job, timeout=120, until=lambda r, job=job: '"paused_at"' in harness.stdout(job))
     await heat.checkpoint_all(grace_s=5)
     for job in ("mc", "sw"):
         record = harness.runner.get(job)
         assert record.status == Status.QUEUED and record.reason == "checkpointed", record
         assert (harness.runner.store.work_dir(job) / "checkpoint.json").exists()
+    assert '{"checkpointed_batches": 10}' in harness.stdout("mc")
+    assert '{"checkpointed_points": 30}' in harness.stdout("sw")
     heat.set_share(1.0)
     mc, sw = await harness.wait("mc", timeout=60), await harness.wait("sw", timeout=60)
     assert mc.status == sw.status == Status.SUCCEEDED and mc.checkpoints == sw.checkpoints == 1

@@ -86,7 +86,7 @@ def daemon():
     deadline = time.monotonic() + 20
     while not sock.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    time.sleep(4)  # a few control periods, so loop timing and every channel have history
+    _wait_json(config, ["selftest"], lambda r: r["ok"], 60)  # ready: loop timing and every channel judged
     yield config, sock
     for proc in (agent, sim):
         proc.send_signal(signal.SIGTERM)
@@ -134,8 +134,7 @@ def test_override_by_root_applies_and_clears(daemon) -> None:
     set_ = _cli("override", "22.5", "--hours", "1", "--config", str(config), "--json")
     assert set_.returncode == 0, set_.stderr
     assert json.loads(set_.stdout)["override_c"] == 22.5
-    time.sleep(1.5)
-    status = json.loads(_cli("status", "--config", str(config), "--json").stdout)
+    status = _wait_json(config, ["status"], lambda s: s["thermostat"]["mode"] == "override", 10)  # next step
     assert status["thermostat"]["mode"] == "override" and status["thermostat"]["setpoint_c"] == 22.5
     cleared = _cli("override", "--clear", "--config", str(config), "--json")
     assert json.loads(cleared.stdout)["override_c"] is None
@@ -189,6 +188,17 @@ def test_usage_error_exits_2(daemon) -> None:
     assert _cli("override", "--config", str(config)).returncode == 2
 
 
+def _wait_json(config: Path, command: list[str], ready, timeout_s: float) -> dict:
+    """``command --json`` of the daemon, repeated until ``ready(report)`` or ``timeout_s``; the last report."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        out = _cli(*command, "--config", str(config), "--json").stdout
+        report = json.loads(out) if out.strip() else {}
+        if (report and ready(report)) or time.monotonic() > deadline:
+            return report
+        time.sleep(0.2)
+
+
 def _wait_value(path: Path, value: str, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -215,8 +225,7 @@ def test_fire_test_drives_the_alarm_output_and_holds_power(daemon) -> None:
     status = json.loads(_cli("status", "--config", str(config), "--json").stdout)
     assert "fire_test" in status["safety"]["conditions"] and status["power"]["forced_reason"]
     assert _wait_value(line, "0", 4)
-    time.sleep(0.3)
-    status = json.loads(_cli("status", "--config", str(config), "--json").stdout)
+    status = _wait_json(config, ["status"], lambda s: "fire_test" not in s["safety"]["conditions"], 5)
     assert "fire_test" not in status["safety"]["conditions"]
 
 

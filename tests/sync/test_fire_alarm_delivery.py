@@ -35,7 +35,9 @@ async def test_alarm_cuts_power_with_thermostat_hung_and_broker_down(tmp_path: P
     task = asyncio.create_task(agent.run(stop))
     try:
         assert await platform.wait(lambda p: p.devices["heater-1"].state is not None, 15)
-        await asyncio.sleep(1.0)
+        ramp_until = time.monotonic() + 10
+        while heater.state.power_w <= 400 and time.monotonic() < ramp_until:  # the board follows the demand
+            await asyncio.sleep(0.05)
         assert heater.state.power_w > 400  # heating a cold room at full power
         broker.stop()
         decision = Decision(FireState.ALARM, agent.clock.monotonic(), 0.97, 0.0,

@@ -171,7 +171,8 @@ async def test_request_response_over_the_broker(sync_cfg, platform, platform_key
     client = SyncClient(cfg, "heater-1", Outbox(cfg.outbox_path, durability="normal"), commands)
     task = asyncio.create_task(client.run())
     assert await platform.wait(lambda p: any(a[1] == "online" for a in p.devices["heater-1"].availability))
-    await asyncio.sleep(0.2)  # the subscription follows the CONNACK
+    # The client subscribes before it publishes "online" on the same connection, and the broker handles one
+    # connection's packets in order: once "online" is seen, the command subscription is in place.
     corr = platform.set_setpoint("heater-1", "comfort", 21.0)
     assert (await asyncio.to_thread(platform.response, corr))["reason"] == "ok"
     now = time.time()

@@ -4,6 +4,8 @@ Standalone (numpy only): runs inside the sandbox. Paths come in batches, batch i
 SeedSequence(seed).spawn(...)[i], so the result does not depend on interruptions: SIGTERM saves the
 accumulators to checkpoint.json and exits 75 (resume me); a restart continues from it. Prints one JSON line:
 price, VaR, paths/s and a checksum (SHA-256 of the exact results) reproducible from the seed.
+``--pause-at N`` (for tests) makes a fresh run stop before batch N, print {"paused_at": N} and wait for
+SIGTERM, so a test decides when it checkpoints.
 """
 
 import argparse
@@ -30,6 +32,17 @@ def on_sigterm(signum, frame):
     stop_requested = True
 
 
+def pause_until_sigterm(at):
+    """Print {"paused_at": at}, then block until SIGTERM (no race: the signal is blocked before the print)."""
+    global stop_requested
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    print(json.dumps({"paused_at": at}), flush=True)
+    if not stop_requested:
+        signal.sigwait({signal.SIGTERM})
+        stop_requested = True
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
 def batch(rng, n, steps):
     """Discounted call payoffs (sum) and basket 1-day returns for n paths."""
     dt = MATURITY / steps
@@ -48,6 +61,7 @@ def main():
     ap.add_argument("--paths", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=10_000)
     ap.add_argument("--steps", type=int, default=64)
+    ap.add_argument("--pause-at", type=int, help="tests: a fresh run waits for SIGTERM before this batch")
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, on_sigterm)
     n_batches = -(-a.paths // a.batch)
@@ -57,7 +71,10 @@ def main():
             state = json.load(f)
     seeds = np.random.SeedSequence(a.seed).spawn(n_batches)
     t0, done0 = time.perf_counter(), state["done"]
+    fresh = state["done"] == 0
     while state["done"] < n_batches:
+        if fresh and state["done"] == a.pause_at:
+            pause_until_sigterm(state["done"])
         if stop_requested:
             with open(CHECKPOINT + ".tmp", "w") as f:
                 json.dump(state, f)
