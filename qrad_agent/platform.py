@@ -21,7 +21,7 @@ from qrad_agent.control.schedule import WeeklySchedule
 from qrad_agent.jobs.model import RejectReason
 from qrad_agent.sync.bundles import BundleError, BundleFetcher
 from qrad_agent.sync.commands import CommandRejected, JobManifest
-from qrad_agent.sync.contract import JobStatusMessage, Kind, Reading, StateMessage, TelemetryBatch
+from qrad_agent.sync.contract import JobStatusMessage, Kind, Reading, StateMessage, TelemetryBatch, envelope_bytes
 
 log = structlog.get_logger(component="platform")
 
@@ -163,9 +163,17 @@ class Reporter:
             result = await asyncio.to_thread(runner.result_summary, record.id) if record.status.terminal else {}
             if not record.status.terminal and record.reason:
                 result = {"reason": record.reason}
-            await self.sync.enqueue(Kind.JOB, JobStatusMessage(job_id=record.id, status=status,  # type: ignore[arg-type]
-                                                               exit_code=record.exit_code, result=result,
-                                                               cpu_s=record.usage.cpu_s or None))
+            try:
+                message = JobStatusMessage(job_id=record.id, status=status,  # type: ignore[arg-type]
+                                           exit_code=record.exit_code, result=result,
+                                           cpu_s=record.usage.cpu_s or None)
+                envelope_bytes(self.sync.device_id, 1, 0.0, Kind.JOB, message.model_dump(mode="json"))
+            except (ValueError, TypeError) as exc:  # a result that cannot be sent is a failed one, said why
+                log.error("job result not encodable; reported as failed", job=record.id, error=str(exc)[:200])
+                status = "failed"
+                message = JobStatusMessage(job_id=record.id, status="failed", exit_code=record.exit_code,
+                                           result={"reason": "result_unencodable", "detail": str(exc)[:200]})
+            await self.sync.enqueue(Kind.JOB, message)
             runner.mark_reported(record.id, status)
             sent += 1
         return sent

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import stat
 import tarfile
@@ -23,10 +24,13 @@ from pydantic import ValidationError
 
 from qrad_agent.jobs.config import JobsConfig
 from qrad_agent.jobs.model import JobRejected, Manifest, RejectReason
+from qrad_agent.jobs.tree import TreeWalk
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 MAX_MANIFEST_BYTES = 1 << 20
+MAX_BUNDLE_DEPTH = 32
+"""Directory levels a bundle may have (well under tree.MAX_DEPTH, the bound on a job's output)."""
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
@@ -88,19 +92,24 @@ def stage(source: Path, cfg: JobsConfig, key: Ed25519PublicKey | None, staging_r
 def _copy_in(source: Path, staging: Path, max_bytes: int) -> None:
     if source.is_dir():
         total = 0
-        for path in source.rglob("*"):
-            mode = path.lstat().st_mode
-            rel = path.relative_to(source)
+        walk = TreeWalk(source, MAX_BUNDLE_DEPTH)
+        for entry in walk:  # no recursion, no symbolic link followed, names as the bundle has them
+            mode = entry.st.st_mode
+            rel = os.fsdecode(entry.rel)
             if stat.S_ISDIR(mode):
-                (staging / rel).mkdir(parents=True, exist_ok=True)
+                (staging / rel).mkdir(exist_ok=True)
             elif stat.S_ISREG(mode):
-                total += path.lstat().st_size
+                total += entry.st.st_size
                 if total > max_bytes:
                     raise JobRejected(RejectReason.BAD_BUNDLE, f"bundle larger than {max_bytes} bytes")
-                (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, staging / rel, follow_symlinks=False)
+                fd = os.open(entry.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=entry.dir_fd)
+                with os.fdopen(fd, "rb") as src, open(staging / rel, "xb") as dst:
+                    shutil.copyfileobj(src, dst)
             else:
-                raise JobRejected(RejectReason.BAD_BUNDLE, f"{rel}: only regular files and directories")
+                raise JobRejected(RejectReason.BAD_BUNDLE, f"{_shown(entry.rel)}: only regular files and "
+                                  "directories")
+        if walk.too_deep:
+            raise JobRejected(RejectReason.BAD_BUNDLE, f"directories nested deeper than {MAX_BUNDLE_DEPTH} levels")
     elif source.is_file():
         _extract(source, staging, max_bytes)
     else:
@@ -113,6 +122,9 @@ def _extract(archive: Path, staging: Path, max_bytes: int) -> None:
             members = tar.getmembers()
             if any(not (m.isreg() or m.isdir()) for m in members):
                 raise JobRejected(RejectReason.BAD_BUNDLE, "archive members must be files or directories")
+            if any(m.name.count("/") >= MAX_BUNDLE_DEPTH for m in members):
+                raise JobRejected(RejectReason.BAD_BUNDLE, f"directories nested deeper than {MAX_BUNDLE_DEPTH} "
+                                  "levels")
             if sum(m.size for m in members) > max_bytes:
                 raise JobRejected(RejectReason.BAD_BUNDLE, f"bundle larger than {max_bytes} bytes")
             tar.extractall(staging, filter="data")
@@ -172,10 +184,18 @@ def _check_files(staging: Path, manifest: Manifest) -> None:
             raise JobRejected(RejectReason.MISSING_FILE, rel)
         if _sha256(path) != digest:
             raise JobRejected(RejectReason.FILE_MISMATCH, f"{rel}: sha256 differs from the manifest")
-    for path in staging.rglob("*"):
-        rel = path.relative_to(staging).as_posix()
-        if path.is_file() and rel not in manifest.files and rel not in (MANIFEST, SIGNATURE):
-            raise JobRejected(RejectReason.UNLISTED_FILE, rel)
+    walk = TreeWalk(staging, MAX_BUNDLE_DEPTH)
+    for entry in walk:
+        rel = os.fsdecode(entry.rel)
+        if not stat.S_ISDIR(entry.st.st_mode) and rel not in manifest.files and rel not in (MANIFEST, SIGNATURE):
+            raise JobRejected(RejectReason.UNLISTED_FILE, _shown(entry.rel))
+    if walk.too_deep:
+        raise JobRejected(RejectReason.BAD_BUNDLE, f"directories nested deeper than {MAX_BUNDLE_DEPTH} levels")
+
+
+def _shown(rel: bytes) -> str:
+    """A bundle path for a message: bytes that are not UTF-8 as \\xNN escapes."""
+    return rel.decode("utf-8", errors="backslashreplace")[:300]
 
 
 def _sha256(path: Path) -> str:

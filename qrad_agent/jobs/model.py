@@ -81,6 +81,10 @@ class RejectReason(str, enum.Enum):
     UNLISTED_FILE = "unlisted_file"
     LIMITS_EXCEEDED = "limits_exceeded"
     DUPLICATE_ID = "duplicate_id"
+    NO_SPACE = "no_space"
+    WRONG_DEVICE = "wrong_device"
+    EXPIRED = "expired"
+    REPLAYED = "replayed"
 
 
 class JobRejected(AgentError):
@@ -98,7 +102,8 @@ class Usage(BaseModel):
     wall_s: float = 0.0
     cpu_s: float = 0.0
     memory_peak_bytes: int = 0
-    output_bytes: int = 0
+    output_bytes: int = Field(0, description="allocated bytes (st_blocks x 512) of its logs and new files")
+    output_inodes: int = Field(0, description="files and directories it made")
     pids_limit_hits: int = 0
     oom_kills: int = 0
     frozen_s: float = 0.0

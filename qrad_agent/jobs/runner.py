@@ -10,21 +10,20 @@ them). Stopping work for heat is in heat.py; it uses `freeze`, `thaw` and `check
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import errno
 import heapq
 import itertools
 import json
 import os
 import re
-import shutil
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 
-from qrad_agent.jobs import bundle
+from qrad_agent.jobs import bundle, results
 from qrad_agent.jobs.cgroups import JobCgroup, JobsCgroupTree
 from qrad_agent.jobs.config import JobsConfig
 from qrad_agent.jobs.launcher import (LAUNCHER_LOST, JobProcess, Launcher, LauncherError, LauncherUnavailable,
@@ -32,6 +31,7 @@ from qrad_agent.jobs.launcher import (LAUNCHER_LOST, JobProcess, Launcher, Launc
 from qrad_agent.jobs.model import CHECKPOINTED_EXIT, JOB_ID_PATTERN, JobRecord, JobRejected, Manifest, RejectReason, Status
 from qrad_agent.jobs.sandbox import SANDBOX_START_FAILED, JobUser
 from qrad_agent.jobs.store import JobStore
+from qrad_agent.jobs.tree import MAX_DEPTH, TreeUsage, file_usage, remove_tree
 
 log = structlog.get_logger(component="jobs")
 
@@ -40,6 +40,8 @@ LAUNCHER_RETRY_S = 5.0
 """With the launcher service unreachable, queued jobs wait this long before the next start attempt."""
 DISK_KILL_MIN_BYTES = 1 << 20
 """A job that wrote less than this is never stopped for the disk reserve (someone else filled it)."""
+DISK_KILL_MIN_INODES = 256
+"""Likewise for the inode reserve."""
 
 
 @dataclass
@@ -50,11 +52,13 @@ class _Active:
     cgroup: JobCgroup
     proc: JobProcess
     task: asyncio.Task | None = None
-    stop_reason: str | None = None  # cancel, walltime, output, checkpoint
+    stop_reason: str | None = None  # cancel, walltime, output, inodes, depth, disk, checkpoint
     kill_at: float | None = None
     active_s: float = 0.0
-    input_bytes: int = 0
-    output_bytes: int = 0  # at the last poll
+    input: TreeUsage = field(default_factory=TreeUsage)  # the bundle's files at start
+    output_bytes: int = 0  # allocated, at the last poll
+    output_inodes: int = 0
+    too_deep: bool = False
 
 
 class JobRunner:
@@ -164,6 +168,10 @@ class JobRunner:
             if staged is not None:
                 staged.discard()
             return self._reject(source, exc, expected_id)
+        except OSError as exc:  # the jobs' filesystem is full (blocks or inodes), or not writable
+            if staged is not None:
+                staged.discard()
+            return self._reject(source, JobRejected(RejectReason.NO_SPACE, _os_detail(exc)), expected_id)
 
     def reject(self, job_id: str, reason: RejectReason, detail: str) -> JobRecord:
         """Record a job refused before its bundle could be staged (e.g. its download failed)."""
@@ -199,7 +207,10 @@ class JobRunner:
             job_id = f"rejected-{uuid.uuid4().hex[:12]}"
         record = JobRecord(id=job_id, status=Status.REJECTED, reason=exc.reason.value, detail=exc.detail,
                            submitted_at=time.time(), ended_at=time.time())
-        self.store.make_job_dir(job_id)
+        try:
+            self.store.make_job_dir(job_id)
+        except OSError as mk:  # no room even for the record: it is kept in memory and reported
+            log.error("rejected job's record not written", job=job_id, error=str(mk))
         self.store.save(record)
         self.records[job_id] = record
         log.warning("job rejected", job=job_id, reason=exc.reason.value, detail=exc.detail)
@@ -222,6 +233,7 @@ class JobRunner:
         record = self.records.get(job_id)
         if record is None or not record.status.terminal:
             return False
+        self._privileged("reclaim", job_id)  # again: a tree too deep for the agent is cut by the launcher
         self.store.remove(job_id)
         del self.records[job_id]
         self.manifests.pop(job_id, None)
@@ -234,31 +246,20 @@ class JobRunner:
             record.reported = status
             self.store.save(record)
 
-    def result_summary(self, job_id: str, max_files: int = 64) -> dict:
-        """A finished job's result for the platform: its end reason, stdout tail (4 KiB) and the files it
-        wrote (path -> bytes and SHA-256, at most ``max_files``). Reads files: call it off the event loop."""
+    def result_summary(self, job_id: str) -> dict:
+        """A finished job's result for the platform (results.py: end reason, stdout tail, the files it wrote,
+        bounded to results.MAX_RESULT_BYTES of JSON). Reads files: call it off the event loop. Never raises:
+        a result that cannot be read becomes a failed one with reason ``result_unreadable``."""
         record = self.records.get(job_id)
         if record is None or not record.status.terminal:
             return {}
-        manifest = self.manifests.get(job_id) or self._load_manifest(job_id)
-        inputs = set(manifest.files) if manifest is not None else set()
-        outputs: dict[str, dict] = {}
-        work = self.store.work_dir(job_id)
-        for path in sorted(p for p in work.rglob("*") if p.is_file() and not p.is_symlink()):
-            rel = path.relative_to(work).as_posix()
-            if rel in inputs or len(outputs) >= max_files:
-                continue
-            digest = hashlib.sha256()
-            try:
-                with path.open("rb") as f:
-                    for block in iter(lambda: f.read(1 << 20), b""):
-                        digest.update(block)
-                outputs[rel] = {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
-            except OSError:
-                continue
-        return {"status": record.status.value, "reason": record.reason, "detail": record.detail,
-                "stdout_tail": self.store.tail(job_id, "stdout", 4096), "outputs": outputs,
-                "usage": record.usage.model_dump()}
+        try:
+            manifest = self.manifests.get(job_id) or self._load_manifest(job_id)
+            inputs = set(manifest.files) if manifest is not None else set()
+            return results.summary(record, self.store, inputs)
+        except Exception as exc:  # noqa: BLE001 - hostile output must never stop the agent
+            log.error("job result unreadable", job=job_id, error=f"{type(exc).__name__}: {exc}")
+            return results.unreadable(record, exc)
 
     def _expire_results(self) -> None:
         now = time.time()
@@ -305,14 +306,31 @@ class JobRunner:
         st = os.statvfs(self.store.root)
         return st.f_bavail * st.f_frsize
 
+    def disk_free_inodes(self) -> int | None:
+        """Free inodes for unprivileged writers (statvfs f_favail); None on filesystems without a count."""
+        st = os.statvfs(self.store.root)
+        return st.f_favail if st.f_files else None
+
+    def _disk_low_reason(self) -> str | None:
+        """Why the jobs' filesystem is below the agent's reserve (blocks or inodes), or None."""
+        try:
+            free_b, free_i = self.disk_free_bytes(), self.disk_free_inodes()
+        except OSError as exc:
+            return f"jobs directory unusable: {_os_detail(exc)}"
+        if free_b < self.cfg.disk_reserve_mb << 20:
+            return f"free disk {free_b >> 20} MiB below the reserve of {self.cfg.disk_reserve_mb} MiB"
+        if free_i is not None and free_i < self.cfg.inode_reserve:
+            return f"free inodes {free_i} below the reserve of {self.cfg.inode_reserve}"
+        return None
+
     def _disk_low(self) -> bool:
-        return self.disk_free_bytes() < self.cfg.disk_reserve_mb << 20
+        return self._disk_low_reason() is not None
 
     def _start_ready(self) -> None:
         if self._queue and not self.hold and not self.frozen and self._disk_low():
             if not self._held_for_disk:
-                log.warning("jobs held: free disk below the reserve", free_mb=self.disk_free_bytes() >> 20,
-                            reserve_mb=self.cfg.disk_reserve_mb)
+                log.warning("jobs held: the jobs' filesystem is below the agent's reserve",
+                            why=self._disk_low_reason())
                 self._held_for_disk = True
             return
         self._held_for_disk = False
@@ -337,7 +355,7 @@ class JobRunner:
         try:
             cgroup = self.tree.create(record.id, manifest.cores, manifest.memory_mb << 20, manifest.pids)
             self.launcher.prepare(record.id)  # again after a checkpoint: the work came back to root
-            input_bytes = self.launcher.work_bytes(record.id)
+            input_usage = self.launcher.work_usage(record.id)
             with open(job_dir / "stdout", "ab") as out, open(job_dir / "stderr", "ab") as err:
                 proc = self.launcher.spawn(record.id, manifest.cores, manifest.output_mb << 20, manifest.command,
                                            out.fileno(), err.fileno())
@@ -357,7 +375,7 @@ class JobRunner:
             self._privileged("reclaim", record.id)
             self._finish(record, Status.FAILED, reason="sandbox_start", detail=str(exc))
             return
-        active = _Active(manifest, cgroup, proc, input_bytes=input_bytes)
+        active = _Active(manifest, cgroup, proc, input=input_usage)
         self.active[record.id] = active
         record.status, record.started_at = Status.RUNNING, record.started_at or time.time()
         self.store.save(record)
@@ -393,18 +411,40 @@ class JobRunner:
         if active.stop_reason is None and active.active_s > active.manifest.walltime_s:
             self._stop(record.id, "walltime", 0.0)
             return
-        active.output_bytes = await asyncio.to_thread(self._output_bytes, record.id, active)
+        await asyncio.to_thread(self._measure_output, record.id, active)
         if active.stop_reason is None and active.output_bytes >= active.manifest.output_mb << 20:
             self._stop(record.id, "output", 0.0)
-        elif (active.stop_reason is None and active.output_bytes >= DISK_KILL_MIN_BYTES and self._disk_low()
-              and active is max(self.active.values(), key=lambda a: a.output_bytes)):  # the biggest writer goes
+        elif active.stop_reason is None and active.output_inodes >= self.cfg.max_output_inodes:
+            self._stop(record.id, "inodes", 0.0)
+        elif active.stop_reason is None and active.too_deep:
+            self._stop(record.id, "depth", 0.0)
+        elif active.stop_reason is None and self._biggest_writer_over_reserve(active):
             self._stop(record.id, "disk", 0.0)
 
-    def _output_bytes(self, job_id: str, active: _Active) -> int:
+    def _biggest_writer_over_reserve(self, active: _Active) -> bool:
+        """With the jobs' filesystem below the reserve, whether ``active`` is the job to stop: the one that
+        wrote most bytes (blocks low) or made most inodes (inodes low), if it made a real share of it."""
+        low = self._disk_low_reason()
+        if low is None:
+            return False
+        if "inodes" in low:
+            return (active.output_inodes >= DISK_KILL_MIN_INODES
+                    and active is max(self.active.values(), key=lambda a: a.output_inodes))
+        return (active.output_bytes >= DISK_KILL_MIN_BYTES
+                and active is max(self.active.values(), key=lambda a: a.output_bytes))
+
+    def _measure_output(self, job_id: str, active: _Active) -> None:
+        """The job's output so far, as its filesystem counts it: allocated blocks of its logs and of what
+        its work directory gained since the start (files, directories, preallocated space), and inodes."""
         job_dir = self.store.job_dir(job_id)
-        logs = sum((job_dir / n).stat().st_size for n in ("stdout", "stderr") if (job_dir / n).exists())
-        work = self._privileged("work_bytes", job_id)
-        return logs + max(0, (work if isinstance(work, int) else 0) - active.input_bytes)
+        logs = sum(file_usage(job_dir / n) for n in ("stdout", "stderr"))
+        work = self._privileged("work_usage", job_id)
+        if isinstance(work, TreeUsage):
+            active.output_bytes = logs + max(0, work.allocated_bytes - active.input.allocated_bytes)
+            active.output_inodes = max(0, work.inodes - active.input.inodes)
+            active.too_deep = active.too_deep or work.too_deep
+        else:
+            active.output_bytes = max(active.output_bytes, logs)
 
     def _stop(self, job_id: str, reason: str, grace_s: float | None) -> None:
         """SIGTERM the job's own processes (not bwrap's), SIGKILL everything after ``grace_s``."""
@@ -428,7 +468,12 @@ class JobRunner:
         record.usage.memory_peak_bytes = cg.memory_peak()
         record.usage.oom_kills = cg.oom_kills()
         record.usage.pids_limit_hits = cg.pids_limit_hits()
-        record.usage.output_bytes = self._output_bytes(record.id, active)
+        try:
+            self._measure_output(record.id, active)
+        except Exception as exc:  # noqa: BLE001 - the last poll's figures stand
+            log.error("job output not measured", job=record.id, error=f"{type(exc).__name__}: {exc}")
+        record.usage.output_bytes = active.output_bytes
+        record.usage.output_inodes = active.output_inodes
         deadline = asyncio.get_running_loop().time() + CGROUP_REMOVE_TIMEOUT_S
         while True:
             self._privileged("kill", record.id)
@@ -451,10 +496,18 @@ class JobRunner:
         elif stop == "walltime":
             self._finish(record, Status.KILLED_WALLTIME, detail=f"over {active.manifest.walltime_s} s")
         elif stop == "disk":  # its partial output goes too, or the reserve stays eaten
-            shutil.rmtree(self.store.work_dir(record.id), ignore_errors=True)
+            self._remove_work(record.id)
             self._finish(record, Status.KILLED_OUTPUT, reason="disk_reserve",
-                         detail=f"free disk fell below the reserve of {self.cfg.disk_reserve_mb} MiB; "
-                                f"its {record.usage.output_bytes >> 20} MiB of output deleted")
+                         detail=f"the jobs' filesystem fell below the agent's reserve ({self.cfg.disk_reserve_mb} "
+                                f"MiB, {self.cfg.inode_reserve} inodes); its {record.usage.output_bytes >> 20} MiB, "
+                                f"{record.usage.output_inodes} inodes of output deleted")
+        elif stop == "inodes" or active.output_inodes >= self.cfg.max_output_inodes:
+            self._remove_work(record.id)
+            self._finish(record, Status.KILLED_OUTPUT, reason="output_inodes",
+                         detail=f"over {self.cfg.max_output_inodes} files and directories; output deleted")
+        elif stop == "depth" or active.too_deep:
+            self._finish(record, Status.KILLED_OUTPUT, reason="output_depth",
+                         detail=f"directories nested deeper than {MAX_DEPTH} levels (the deeper ones deleted)")
         elif stop == "output" or record.usage.output_bytes >= active.manifest.output_mb << 20:
             self._finish(record, Status.KILLED_OUTPUT, detail=f"over {active.manifest.output_mb} MiB")
         elif record.usage.oom_kills > 0:
@@ -479,6 +532,12 @@ class JobRunner:
                          detail=self.store.tail(record.id, "stderr", 500))
         else:
             self._finish(record, Status.FAILED, reason="exit_code" if rc and rc > 0 else "signal")
+
+    def _remove_work(self, job_id: str) -> None:
+        try:
+            remove_tree(self.store.work_dir(job_id))
+        except OSError as exc:
+            log.error("job output not deleted", job=job_id, error=str(exc))
 
     def _finish(self, record: JobRecord, status: Status, reason: str | None = None,
                 detail: str | None = None) -> None:
@@ -529,13 +588,23 @@ class JobRunner:
             try:
                 self.submit(path)
             finally:
-                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                try:
+                    remove_tree(path)
+                except OSError as exc:
+                    log.error("spooled bundle not deleted", path=str(path), error=str(exc))
 
     def _take_cancels(self) -> None:
         for job_id, record in list(self.records.items()):
             if not record.status.terminal and self.store.cancel_requested(job_id):
                 (self.store.job_dir(job_id) / "cancel").unlink(missing_ok=True)
                 self.cancel(job_id)
+
+
+def _os_detail(exc: OSError) -> str:
+    """A refusal's detail for a filesystem error: ENOSPC/EDQUOT named plainly (blocks or inodes)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the jobs' filesystem (blocks or inodes): {exc.strerror}"
+    return f"{exc.strerror or exc}"
 
 
 def _guess_id(source: Path) -> str | None:
