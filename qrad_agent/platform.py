@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
 import time
 from dataclasses import replace
 from typing import Any
@@ -65,8 +66,18 @@ class AgentCommands:
         jobs = self.agent.jobs
         if jobs is None:
             raise CommandRejected("jobs are disabled on this heater")
+        if manifest.device_id != self.agent.cfg.device_id:
+            raise CommandRejected(f"manifest is for device {manifest.device_id}, this heater is "
+                                  f"{self.agent.cfg.device_id}")
         if manifest.job_id in jobs.records or manifest.job_id in self._fetching:
             raise CommandRejected(f"job {manifest.job_id} exists")
+        try:
+            replayed = await asyncio.to_thread(jobs.command_seen, manifest.job_id, manifest.nonce,
+                                               manifest.not_after)
+        except sqlite3.Error as exc:
+            raise CommandRejected(f"no_space: replay record not written: {exc}") from exc
+        if replayed is not None:
+            raise CommandRejected(f"replayed: {replayed}")
         bundle = jobs.cfg.jobs_dir / "incoming" / manifest.image_sha256
         if bundle.exists():
             record = jobs.submit(bundle, expected_id=manifest.job_id)

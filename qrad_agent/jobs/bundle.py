@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import stat
 import tarfile
+import time
 import uuid
 from pathlib import Path
 
@@ -49,6 +51,12 @@ def sign_manifest(bundle_dir: Path, key: Ed25519PrivateKey) -> None:
     (bundle_dir / SIGNATURE).write_bytes(key.sign((bundle_dir / MANIFEST).read_bytes()))
 
 
+def replay_fields(devices: list[str], lifetime_s: float = 86400.0) -> dict:
+    """The fields a signed manifest must carry (the platform's side): the devices it is for, a fresh
+    random nonce and an expiry ``lifetime_s`` from now."""
+    return {"devices": list(devices), "nonce": secrets.token_hex(16), "expires_at": time.time() + lifetime_s}
+
+
 def write_manifest(bundle_dir: Path, fields: dict) -> Path:
     """Write ``manifest.json`` with ``files`` filled from the bundle's regular files."""
     files = {}
@@ -80,6 +88,9 @@ def stage(source: Path, cfg: JobsConfig, key: Ed25519PublicKey | None, staging_r
         raw = _read_manifest(staging)
         signed = _check_signature(staging, raw, key, cfg.allow_unsigned)
         manifest = _parse(raw)
+        if signed and None in (manifest.devices, manifest.nonce, manifest.expires_at):
+            raise JobRejected(RejectReason.MALFORMED_MANIFEST, "a signed manifest must name devices, nonce and "
+                              "expires_at (replay protection)")
         check_limits(manifest, cfg)
         _check_files(staging, manifest)
         (staging / SIGNATURE).unlink(missing_ok=True)

@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import re
+import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from qrad_agent.jobs.launcher import (LAUNCHER_LOST, JobProcess, Launcher, Launc
                                      RemoteLauncher)
 from qrad_agent.jobs.model import CHECKPOINTED_EXIT, JOB_ID_PATTERN, JobRecord, JobRejected, Manifest, RejectReason, Status
 from qrad_agent.jobs.sandbox import SANDBOX_START_FAILED, JobUser
+from qrad_agent.jobs.seen import MAX_LIFETIME_S, SEEN_DB, SeenJobs
 from qrad_agent.jobs.store import JobStore
 from qrad_agent.jobs.tree import MAX_DEPTH, TreeUsage, file_usage, remove_tree
 
@@ -64,8 +66,11 @@ class _Active:
 class JobRunner:
     """Queue, slots, sandboxes and results of the heater's jobs."""
 
-    def __init__(self, cfg: JobsConfig, tree: JobsCgroupTree | None = None) -> None:
+    def __init__(self, cfg: JobsConfig, tree: JobsCgroupTree | None = None, device_id: str | None = None) -> None:
+        """``device_id``: this heater's id; a signed manifest must name it among its ``devices``."""
         self.cfg = cfg
+        self.device_id = device_id
+        self._seen: SeenJobs | None = None
         self.tree = tree or JobsCgroupTree(cfg.cgroup)
         self.store = JobStore(cfg.jobs_dir)
         self.launcher: Launcher | RemoteLauncher = (
@@ -163,6 +168,7 @@ class JobRunner:
                                   f"bundle is job {manifest.id}, the command named {expected_id}")
             if manifest.id in self.records or self.store.job_dir(manifest.id).exists():
                 raise JobRejected(RejectReason.DUPLICATE_ID, f"job {manifest.id} exists")
+            self._check_replay(manifest)
             return self._accept(staged)
         except JobRejected as exc:
             if staged is not None:
@@ -172,6 +178,45 @@ class JobRunner:
             if staged is not None:
                 staged.discard()
             return self._reject(source, JobRejected(RejectReason.NO_SPACE, _os_detail(exc)), expected_id)
+
+    @property
+    def seen(self) -> SeenJobs:
+        """The persistent record of accepted job ids and nonces (opened on first use)."""
+        if self._seen is None:
+            self._seen = SeenJobs(self.store.root / SEEN_DB)
+        return self._seen
+
+    def _check_replay(self, manifest: Manifest) -> None:
+        """Device, expiry and once-only checks of a manifest that names them (every signed one does); then
+        its id and nonce are remembered until its expiry. Raises JobRejected."""
+        if manifest.nonce is None or manifest.expires_at is None or manifest.devices is None:
+            return  # unsigned, without replay fields: a lab or a technician's local job
+        now = time.time()
+        if self.device_id is None or self.device_id not in manifest.devices:
+            raise JobRejected(RejectReason.WRONG_DEVICE, f"manifest is for {', '.join(manifest.devices[:5])}"
+                              f"{' ...' if len(manifest.devices) > 5 else ''}, this heater is {self.device_id}")
+        if manifest.expires_at < now:
+            raise JobRejected(RejectReason.EXPIRED, f"manifest expired {now - manifest.expires_at:.0f} s ago")
+        if manifest.expires_at - now > MAX_LIFETIME_S:
+            raise JobRejected(RejectReason.MALFORMED_MANIFEST, f"expires_at more than {MAX_LIFETIME_S:.0f} s ahead")
+        try:
+            held = self.seen.claim([f"job:{manifest.id}", f"bundle-nonce:{manifest.nonce}"], manifest.expires_at,
+                                   now)
+        except sqlite3.Error as exc:
+            raise JobRejected(RejectReason.NO_SPACE, f"replay record not written: {exc}") from exc
+        if held is not None:
+            raise JobRejected(RejectReason.REPLAYED, f"{held.split(':')[0]} already run on this heater "
+                              "(remembered until the manifest expires)")
+
+    def command_seen(self, job_id: str, nonce: str, not_after: float) -> str | None:
+        """For a ``submit_job`` command: remember its manifest's nonce until ``not_after``; returns why it is
+        a replay (the job id or that nonce was seen) or None. Raises sqlite3.Error on a full disk."""
+        now = time.time()
+        if self.seen.held(f"job:{job_id}", now):
+            return f"job {job_id} already run on this heater"
+        if self.seen.claim([f"command-nonce:{nonce}"], min(not_after, now + MAX_LIFETIME_S), now) is not None:
+            return "manifest nonce already seen"
+        return None
 
     def reject(self, job_id: str, reason: RejectReason, detail: str) -> JobRecord:
         """Record a job refused before its bundle could be staged (e.g. its download failed)."""
