@@ -22,7 +22,15 @@ from qrad_agent.control.schedule import WeeklySchedule
 from qrad_agent.jobs.model import RejectReason
 from qrad_agent.sync.bundles import BundleError, BundleFetcher
 from qrad_agent.sync.commands import CommandRejected, JobManifest
-from qrad_agent.sync.contract import JobStatusMessage, Kind, Reading, StateMessage, TelemetryBatch, envelope_bytes
+from qrad_agent.sync.contract import (
+    JobStatusMessage,
+    Kind,
+    Reading,
+    StateMessage,
+    TelemetryBatch,
+    envelope_bytes,
+)
+from qrad_agent.sync.outbox import OutboxError
 
 log = structlog.get_logger(component="platform")
 
@@ -184,7 +192,11 @@ class Reporter:
                 status = "failed"
                 message = JobStatusMessage(job_id=record.id, status="failed", exit_code=record.exit_code,
                                            result={"reason": "result_unencodable", "detail": str(exc)[:200]})
-            await self.sync.enqueue(Kind.JOB, message)
+            try:
+                await self.sync.enqueue(Kind.JOB, message)
+            except OutboxError as exc:  # the outbox's disk is full: kept unreported, tried again next round
+                log.error("job status not stored in the outbox; retried", job=record.id, error=str(exc))
+                break
             runner.mark_reported(record.id, status)
             sent += 1
         return sent

@@ -226,9 +226,13 @@ class JobRunner:
         assert self.user is not None, "setup() first"
         manifest = staged.manifest
         job_dir = self.store.make_job_dir(manifest.id)
-        staged.path.rename(job_dir / "work")
-        (job_dir / "manifest.json").write_text(manifest.model_dump_json())
-        (job_dir / "work" / "manifest.json").unlink(missing_ok=True)
+        try:
+            staged.path.rename(job_dir / "work")
+            (job_dir / "manifest.json").write_text(manifest.model_dump_json())
+            (job_dir / "work" / "manifest.json").unlink(missing_ok=True)
+        except OSError:  # a full filesystem: nothing of the job may stay without its record
+            self.store.remove(manifest.id)
+            raise
         try:
             self.launcher.prepare(manifest.id)
         except LauncherUnavailable as exc:  # not the bundle's fault: handed over at start instead
