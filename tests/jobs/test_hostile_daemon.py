@@ -6,7 +6,6 @@ and the next benign job succeeds."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -14,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from jobs_helpers import numpy_runtime, remove_tree
+
 from qrad_agent.jobs.bundle import write_manifest
 from qrad_agent.jobs.cgroups import JobsCgroupTree
 from qrad_agent.sync.contract import Kind, envelope_bytes
@@ -29,25 +28,25 @@ DEVICE = "heater-1"
 
 # id -> (job.py, manifest limits, the platform's terminal status, result.reason when it is fixed)
 HOSTILE: dict[str, tuple[str, dict, str, str | None]] = {
-    "deep-tree": ("import os\nfd = os.open('.', os.O_RDONLY)\nfor i in range(1100):\n    os.mkdir('d', dir_fd=fd)\n"
-                  "    n = os.open('d', os.O_RDONLY, dir_fd=fd)\n"
-                  "    with open(os.open('f', os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=n), 'wb') as f:\n"
-                  "        f.write(b'x' * 16000)\n    os.close(fd)\n    fd = n\n", {"output_mb": 2}, "failed", None),
+    "deep-tree": (("import os\nfd = os.open('.', os.O_RDONLY)\nfor i in range(1100):\n    os.mkdir('d', dir_fd=fd)\n"
+                   "    n = os.open('d', os.O_RDONLY, dir_fd=fd)\n"
+                   "    with open(os.open('f', os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=n), 'wb') as f:\n"
+                   "        f.write(b'x' * 16000)\n    os.close(fd)\n    fd = n\n"), {"output_mb": 2}, "failed", None),
     "bad-name": ("open(b'bad\\xffname', 'wb').write(b'1')\nopen(b'esc\\x1b[2J', 'wb').write(b'2')\n", {},
                  "succeeded", None),
-    "long-names": ("import os\nfor i in range(64):\n    d = '/'.join(f'{i:02d}' + 'd' * 240 for _ in range(12))\n"
-                   "    os.makedirs(d)\n    open(os.path.join(d, 'f' * 200), 'w').write(str(i))\n", {},
+    "long-names": (("import os\nfor i in range(64):\n    d = '/'.join(f'{i:02d}' + 'd' * 240 for _ in range(12))\n"
+                    "    os.makedirs(d)\n    open(os.path.join(d, 'f' * 200), 'w').write(str(i))\n"), {},
                    "succeeded", None),
-    "fallocate": ("import ctypes, os, time\nlibc = ctypes.CDLL(None, use_errno=True)\n"
-                  "fd = os.open('p', os.O_WRONLY | os.O_CREAT, 0o600)\n"
-                  "libc.fallocate(fd, 1, ctypes.c_long(0), ctypes.c_long(8 << 20))\ntime.sleep(20)\n",
+    "fallocate": (("import ctypes, os, time\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                   "fd = os.open('p', os.O_WRONLY | os.O_CREAT, 0o600)\n"
+                   "libc.fallocate(fd, 1, ctypes.c_long(0), ctypes.c_long(8 << 20))\ntime.sleep(20)\n"),
                   {"output_mb": 2, "walltime_s": 15}, "failed", None),
     "one-byte-files": ("import time\nfor i in range(1500):\n    open(f'f{i}', 'wb').write(b'x')\ntime.sleep(20)\n",
                        {"output_mb": 2, "walltime_s": 15}, "failed", None),
     "empty-files": ("import time\nfor i in range(100000):\n    open(f'e{i}', 'w').close()\ntime.sleep(20)\n",
                     {"walltime_s": 15}, "failed", "output_inodes"),
-    "fork-bomb": ("import os, time\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n"
-                  "        time.sleep(0.01)\n", {"pids": 16, "walltime_s": 2}, "failed", "killed_walltime"),
+    "fork-bomb": (("import os, time\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n"
+                   "        time.sleep(0.01)\n"), {"pids": 16, "walltime_s": 2}, "failed", "killed_walltime"),
     "memory-hog": ("chunks = []\nwhile True:\n    chunks.append(bytearray(8 << 20))\n", {"memory_mb": 64},
                    "failed", "killed_memory"),
     "disk-filler": ("f = open('big', 'wb')\nwhile True:\n    f.write(b'x' * 65536)\n", {"output_mb": 2},
@@ -55,25 +54,25 @@ HOSTILE: dict[str, tuple[str, dict, str, str | None]] = {
     "stdout-flood": ("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n", {"output_mb": 2},
                      "failed", None),
     "binary-stdout": ("import sys\nsys.stdout.buffer.write(bytes(range(256)) * 64)\n", {}, "succeeded", None),
-    "egress": ("import socket\nfor a in [('127.0.0.1', 1883), ('1.1.1.1', 53)]:\n    try:\n"
-               "        socket.create_connection(a, timeout=1)\n        raise SystemExit(f'reached {a}')\n"
-               "    except OSError:\n        pass\n", {}, "succeeded", None),
-    "read-secrets": ("for p in ['/etc/shadow', '/var/lib/qrad-agent/state.json', '/root/.ssh/id_ed25519']:\n"
-                     "    try:\n        open(p).read()\n        raise SystemExit(f'read {p}')\n"
-                     "    except OSError:\n        pass\n", {}, "succeeded", None),
-    "write-outside": ("for p in ['/usr/evil', '/etc/evil', '/evil']:\n    try:\n        open(p, 'w')\n"
-                      "        raise SystemExit(f'wrote {p}')\n    except OSError:\n        pass\n", {},
+    "egress": (("import socket\nfor a in [('127.0.0.1', 1883), ('1.1.1.1', 53)]:\n    try:\n"
+                "        socket.create_connection(a, timeout=1)\n        raise SystemExit(f'reached {a}')\n"
+                "    except OSError:\n        pass\n"), {}, "succeeded", None),
+    "read-secrets": (("for p in ['/etc/shadow', '/var/lib/qrad-agent/state.json', '/root/.ssh/id_ed25519']:\n"
+                      "    try:\n        open(p).read()\n        raise SystemExit(f'read {p}')\n"
+                      "    except OSError:\n        pass\n"), {}, "succeeded", None),
+    "write-outside": (("for p in ['/usr/evil', '/etc/evil', '/evil']:\n    try:\n        open(p, 'w')\n"
+                       "        raise SystemExit(f'wrote {p}')\n    except OSError:\n        pass\n"), {},
                       "succeeded", None),
-    "signal-others": ("import os, signal\nfor pid in range(1, 400):\n    if pid != os.getpid():\n        try:\n"
-                      "            os.kill(pid, signal.SIGKILL)\n        except OSError:\n            pass\n", {},
+    "signal-others": (("import os, signal\nfor pid in range(1, 400):\n    if pid != os.getpid():\n        try:\n"
+                       "            os.kill(pid, signal.SIGKILL)\n        except OSError:\n            pass\n"), {},
                       "succeeded", None),
-    "denied-syscalls": ("import ctypes, platform\nlibc = ctypes.CDLL(None, use_errno=True)\n"
-                        "nr = {'x86_64': (165, 101, 321), 'aarch64': (40, 117, 280)}[platform.machine()]\n"
-                        "assert libc.syscall(nr[0], b'none', b'/tmp', b'tmpfs', 0, 0) < 0\n"
-                        "assert libc.syscall(nr[1], 0, 0, 0, 0) < 0\nassert libc.syscall(nr[2], 0, 0, 0) < 0\n",
+    "denied-syscalls": (("import ctypes, platform\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                         "nr = {'x86_64': (165, 101, 321), 'aarch64': (40, 117, 280)}[platform.machine()]\n"
+                         "assert libc.syscall(nr[0], b'none', b'/tmp', b'tmpfs', 0, 0) < 0\n"
+                         "assert libc.syscall(nr[1], 0, 0, 0, 0) < 0\nassert libc.syscall(nr[2], 0, 0, 0) < 0\n"),
                         {}, "succeeded", None),
-    "ignore-sigterm": ("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n"
-                       "    time.sleep(0.1)\n", {"walltime_s": 2, "grace_s": 1}, "failed", "killed_walltime"),
+    "ignore-sigterm": (("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n"
+                        "    time.sleep(0.1)\n"), {"walltime_s": 2, "grace_s": 1}, "failed", "killed_walltime"),
     "cpu-spin": ("while True:\n    pass\n", {"walltime_s": 2}, "failed", "killed_walltime"),
     "symlinks": ("import os\nos.symlink('/etc/shadow', 'shadow')\nos.symlink('/', 'root')\nos.symlink('loop', 'loop')\n",
                  {}, "succeeded", None),
@@ -81,8 +80,8 @@ HOSTILE: dict[str, tuple[str, dict, str, str | None]] = {
                    {}, "succeeded", None),
     "special-files": ("import os, socket\nos.mkfifo('fifo')\ns = socket.socket(socket.AF_UNIX)\ns.bind('sock')\n",
                       {}, "succeeded", None),
-    "locked-dirs": ("import os\nos.makedirs('a/b/c')\nopen('a/b/c/f', 'w').write('x')\nos.chmod('a/b/c/f', 0)\n"
-                    "os.chmod('a/b/c', 0)\nos.chmod('a/b', 0)\nos.chmod('a', 0)\n", {}, "succeeded", None),
+    "locked-dirs": (("import os\nos.makedirs('a/b/c')\nopen('a/b/c/f', 'w').write('x')\nos.chmod('a/b/c/f', 0)\n"
+                     "os.chmod('a/b/c', 0)\nos.chmod('a/b', 0)\nos.chmod('a', 0)\n"), {}, "succeeded", None),
     "self-segv": ("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n", {}, "failed", "signal"),
     "exit-code": ("raise SystemExit(3)\n", {}, "failed", "exit_code"),
 }

@@ -14,8 +14,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from jobs_helpers import start_harness, stop_harness
+
 from qrad_agent.jobs import results
 from qrad_agent.jobs.model import RejectReason, Status
 from qrad_agent.sync.contract import JobStatusMessage, Kind, envelope_bytes
@@ -214,12 +214,12 @@ async def test_no_free_inodes_refuses_submit_plainly_and_status_writes_fail_soft
         # the CLI's submit: a clear refusal and exit 73, no traceback
         cfg_json = base_dir / "jobs-cfg.json"
         cfg_json.write_text(h.runner.cfg.model_dump_json())
-        done = subprocess.run([sys.executable, "-c",
-                               "import sys, types; from qrad_agent.jobs.config import JobsConfig; "
-                               "from qrad_agent.jobs.cli import cmd_submit; "
-                               f"cfg = JobsConfig.model_validate_json(open({str(cfg_json)!r}).read()); "
-                               f"sys.exit(cmd_submit(types.SimpleNamespace(bundle={str(bundle)!r}, wait=0), cfg))"],
-                              capture_output=True, text=True)
+        script = ("import sys, types; from qrad_agent.jobs.config import JobsConfig; "
+                  "from qrad_agent.jobs.cli import cmd_submit; "
+                  f"cfg = JobsConfig.model_validate_json(open({str(cfg_json)!r}).read()); "
+                  f"sys.exit(cmd_submit(types.SimpleNamespace(bundle={str(bundle)!r}, wait=0), cfg))")
+        done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", script], capture_output=True,
+                                       text=True, check=False)
         assert done.returncode == 73 and "Traceback" not in done.stderr, done.stderr
         assert "no space left" in done.stderr and "inodes" in done.stderr
         # the running job ends while no status file can be written: the runner keeps going

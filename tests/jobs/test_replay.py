@@ -9,6 +9,7 @@ import shutil
 import time
 
 from jobs_helpers import DEVICE_ID, start_harness, stop_harness
+
 from qrad_agent.jobs.bundle import sign_manifest
 from qrad_agent.jobs.model import Status
 

@@ -15,6 +15,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from qrad_hwsim.heater import HeaterSpec, SimulatedHeater
+from qrad_hwsim.weather import Weather
 
 from qrad_agent.agent import Agent
 from qrad_agent.clock import Clock
@@ -23,8 +25,6 @@ from qrad_agent.jobs.bundle import write_manifest
 from qrad_agent.jobs.cgroups import JobsCgroupTree
 from qrad_agent.sdnotify import Notifier
 from qrad_agent.sync.contract import Kind
-from qrad_hwsim.heater import HeaterSpec, SimulatedHeater
-from qrad_hwsim.weather import Weather
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("bwrap") is None or not Path("/usr/bin/python3").exists()
@@ -119,7 +119,7 @@ class _BundleStore:
         store = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 body = store.blobs.get(self.path.rsplit("/", 1)[-1])
                 store.requests.append((self.path, self.connection.getpeercert()["subject"]))
                 if body is None:
@@ -209,14 +209,14 @@ async def test_platform_job_is_fetched_by_digest_over_mutual_tls(tmp_path, heate
 
 HOSTILE = {
     # 1 100 nested directories with a 16 kB file each: 22 MB under a 2 MB limit
-    "deep-1": ("import os\nfd = os.open('.', os.O_RDONLY)\nfor i in range(1100):\n    os.mkdir('d', dir_fd=fd)\n"
-               "    n = os.open('d', os.O_RDONLY, dir_fd=fd)\n"
-               "    with open(os.open('f', os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=n), 'wb') as f:\n"
-               "        f.write(b'x' * 16000)\n    os.close(fd)\n    fd = n\n", {"output_mb": 2}),
+    "deep-1": (("import os\nfd = os.open('.', os.O_RDONLY)\nfor i in range(1100):\n    os.mkdir('d', dir_fd=fd)\n"
+                "    n = os.open('d', os.O_RDONLY, dir_fd=fd)\n"
+                "    with open(os.open('f', os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=n), 'wb') as f:\n"
+                "        f.write(b'x' * 16000)\n    os.close(fd)\n    fd = n\n"), {"output_mb": 2}),
     "badname-1": ("open(b'bad\\xffname', 'wb').write(b'1')\n", {}),
-    "longnames-1": ("import os\nfor i in range(64):\n"
-                    "    d = '/'.join(f'{i:02d}' + 'd' * 240 for _ in range(12))\n    os.makedirs(d)\n"
-                    "    open(os.path.join(d, 'f' * 200), 'w').write(str(i))\n", {}),
+    "longnames-1": (("import os\nfor i in range(64):\n"
+                     "    d = '/'.join(f'{i:02d}' + 'd' * 240 for _ in range(12))\n    os.makedirs(d)\n"
+                     "    open(os.path.join(d, 'f' * 200), 'w').write(str(i))\n"), {}),
 }
 
 
