@@ -82,7 +82,7 @@ class AgentCommands:
         try:
             replayed = await asyncio.to_thread(jobs.command_seen, manifest.job_id, manifest.nonce,
                                                manifest.not_after)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:  # e.g. a full disk: refused, never run unrecorded
             raise CommandRejected(f"no_space: replay record not written: {exc}") from exc
         if replayed is not None:
             raise CommandRejected(f"replayed: {replayed}")

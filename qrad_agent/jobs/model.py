@@ -107,13 +107,14 @@ class JobRejected(AgentError):
 
 
 class Usage(BaseModel):
-    """Resources a job used, read from its cgroup and its output files."""
+    """Resources a job used, read from its cgroup and its output files. ``output_bytes``: allocated bytes
+    (st_blocks x 512) of its logs and of the files and directories it made; ``output_inodes``: how many."""
 
     wall_s: float = 0.0
     cpu_s: float = 0.0
     memory_peak_bytes: int = 0
-    output_bytes: int = Field(0, description="allocated bytes (st_blocks x 512) of its logs and new files")
-    output_inodes: int = Field(0, description="files and directories it made")
+    output_bytes: int = 0
+    output_inodes: int = 0
     pids_limit_hits: int = 0
     oom_kills: int = 0
     frozen_s: float = 0.0

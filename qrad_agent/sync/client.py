@@ -89,7 +89,7 @@ class SyncClient:
             cfg.command_queue_size)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.connected = False
-        self.stats = {"connects": 0, "disconnects": 0, "published": 0, "acked": 0, "refused_acks": 0,
+        self.stats: dict[str, Any] = {"connects": 0, "disconnects": 0, "published": 0, "acked": 0, "refused_acks": 0,
                       "dead_lettered": 0, "commands": 0, "commands_dropped": 0, "last_error": ""}
 
     # ---- producer side -------------------------------------------------------------------------------

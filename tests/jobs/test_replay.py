@@ -45,6 +45,8 @@ async def test_signed_bundle_does_not_run_again_after_ack_even_after_a_restart(b
     try:
         again = h.submit(_copy(kept, base_dir / "replay-2"))
         assert again.status == Status.REJECTED and again.reason == "replayed", again
+        for db in (base_dir / "jobs").glob(".seen-jobs.db*"):  # the record, its -wal and -shm: root only
+            assert db.stat().st_mode & 0o777 == 0o600, db
         fresh, out = await h.run("print('{\"ran\": 2}')", job_id="pay-2")
         assert fresh.status == Status.SUCCEEDED and out == {"ran": 2}
     finally:
