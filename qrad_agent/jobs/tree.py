@@ -115,20 +115,59 @@ def usage(root: Path | str, max_depth: int = MAX_DEPTH) -> TreeUsage:
     """Allocated bytes and inodes of ``root`` and everything under it down to ``max_depth``.
 
     Raises OSError when ``root`` cannot be opened."""
-    st = os.stat(root, follow_symlinks=False)
-    allocated, inodes = st.st_blocks * BLOCK_BYTES, 1
-    linked: set[tuple[int, int]] = set()
-    walk = TreeWalk(root, max_depth)
-    for entry in walk:
-        s = entry.st
-        if s.st_nlink > 1 and not stat.S_ISDIR(s.st_mode):
-            key = (s.st_dev, s.st_ino)
-            if key in linked:
+    root_fd = os.open(root, _DIR_FLAGS)
+    allocated, inodes = os.fstat(root_fd).st_blocks * BLOCK_BYTES, 1
+    linked: set[int] = set()
+    too_deep = False
+    # TreeWalk's depth-first walk (one level open at a time), unsorted and through scandir: it runs at
+    # every poll of a running job, so it keeps per-entry work to one fstatat
+    stack: list[tuple[int, Iterator[os.DirEntry[str]], int]] = []
+    try:
+        stack.append((root_fd, os.scandir(root_fd), 0))
+    except OSError:
+        os.close(root_fd)
+        raise
+    try:
+        while stack:
+            fd, entries, depth = stack[-1]
+            try:
+                entry = next(entries, None)
+            except OSError:
+                entry = None
+            if entry is None:
+                stack.pop()
+                entries.close()  # type: ignore[attr-defined]
+                os.close(fd)
                 continue
-            linked.add(key)
-        allocated += s.st_blocks * BLOCK_BYTES
-        inodes += 1
-    return TreeUsage(allocated, inodes, walk.too_deep)
+            try:
+                s = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            is_dir = stat.S_ISDIR(s.st_mode)
+            if s.st_nlink > 1 and not is_dir:
+                if s.st_ino in linked:
+                    continue
+                linked.add(s.st_ino)
+            allocated += s.st_blocks * BLOCK_BYTES
+            inodes += 1
+            if not is_dir:
+                continue
+            if depth + 1 >= max_depth:
+                too_deep = True
+                continue
+            try:
+                child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+            except OSError:
+                continue
+            try:
+                stack.append((child, os.scandir(child), depth + 1))
+            except OSError:
+                os.close(child)
+    finally:
+        for fd, entries, _ in stack:
+            entries.close()  # type: ignore[attr-defined]
+            os.close(fd)
+    return TreeUsage(allocated, inodes, too_deep)
 
 
 def file_usage(path: Path) -> int:
