@@ -333,13 +333,13 @@ class JobRunner:
         return sum(a.manifest.cores for a in self.active.values())
 
     def status(self) -> dict:
-        """Plain-JSON status of the runner."""
+        """Plain-JSON status of the runner; ``below_reserve``: why no job starts for lack of disk or inodes."""
         by_status: dict[str, int] = {}
         for r in self.records.values():
             by_status[r.status.value] = by_status.get(r.status.value, 0) + 1
         return {"slots": self.cfg.total_slots, "used_slots": self.used_slots(), "hold": self.hold,
                 "frozen": self.frozen, "queued": len(self._queue), "jobs": by_status,
-                "launcher": self.launcher_state()}
+                "launcher": self.launcher_state(), "below_reserve": self._disk_low_reason()}
 
     def launcher_state(self) -> str:
         """"in process", "reachable", or why the launcher service cannot be reached."""

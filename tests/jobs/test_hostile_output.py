@@ -211,6 +211,7 @@ async def test_no_free_inodes_refuses_submit_plainly_and_status_writes_fail_soft
         record = h.submit(bundle)
         assert record.status == Status.REJECTED and record.reason == RejectReason.NO_SPACE.value, record
         assert "inodes" in record.detail
+        assert "inodes" in h.runner.status()["below_reserve"]  # and no job starts meanwhile
         # the CLI's submit: a clear refusal and exit 73, no traceback
         cfg_json = base_dir / "jobs-cfg.json"
         cfg_json.write_text(h.runner.cfg.model_dump_json())

@@ -83,3 +83,24 @@ def test_dead_letters_survive_a_restart_and_alarms_are_kept(tmp_path) -> None:
     again.clear_link_losses()
     assert again.note_link_lost(alarm.id) == 1
     again.close()
+
+
+async def test_publish_refused_by_the_broker_is_set_aside(sync_cfg, broker, platform) -> None:
+    """A row for a topic this heater may not write: the broker's PUBACK refuses it (0x87, not authorised);
+    it is moved to the dead letters with that reason instead of being deleted unseen."""
+    cfg = sync_cfg()
+    outbox = Outbox(cfg.outbox_path, durability="normal")
+    client = SyncClient(cfg, "heater-1", outbox)
+    task = asyncio.create_task(client.run())
+    try:
+        foreign = await client.enqueue(Kind.TELEMETRY, TelemetryBatch(readings=[]), topic="qrad/v1/heater-2/telemetry")
+        after = await client.enqueue(Kind.TELEMETRY, TelemetryBatch(readings=[]))
+        assert await platform.wait(lambda p: after.seq in p.devices["heater-1"].seen, 20)
+        assert await wait_until(lambda: len(outbox.dead_letters()) == 1), client.stats
+        dead = outbox.dead_letters()[0]
+        assert dead[1] == foreign.seq and dead[4].startswith("refused"), dead
+        assert client.stats["refused_acks"] == 1 and foreign.seq not in platform.devices["heater-2"].seen
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        outbox.close()
