@@ -83,7 +83,7 @@ class SyncClient:
         self._cursor = 0
         self._window = cfg.max_inflight
         self._max_packet = cfg.max_message_bytes  # lowered by the broker's CONNACK Maximum Packet Size
-        self._losses_noted = False
+        self._losses_noted = True  # counts may persist from an earlier run: the first PUBACK clears them
         self._state: bytes | None = None
         self._cmd_queue: asyncio.Queue[tuple[bytes, str | None, bytes | None]] = asyncio.Queue(
             cfg.command_queue_size)
