@@ -42,6 +42,8 @@ LAUNCHER_RETRY_S = 5.0
 """With the launcher service unreachable, queued jobs wait this long before the next start attempt."""
 DISK_KILL_MIN_BYTES = 1 << 20
 """A job that wrote less than this is never stopped for the disk reserve (someone else filled it)."""
+TRASH_PREFIX = ".trash-"
+"""Job files being deleted, renamed aside in the jobs directory (no job id starts with a dot)."""
 DISK_KILL_MIN_INODES = 256
 """Likewise for the inode reserve."""
 
@@ -88,6 +90,7 @@ class JobRunner:
         self.user: JobUser | None = None
         self._held_for_disk = False
         self._launcher_retry_at = 0.0  # time.monotonic() before which no start is tried
+        self._removals: set[asyncio.Task] = set()  # deletions of job files in worker threads
 
     # -- setup and shutdown --
 
@@ -102,6 +105,8 @@ class JobRunner:
             self._destroy_cgroup_now(job_id)
         for record in self.store.load_all():
             self._restore(record)
+        for trash in self.store.root.glob(f"{TRASH_PREFIX}*"):
+            _remove_quietly(trash)
 
     def _privileged(self, op: str, job_id: str) -> object:
         """A launcher operation that must not break the caller (cleanup, stop): failures are logged."""
@@ -147,11 +152,17 @@ class JobRunner:
         finally:
             await self.shutdown()
 
+    async def deletions_done(self) -> None:
+        """Wait until the job files being deleted in worker threads are gone (their space is free again)."""
+        while self._removals:
+            await asyncio.gather(*list(self._removals), return_exceptions=True)
+
     async def shutdown(self) -> None:
-        """Kill every running job (checkpointable ones get their grace first when the tree is thawed)."""
-        if not self.active:
-            return
-        await self.checkpoint_all(self.cfg.checkpoint_grace_s if not self.frozen else 0.0)
+        """Kill every running job (checkpointable ones get their grace first when the tree is thawed), then
+        let the deletions in progress finish."""
+        if self.active:
+            await self.checkpoint_all(self.cfg.checkpoint_grace_s if not self.frozen else 0.0)
+        await self.deletions_done()
 
     # -- submission, queries, acknowledgement --
 
@@ -282,8 +293,7 @@ class JobRunner:
         record = self.records.get(job_id)
         if record is None or not record.status.terminal:
             return False
-        self._privileged("reclaim", job_id)  # again: a tree too deep for the agent is cut by the launcher
-        self.store.remove(job_id)
+        self._discard(self.store.job_dir(job_id))
         del self.records[job_id]
         self.manifests.pop(job_id, None)
         return True
@@ -583,10 +593,28 @@ class JobRunner:
             self._finish(record, Status.FAILED, reason="exit_code" if rc and rc > 0 else "signal")
 
     def _remove_work(self, job_id: str) -> None:
+        self._discard(self.store.work_dir(job_id))
+
+    def _discard(self, path: Path) -> None:
+        """Delete a job's files without blocking the event loop: renamed aside at once (a new job may take
+        the id), deleted in a worker thread (tens of thousands of files take seconds); a ``.trash-*``
+        directory left by a crash is deleted at the next setup."""
+        trash = self.store.root / f"{TRASH_PREFIX}{uuid.uuid4().hex}"
         try:
-            remove_tree(self.store.work_dir(job_id))
+            os.rename(path, trash)
+        except FileNotFoundError:
+            return
         except OSError as exc:
-            log.error("job output not deleted", job=job_id, error=str(exc))
+            log.error("job files not deleted", path=str(path), error=str(exc))
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (setup, the CLI): delete here
+            _remove_quietly(trash)
+            return
+        task = loop.create_task(asyncio.to_thread(_remove_quietly, trash), name=f"discard:{trash.name}")
+        self._removals.add(task)
+        task.add_done_callback(self._removals.discard)
 
     def _finish(self, record: JobRecord, status: Status, reason: str | None = None,
                 detail: str | None = None) -> None:
@@ -647,6 +675,13 @@ class JobRunner:
             if not record.status.terminal and self.store.cancel_requested(job_id):
                 (self.store.job_dir(job_id) / "cancel").unlink(missing_ok=True)
                 self.cancel(job_id)
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        remove_tree(path)
+    except OSError as exc:
+        log.error("job files not deleted", path=str(path), error=str(exc))
 
 
 def _os_detail(exc: OSError) -> str:

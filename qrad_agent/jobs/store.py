@@ -76,7 +76,8 @@ class JobStore:
     def load_all(self) -> list[JobRecord]:
         if not self.root.is_dir():
             return []
-        found = (self.load(p.name) for p in sorted(self.root.iterdir()) if p.is_dir() and p != self.spool)
+        found = (self.load(p.name) for p in sorted(self.root.iterdir())
+                 if p.is_dir() and p != self.spool and not p.name.startswith("."))
         return [r for r in found if r is not None]
 
     def remove(self, job_id: str) -> None:

@@ -234,3 +234,25 @@ async def test_no_free_inodes_refuses_submit_plainly_and_status_writes_fail_soft
     finally:
         await stop_harness(h, task)
 
+
+
+async def test_files_being_deleted_when_the_agent_stops_are_deleted_at_the_next_start(base_dir, signing_key):
+    """Deleting tens of thousands of files runs off the event loop; what a crash interrupts (the renamed-aside
+    ``.trash-*`` directory) is never taken for a job and is deleted at the next start."""
+    h, task = await start_harness(base_dir, signing_key)
+    try:
+        record, _ = await h.run("for i in range(300):\n    open(f'e{i}', 'w').close()\nprint('{}')")
+        assert record.status == Status.SUCCEEDED
+        assert h.runner.ack(record.id) and not h.runner.store.job_dir(record.id).exists()
+        await h.runner.deletions_done()
+        assert not list(h.runner.store.root.glob(".trash-*"))
+        crashed = h.runner.store.root / ".trash-crashed"  # as a crash mid-deletion leaves it
+        (crashed / "work").mkdir(parents=True)
+        (crashed / "status.json").write_text(record.model_dump_json())
+    finally:
+        await stop_harness(h, task)
+    h, task = await start_harness(base_dir, signing_key)
+    try:
+        assert record.id not in h.runner.records and not crashed.exists()
+    finally:
+        await stop_harness(h, task)
