@@ -528,7 +528,7 @@ class JobRunner:
         record.usage.oom_kills = cg.oom_kills()
         record.usage.pids_limit_hits = cg.pids_limit_hits()
         try:
-            self._measure_output(record.id, active)
+            await asyncio.to_thread(self._measure_output, record.id, active)
         except Exception as exc:  # noqa: BLE001 - the last poll's figures stand
             log.error("job output not measured", job=record.id, error=f"{type(exc).__name__}: {exc}")
         record.usage.output_bytes = active.output_bytes
@@ -542,7 +542,7 @@ class JobRunner:
                 log.error("job cgroup not removed", job=record.id, pids=cg.pids())
                 break
             await asyncio.sleep(0.05)
-        self._privileged("reclaim", record.id)
+        await asyncio.to_thread(self._privileged, "reclaim", record.id)  # a deep tree takes seconds to cut
         self.active.pop(record.id, None)
         self._wake.set()
 
