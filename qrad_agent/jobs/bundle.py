@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from qrad_agent.jobs.config import JobsConfig
 from qrad_agent.jobs.model import JobRejected, Manifest, RejectReason
-from qrad_agent.jobs.tree import TreeWalk
+from qrad_agent.jobs.tree import TreeWalk, remove_tree
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
@@ -76,7 +76,7 @@ class StagedBundle:
         self.manifest, self.signed, self.path = manifest, signed, path
 
     def discard(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        _discard(self.path)
 
 
 def stage(source: Path, cfg: JobsConfig, key: Ed25519PublicKey | None, staging_root: Path) -> StagedBundle:
@@ -96,7 +96,7 @@ def stage(source: Path, cfg: JobsConfig, key: Ed25519PublicKey | None, staging_r
         (staging / SIGNATURE).unlink(missing_ok=True)
         return StagedBundle(manifest, signed, staging)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        _discard(staging)
         raise
 
 
@@ -202,6 +202,14 @@ def _check_files(staging: Path, manifest: Manifest) -> None:
             raise JobRejected(RejectReason.UNLISTED_FILE, _shown(entry.rel))
     if walk.too_deep:
         raise JobRejected(RejectReason.BAD_BUNDLE, f"directories nested deeper than {MAX_BUNDLE_DEPTH} levels")
+
+
+def _discard(path: Path) -> None:
+    """Delete a staging directory (any depth); a failure leaves it for the disk check, never raises."""
+    try:
+        remove_tree(path)
+    except OSError:
+        pass
 
 
 def _shown(rel: bytes) -> str:

@@ -256,3 +256,28 @@ async def test_files_being_deleted_when_the_agent_stops_are_deleted_at_the_next_
         assert record.id not in h.runner.records and not crashed.exists()
     finally:
         await stop_harness(h, task)
+
+
+async def test_deep_bundles_are_refused(harness):
+    """A bundle (directory or archive) nested past bundle.MAX_BUNDLE_DEPTH is refused plainly, before it is
+    copied whole or extracted."""
+    import tarfile
+
+    from qrad_agent.jobs.bundle import MAX_BUNDLE_DEPTH
+
+    as_dir = harness.script_bundle("print('{}')", job_id="deep-dir")
+    nested = as_dir.joinpath(*["n"] * (MAX_BUNDLE_DEPTH + 5))
+    nested.mkdir(parents=True)
+    (nested / "x").write_text("x")
+    record = harness.submit(as_dir)
+    assert record.status == Status.REJECTED and record.reason == "bad_bundle" and "deeper" in record.detail
+    as_tar = harness.script_bundle("print('{}')", job_id="deep-tar")
+    archive = harness.base / "deep.tar"
+    with tarfile.open(archive, "w") as tar:
+        for path in sorted(as_tar.iterdir()):
+            tar.add(path, arcname=path.name)
+        info = tarfile.TarInfo("/".join(["n"] * 1500) + "/x")
+        tar.addfile(info)
+    record = harness.submit(archive)
+    assert record.status == Status.REJECTED and record.reason == "bad_bundle" and "deeper" in record.detail
+    await _next_benign_succeeds(harness)
