@@ -186,7 +186,7 @@ async def feed_jobs(runner, key: Ed25519PrivateKey, bundles: Path, stats: JobSta
             job_id = f"hil-{run_id}-{stats.submitted:05d}"
             dest = bundles / job_id
             make_bundle("montecarlo", dest, job_id, ["--seed", str(stats.submitted + 1), "--paths", str(MC_PATHS),
-                                                     "--batch", str(MC_BATCH)], key, checkpointable=True,
+                                                     "--batch", str(MC_BATCH)], key, devices=[runner.device_id], checkpointable=True,
                         walltime_s=600.0)
             record = runner.submit(dest)
             shutil.rmtree(dest, ignore_errors=True)

@@ -65,7 +65,7 @@ class Agent:
             from qrad_agent.jobs.heat import JobsHeat
             from qrad_agent.jobs.runner import JobRunner as Runner
 
-            self.jobs = Runner(cfg.jobs)
+            self.jobs = Runner(cfg.jobs, device_id=cfg.device_id)
             self.jobs.setup()  # raises SandboxError / ActuatorError where jobs cannot run
             jobs_heat = JobsHeat(self.jobs)
         self.safety_state = SafetyState(cfg.power.heartbeat_timeout_s, self.clock.monotonic,

@@ -15,6 +15,9 @@ EX_UNAVAILABLE = 69
 EX_SOFTWARE = 70
 """sysexits(3) exit status for an internal software error (a component died)."""
 
+EX_CANTCREAT = 73
+"""sysexits(3) exit status for an output file that cannot be created (e.g. a full filesystem)."""
+
 
 class AgentError(Exception):
     """Base of every error the agent raises on purpose."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
 import time
 from dataclasses import replace
 from typing import Any
@@ -21,7 +22,15 @@ from qrad_agent.control.schedule import WeeklySchedule
 from qrad_agent.jobs.model import RejectReason
 from qrad_agent.sync.bundles import BundleError, BundleFetcher
 from qrad_agent.sync.commands import CommandRejected, JobManifest
-from qrad_agent.sync.contract import JobStatusMessage, Kind, Reading, StateMessage, TelemetryBatch
+from qrad_agent.sync.contract import (
+    JobStatusMessage,
+    Kind,
+    Reading,
+    StateMessage,
+    TelemetryBatch,
+    envelope_bytes,
+)
+from qrad_agent.sync.outbox import OutboxError
 
 log = structlog.get_logger(component="platform")
 
@@ -65,8 +74,18 @@ class AgentCommands:
         jobs = self.agent.jobs
         if jobs is None:
             raise CommandRejected("jobs are disabled on this heater")
+        if manifest.device_id != self.agent.cfg.device_id:
+            raise CommandRejected(f"manifest is for device {manifest.device_id}, this heater is "
+                                  f"{self.agent.cfg.device_id}")
         if manifest.job_id in jobs.records or manifest.job_id in self._fetching:
             raise CommandRejected(f"job {manifest.job_id} exists")
+        try:
+            replayed = await asyncio.to_thread(jobs.command_seen, manifest.job_id, manifest.nonce,
+                                               manifest.not_after)
+        except (sqlite3.Error, OSError) as exc:  # e.g. a full disk: refused, never run unrecorded
+            raise CommandRejected(f"no_space: replay record not written: {exc}") from exc
+        if replayed is not None:
+            raise CommandRejected(f"replayed: {replayed}")
         bundle = jobs.cfg.jobs_dir / "incoming" / manifest.image_sha256
         if bundle.exists():
             record = jobs.submit(bundle, expected_id=manifest.job_id)
@@ -163,9 +182,21 @@ class Reporter:
             result = await asyncio.to_thread(runner.result_summary, record.id) if record.status.terminal else {}
             if not record.status.terminal and record.reason:
                 result = {"reason": record.reason}
-            await self.sync.enqueue(Kind.JOB, JobStatusMessage(job_id=record.id, status=status,
-                                                               exit_code=record.exit_code, result=result,
-                                                               cpu_s=record.usage.cpu_s or None))
+            try:
+                message = JobStatusMessage(job_id=record.id, status=status,  # type: ignore[arg-type]
+                                           exit_code=record.exit_code, result=result,
+                                           cpu_s=record.usage.cpu_s or None)
+                envelope_bytes(self.sync.device_id, 1, 0.0, Kind.JOB, message.model_dump(mode="json"))
+            except (ValueError, TypeError) as exc:  # a result that cannot be sent is a failed one, said why
+                log.error("job result not encodable; reported as failed", job=record.id, error=str(exc)[:200])
+                status = "failed"
+                message = JobStatusMessage(job_id=record.id, status="failed", exit_code=record.exit_code,
+                                           result={"reason": "result_unencodable", "detail": str(exc)[:200]})
+            try:
+                await self.sync.enqueue(Kind.JOB, message)
+            except OutboxError as exc:  # the outbox's disk is full: kept unreported, tried again next round
+                log.error("job status not stored in the outbox; retried", job=record.id, error=str(exc))
+                break
             runner.mark_reported(record.id, status)
             sent += 1
         return sent

@@ -153,10 +153,18 @@ class Platform:
     def set_setpoint(self, device: str, mode: str, setpoint_c: float) -> bytes:
         return self.command(device, self.new_command("set_setpoint", mode=mode, setpoint_c=setpoint_c))
 
-    def submit_job(self, device: str, manifest: dict[str, Any]) -> bytes:
-        """A job whose manifest is signed with the platform's Ed25519 key."""
-        return self.command(device, self.new_command("submit_job", manifest=manifest,
-                                                     signature=sign(self.signing_key, manifest)))
+    def sign_job(self, device: str, manifest: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """The manifest bound to ``device`` (its ``device_id`` and a fresh ``nonce`` filled in when absent)
+        and its Ed25519 signature."""
+        bound = {"device_id": device, "nonce": uuid.uuid4().hex, **manifest}
+        return bound, sign(self.signing_key, bound)
+
+    def submit_job(self, device: str, manifest: dict[str, Any], signed: tuple[dict[str, Any], str] | None = None
+                   ) -> bytes:
+        """A job whose manifest is signed with the platform's Ed25519 key (``signed``: an already signed
+        manifest and signature, e.g. to replay one in a new command)."""
+        bound, signature = signed or self.sign_job(device, manifest)
+        return self.command(device, self.new_command("submit_job", manifest=bound, signature=signature))
 
     def ack_job(self, device: str, job_id: str) -> bytes:
         """Tell ``device`` that the platform has ``job_id``'s result (it may delete the job's files)."""

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import secrets
 import shutil
 import stat
 import tarfile
+import time
 import uuid
 from pathlib import Path
 
@@ -23,10 +26,13 @@ from pydantic import ValidationError
 
 from qrad_agent.jobs.config import JobsConfig
 from qrad_agent.jobs.model import JobRejected, Manifest, RejectReason
+from qrad_agent.jobs.tree import TreeWalk, remove_tree
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 MAX_MANIFEST_BYTES = 1 << 20
+MAX_BUNDLE_DEPTH = 32
+"""Directory levels a bundle may have (well under tree.MAX_DEPTH, the bound on a job's output)."""
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
@@ -43,6 +49,12 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
 def sign_manifest(bundle_dir: Path, key: Ed25519PrivateKey) -> None:
     """Write ``manifest.sig`` for the bundle's manifest (the platform's side; tests and examples use it)."""
     (bundle_dir / SIGNATURE).write_bytes(key.sign((bundle_dir / MANIFEST).read_bytes()))
+
+
+def replay_fields(devices: list[str], lifetime_s: float = 86400.0) -> dict:
+    """The fields a signed manifest must carry (the platform's side): the devices it is for, a fresh
+    random nonce and an expiry ``lifetime_s`` from now."""
+    return {"devices": list(devices), "nonce": secrets.token_hex(16), "expires_at": time.time() + lifetime_s}
 
 
 def write_manifest(bundle_dir: Path, fields: dict) -> Path:
@@ -64,7 +76,7 @@ class StagedBundle:
         self.manifest, self.signed, self.path = manifest, signed, path
 
     def discard(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        _discard(self.path)
 
 
 def stage(source: Path, cfg: JobsConfig, key: Ed25519PublicKey | None, staging_root: Path) -> StagedBundle:
@@ -76,31 +88,39 @@ def stage(source: Path, cfg: JobsConfig, key: Ed25519PublicKey | None, staging_r
         raw = _read_manifest(staging)
         signed = _check_signature(staging, raw, key, cfg.allow_unsigned)
         manifest = _parse(raw)
+        if signed and None in (manifest.devices, manifest.nonce, manifest.expires_at):
+            raise JobRejected(RejectReason.MALFORMED_MANIFEST, "a signed manifest must name devices, nonce and "
+                              "expires_at (replay protection)")
         check_limits(manifest, cfg)
         _check_files(staging, manifest)
         (staging / SIGNATURE).unlink(missing_ok=True)
         return StagedBundle(manifest, signed, staging)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        _discard(staging)
         raise
 
 
 def _copy_in(source: Path, staging: Path, max_bytes: int) -> None:
     if source.is_dir():
         total = 0
-        for path in source.rglob("*"):
-            mode = path.lstat().st_mode
-            rel = path.relative_to(source)
+        walk = TreeWalk(source, MAX_BUNDLE_DEPTH)
+        for entry in walk:  # no recursion, no symbolic link followed, names as the bundle has them
+            mode = entry.st.st_mode
+            rel = os.fsdecode(entry.rel)
             if stat.S_ISDIR(mode):
-                (staging / rel).mkdir(parents=True, exist_ok=True)
+                (staging / rel).mkdir(exist_ok=True)
             elif stat.S_ISREG(mode):
-                total += path.lstat().st_size
+                total += entry.st.st_size
                 if total > max_bytes:
                     raise JobRejected(RejectReason.BAD_BUNDLE, f"bundle larger than {max_bytes} bytes")
-                (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, staging / rel, follow_symlinks=False)
+                fd = os.open(entry.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=entry.dir_fd)
+                with os.fdopen(fd, "rb") as src, open(staging / rel, "xb") as dst:
+                    shutil.copyfileobj(src, dst)
             else:
-                raise JobRejected(RejectReason.BAD_BUNDLE, f"{rel}: only regular files and directories")
+                raise JobRejected(RejectReason.BAD_BUNDLE, f"{_shown(entry.rel)}: only regular files and "
+                                  "directories")
+        if walk.too_deep:
+            raise JobRejected(RejectReason.BAD_BUNDLE, f"directories nested deeper than {MAX_BUNDLE_DEPTH} levels")
     elif source.is_file():
         _extract(source, staging, max_bytes)
     else:
@@ -113,6 +133,9 @@ def _extract(archive: Path, staging: Path, max_bytes: int) -> None:
             members = tar.getmembers()
             if any(not (m.isreg() or m.isdir()) for m in members):
                 raise JobRejected(RejectReason.BAD_BUNDLE, "archive members must be files or directories")
+            if any(m.name.count("/") >= MAX_BUNDLE_DEPTH for m in members):
+                raise JobRejected(RejectReason.BAD_BUNDLE, f"directories nested deeper than {MAX_BUNDLE_DEPTH} "
+                                  "levels")
             if sum(m.size for m in members) > max_bytes:
                 raise JobRejected(RejectReason.BAD_BUNDLE, f"bundle larger than {max_bytes} bytes")
             tar.extractall(staging, filter="data")
@@ -172,10 +195,26 @@ def _check_files(staging: Path, manifest: Manifest) -> None:
             raise JobRejected(RejectReason.MISSING_FILE, rel)
         if _sha256(path) != digest:
             raise JobRejected(RejectReason.FILE_MISMATCH, f"{rel}: sha256 differs from the manifest")
-    for path in staging.rglob("*"):
-        rel = path.relative_to(staging).as_posix()
-        if path.is_file() and rel not in manifest.files and rel not in (MANIFEST, SIGNATURE):
-            raise JobRejected(RejectReason.UNLISTED_FILE, rel)
+    walk = TreeWalk(staging, MAX_BUNDLE_DEPTH)
+    for entry in walk:
+        rel = os.fsdecode(entry.rel)
+        if not stat.S_ISDIR(entry.st.st_mode) and rel not in manifest.files and rel not in (MANIFEST, SIGNATURE):
+            raise JobRejected(RejectReason.UNLISTED_FILE, _shown(entry.rel))
+    if walk.too_deep:
+        raise JobRejected(RejectReason.BAD_BUNDLE, f"directories nested deeper than {MAX_BUNDLE_DEPTH} levels")
+
+
+def _discard(path: Path) -> None:
+    """Delete a staging directory (any depth); a failure leaves it for the disk check, never raises."""
+    try:
+        remove_tree(path)
+    except OSError:
+        pass
+
+
+def _shown(rel: bytes) -> str:
+    """A bundle path for a message: bytes that are not UTF-8 as \\xNN escapes."""
+    return rel.decode("utf-8", errors="backslashreplace")[:300]
 
 
 def _sha256(path: Path) -> str:

@@ -7,6 +7,7 @@ platform job), a cancel by leaving ``<id>/cancel``. Each returns the process exi
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import sys
@@ -14,9 +15,10 @@ import time
 import uuid
 from pathlib import Path
 
-from qrad_agent.errors import EX_UNAVAILABLE
+from qrad_agent.errors import EX_CANTCREAT, EX_UNAVAILABLE
 from qrad_agent.jobs.config import JobsConfig
 from qrad_agent.jobs.store import JobStore
+from qrad_agent.jobs.tree import remove_tree
 
 
 def cmd_list(args, cfg: JobsConfig) -> int:
@@ -60,7 +62,8 @@ def cmd_submit(args, cfg: JobsConfig) -> int:
     """args.bundle: a bundle directory or archive; args.wait: seconds to wait for the end (0: no).
 
     Exit 0 spooled (or, with --wait, succeeded), 1 refused, failed or not finished in time, 2 no such
-    bundle or a job with its id exists, 69 the agent's jobs directory is missing (agent not running)."""
+    bundle or a job with its id exists, 69 the agent's jobs directory is missing (agent not running), 73 the
+    bundle could not be copied into the spool (the jobs' filesystem is full: blocks or inodes)."""
     store = JobStore(cfg.jobs_dir)
     source = Path(args.bundle)
     if not source.exists():
@@ -77,8 +80,16 @@ def cmd_submit(args, cfg: JobsConfig) -> int:
     spooled_at = time.time()
     name = f"{int(spooled_at)}-{uuid.uuid4().hex[:8]}-{source.name}"
     tmp = store.spool / f".{name}"
-    (shutil.copytree if source.is_dir() else shutil.copyfile)(source, tmp)
-    tmp.rename(store.spool / name)  # the runner only takes names without a leading dot: atomic hand-over
+    try:
+        (shutil.copytree if source.is_dir() else shutil.copyfile)(source, tmp)
+        tmp.rename(store.spool / name)  # the runner only takes names without a leading dot: atomic hand-over
+    except (OSError, shutil.Error, RecursionError) as exc:  # a full disk (blocks or inodes), a deep tree
+        try:
+            remove_tree(tmp)
+        except OSError:
+            pass
+        print(f"qrad-agent jobs: bundle not spooled into {store.spool}: {_why(exc)}", file=sys.stderr)
+        return EX_CANTCREAT
     print(f"spooled {source} as {name}", file=sys.stderr if getattr(args, "json", False) else sys.stdout)
     wait = float(getattr(args, "wait", 0) or 0)
     if not wait:
@@ -96,6 +107,14 @@ def cmd_submit(args, cfg: JobsConfig) -> int:
     state = record.status.value if record is not None else "not taken by the agent yet"
     print(f"qrad-agent jobs: not finished after {wait:g} s: {state}", file=sys.stderr)
     return 1
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on the jobs' filesystem (blocks or inodes); the agent keeps its reserve"
+    if isinstance(exc, RecursionError):
+        return "directories nested too deep"
+    return str(exc)[:300]
 
 
 def _rejected_since(store: JobStore, since: float):

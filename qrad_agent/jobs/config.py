@@ -59,6 +59,10 @@ class JobsConfig(_Section):
     checkpoint_grace_s: float = Field(30.0, gt=0, le=600)
     disk_reserve_mb: int = Field(1024, ge=0, description="free space kept for the agent (state, outbox) on the "
                                  "jobs' filesystem: no job starts below it; the job that wrote most is stopped")
+    inode_reserve: int = Field(20000, ge=0, description="free inodes kept for the agent on the jobs' filesystem: "
+                               "no job is accepted or started below it; the biggest writer is stopped")
+    max_output_inodes: int = Field(20000, ge=16, description="files and directories one job may make; over it the "
+                                   "job is stopped and its output deleted")
     poll_s: float = Field(0.2, gt=0, le=10, description="limit and status polling period")
     deadman_timeout_s: float = Field(
         10.0, ge=0.5, le=600, description="with a launcher service: the agent beats its dead-man every "

@@ -10,8 +10,9 @@ CAP_DAC_READ_SEARCH). `Launcher` is exactly those operations, by job id:
     spawn(job_id, cores, output_bytes, command, stdout_fd, stderr_fd)   the sandbox -> Popen-like
     terminate(job_id)             SIGTERM the job's own processes (not bwrap)       -> count
     kill(job_id)                  SIGKILL everything in the job's cgroup (thawing v1 frozen tasks)
-    reclaim(job_id)               work/ back to root, owner-writable, once the job is gone
-    work_bytes(job_id)            bytes in work/ (output limit)
+    reclaim(job_id)               work/ back to root, owner-writable, once the job is gone; directories
+                                  nested deeper than tree.MAX_DEPTH are deleted
+    work_usage(job_id)            allocated bytes and inodes of work/ (output limits)   -> TreeUsage
     floor_jobs(reason)            the dead-man: freeze every job, their quota to its minimum (never raises)
     lift_floor()                  thaw them again (the agent sets their quota itself)
 
@@ -58,6 +59,7 @@ from qrad_agent.jobs.config import JobsConfig
 from qrad_agent.jobs.model import JOB_ID_PATTERN
 from qrad_agent.jobs.sandbox import JobUser, SandboxError, build_launch, check_tools, ensure_job_user
 from qrad_agent.jobs.store import JobStore
+from qrad_agent.jobs.tree import MAX_DEPTH, TreeUsage, TreeWalk, remove_tree_at, usage
 
 log = structlog.get_logger(component="launcher")
 
@@ -191,23 +193,17 @@ class Launcher:
 
     def reclaim(self, job_id: str) -> None:
         """Give the finished job's work directory back to root (owner-writable) so the agent can read and
-        delete it. Files with several links are left alone (a job may link another job's file)."""
+        delete it. Files with several links are left alone (a job may link another job's file); directories
+        deeper than tree.MAX_DEPTH are deleted (the job was stopped for making them)."""
         try:
             work = self._work_dir(job_id)
         except LauncherError:
             return
         _chown_tree(work, 0, 0, strict=False)
 
-    def work_bytes(self, job_id: str) -> int:
-        """Bytes of the regular files under the job's work directory."""
-        total = 0
-        for _, _, files, dirfd in os.fwalk(self._work_dir(job_id), follow_symlinks=False):
-            for name in files:
-                try:
-                    total += os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_size
-                except OSError:
-                    pass
-        return total
+    def work_usage(self, job_id: str) -> TreeUsage:
+        """Allocated bytes (st_blocks) and inodes under the job's work directory, walked to tree.MAX_DEPTH."""
+        return usage(self._work_dir(job_id))
 
     def _cgroup(self, job_id: str) -> JobCgroup:
         return self.tree.job(self._valid_id(job_id))
@@ -237,20 +233,37 @@ def _chown_tree(root: Path, uid: int, gid: int, strict: bool) -> None:
     Directories become owner-rwx, so the new owner can always remove what is inside. ``strict`` (handing a
     bundle to the job user): a hard link, device node, FIFO or socket raises LauncherError, since a hard
     link could hand over a file from outside the job. Not strict (taking a finished job back): files with
-    several links are skipped (a job may link another job's file), anything else is taken."""
-    for _, _, files, dirfd in os.fwalk(root, follow_symlinks=False):
-        os.chown(dirfd, uid, gid)
-        os.chmod(dirfd, stat.S_IMODE(os.fstat(dirfd).st_mode) | stat.S_IRWXU)
-        for name in files:
-            st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
-            special = not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode))
-            if strict and special:
-                raise LauncherError(f"{root}: {name} is not a regular file or symbolic link")
-            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+    several links are skipped (a job may link another job's file), anything else is taken.
+
+    Walked without recursion to tree.MAX_DEPTH (tree.py): deeper directories make ``strict`` raise, and are
+    deleted otherwise (only a job makes them, and it is stopped for it)."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        os.fchown(fd, uid, gid)
+        os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) | stat.S_IRWXU)
+    finally:
+        os.close(fd)
+    walk = TreeWalk(root)
+    for entry in walk:
+        st, name, dirfd = entry.st, entry.name, entry.dir_fd
+        shown = entry.rel.decode(errors="backslashreplace")
+        if stat.S_ISDIR(st.st_mode):
+            if entry.depth >= MAX_DEPTH:
                 if strict:
-                    raise LauncherError(f"{root}: {name} has {st.st_nlink} links; hard links are refused")
+                    raise LauncherError(f"{root}: {shown}: directories nested deeper than {MAX_DEPTH} levels")
+                remove_tree_at(dirfd, name)
                 continue
             os.chown(name, uid, gid, dir_fd=dirfd, follow_symlinks=False)
+            os.chmod(name, stat.S_IMODE(st.st_mode) | stat.S_IRWXU, dir_fd=dirfd)
+            continue
+        special = not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode))
+        if strict and special:
+            raise LauncherError(f"{root}: {shown} is not a regular file or symbolic link")
+        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            if strict:
+                raise LauncherError(f"{root}: {shown} has {st.st_nlink} links; hard links are refused")
+            continue
+        os.chown(name, uid, gid, dir_fd=dirfd, follow_symlinks=False)
 
 
 def _sandboxed_pids(cgroup: JobCgroup) -> list[int]:
@@ -397,8 +410,9 @@ class LauncherServer:
         if op == "reclaim":
             launcher.reclaim(job_id)
             return {}
-        if op == "work_bytes":
-            return {"bytes": launcher.work_bytes(job_id)}
+        if op == "work_usage":
+            u = launcher.work_usage(job_id)
+            return {"bytes": u.allocated_bytes, "inodes": u.inodes, "too_deep": u.too_deep}
         raise LauncherError(f"unknown op {op!r}")
 
     def _spawn(self, conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
@@ -553,8 +567,9 @@ class RemoteLauncher:
     def reclaim(self, job_id: str) -> None:
         self._call({"op": "reclaim", "job_id": job_id})
 
-    def work_bytes(self, job_id: str) -> int:
-        return int(self._call({"op": "work_bytes", "job_id": job_id})["bytes"])
+    def work_usage(self, job_id: str) -> TreeUsage:
+        answer = self._call({"op": "work_usage", "job_id": job_id})
+        return TreeUsage(int(answer["bytes"]), int(answer["inodes"]), bool(answer["too_deep"]))
 
     def watch(self, timeout_s: float) -> socket.socket:
         """Arm the launcher's dead-man; returns the non-blocking connection to beat on (any datagram).

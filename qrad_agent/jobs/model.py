@@ -2,7 +2,9 @@
 
 A bundle is a directory (or a tar archive of one) holding ``manifest.json``, the files it lists with their
 SHA-256 and, when signed, ``manifest.sig``: the platform's Ed25519 signature over the exact bytes of
-``manifest.json``. The hashes make the signature cover every file.
+``manifest.json``. The hashes make the signature cover every file. A signed manifest also names the
+heaters it is for (``devices``), a ``nonce`` and an ``expires_at``: the heater runs it only if it is one of
+them, before the expiry, and only once (seen.py remembers the id and nonce until the expiry).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from qrad_agent.errors import AgentError
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """Job ids name directories and cgroups: no '/', no leading dot, no spaces."""
+NONCE_PATTERN = r"^[A-Za-z0-9_-]{16,128}$"
+"""A manifest's nonce: 16 to 128 URL-safe characters (e.g. 128 random bits as hex)."""
 CHECKPOINTED_EXIT = 75
 """EX_TEMPFAIL: a checkpointable job exits with it after saving its state on SIGTERM ("resume me")."""
 
@@ -36,6 +40,12 @@ class Manifest(BaseModel):
     priority: int = Field(0, ge=-100, le=100)
     checkpointable: bool = False
     grace_s: float = Field(10.0, gt=0, le=600, description="SIGTERM to SIGKILL when stopping the job")
+    devices: list[str] | None = Field(None, min_length=1, max_length=10000,
+                                      description="device ids allowed to run it (required when signed)")
+    nonce: str | None = Field(None, pattern=NONCE_PATTERN, description="unique per manifest (required when "
+                              "signed): a manifest whose nonce was seen is a replay")
+    expires_at: float | None = Field(None, description="unix time, s, after which it is refused (required when "
+                                     "signed; at most 30 days ahead)")
 
     @field_validator("files")
     @classmethod
@@ -81,6 +91,10 @@ class RejectReason(str, enum.Enum):
     UNLISTED_FILE = "unlisted_file"
     LIMITS_EXCEEDED = "limits_exceeded"
     DUPLICATE_ID = "duplicate_id"
+    NO_SPACE = "no_space"
+    WRONG_DEVICE = "wrong_device"
+    EXPIRED = "expired"
+    REPLAYED = "replayed"
 
 
 class JobRejected(AgentError):
@@ -93,12 +107,14 @@ class JobRejected(AgentError):
 
 
 class Usage(BaseModel):
-    """Resources a job used, read from its cgroup and its output files."""
+    """Resources a job used, read from its cgroup and its output files. ``output_bytes``: allocated bytes
+    (st_blocks x 512) of its logs and of the files and directories it made; ``output_inodes``: how many."""
 
     wall_s: float = 0.0
     cpu_s: float = 0.0
     memory_peak_bytes: int = 0
     output_bytes: int = 0
+    output_inodes: int = 0
     pids_limit_hits: int = 0
     oom_kills: int = 0
     frozen_s: float = 0.0

@@ -10,21 +10,21 @@ them). Stopping work for heat is in heat.py; it uses `freeze`, `thaw` and `check
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import errno
 import heapq
 import itertools
 import json
 import os
 import re
-import shutil
+import sqlite3
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 
-from qrad_agent.jobs import bundle
+from qrad_agent.jobs import bundle, results
 from qrad_agent.jobs.cgroups import JobCgroup, JobsCgroupTree
 from qrad_agent.jobs.config import JobsConfig
 from qrad_agent.jobs.launcher import (LAUNCHER_LOST, JobProcess, Launcher, LauncherError, LauncherUnavailable,
@@ -32,7 +32,9 @@ from qrad_agent.jobs.launcher import (LAUNCHER_LOST, JobProcess, Launcher, Launc
 from qrad_agent.jobs.model import (CHECKPOINTED_EXIT, JOB_ID_PATTERN, JobRecord, JobRejected, Manifest, RejectReason,
                                   Status)
 from qrad_agent.jobs.sandbox import SANDBOX_START_FAILED, JobUser
+from qrad_agent.jobs.seen import MAX_LIFETIME_S, SEEN_DB, SeenJobs
 from qrad_agent.jobs.store import JobStore
+from qrad_agent.jobs.tree import MAX_DEPTH, TreeUsage, file_usage, remove_tree
 
 log = structlog.get_logger(component="jobs")
 
@@ -41,6 +43,10 @@ LAUNCHER_RETRY_S = 5.0
 """With the launcher service unreachable, queued jobs wait this long before the next start attempt."""
 DISK_KILL_MIN_BYTES = 1 << 20
 """A job that wrote less than this is never stopped for the disk reserve (someone else filled it)."""
+TRASH_PREFIX = ".trash-"
+"""Job files being deleted, renamed aside in the jobs directory (no job id starts with a dot)."""
+DISK_KILL_MIN_INODES = 256
+"""Likewise for the inode reserve."""
 
 
 @dataclass
@@ -51,18 +57,23 @@ class _Active:
     cgroup: JobCgroup
     proc: JobProcess
     task: asyncio.Task | None = None
-    stop_reason: str | None = None  # cancel, walltime, output, checkpoint
+    stop_reason: str | None = None  # cancel, walltime, output, inodes, depth, disk, checkpoint
     kill_at: float | None = None
     active_s: float = 0.0
-    input_bytes: int = 0
-    output_bytes: int = 0  # at the last poll
+    input: TreeUsage = field(default_factory=TreeUsage)  # the bundle's files at start
+    output_bytes: int = 0  # allocated, at the last poll
+    output_inodes: int = 0
+    too_deep: bool = False
 
 
 class JobRunner:
     """Queue, slots, sandboxes and results of the heater's jobs."""
 
-    def __init__(self, cfg: JobsConfig, tree: JobsCgroupTree | None = None) -> None:
+    def __init__(self, cfg: JobsConfig, tree: JobsCgroupTree | None = None, device_id: str | None = None) -> None:
+        """``device_id``: this heater's id; a signed manifest must name it among its ``devices``."""
         self.cfg = cfg
+        self.device_id = device_id
+        self._seen: SeenJobs | None = None
         self.tree = tree or JobsCgroupTree(cfg.cgroup)
         self.store = JobStore(cfg.jobs_dir)
         self.launcher: Launcher | RemoteLauncher = (
@@ -80,6 +91,7 @@ class JobRunner:
         self.user: JobUser | None = None
         self._held_for_disk = False
         self._launcher_retry_at = 0.0  # time.monotonic() before which no start is tried
+        self._removals: set[asyncio.Task] = set()  # deletions of job files in worker threads
 
     # -- setup and shutdown --
 
@@ -94,6 +106,8 @@ class JobRunner:
             self._destroy_cgroup_now(job_id)
         for record in self.store.load_all():
             self._restore(record)
+        for trash in self.store.root.glob(f"{TRASH_PREFIX}*"):
+            _remove_quietly(trash)
 
     def _privileged(self, op: str, job_id: str) -> object:
         """A launcher operation that must not break the caller (cleanup, stop): failures are logged."""
@@ -139,11 +153,17 @@ class JobRunner:
         finally:
             await self.shutdown()
 
+    async def deletions_done(self) -> None:
+        """Wait until the job files being deleted in worker threads are gone (their space is free again)."""
+        while self._removals:
+            await asyncio.gather(*list(self._removals), return_exceptions=True)
+
     async def shutdown(self) -> None:
-        """Kill every running job (checkpointable ones get their grace first when the tree is thawed)."""
-        if not self.active:
-            return
-        await self.checkpoint_all(self.cfg.checkpoint_grace_s if not self.frozen else 0.0)
+        """Kill every running job (checkpointable ones get their grace first when the tree is thawed), then
+        let the deletions in progress finish."""
+        if self.active:
+            await self.checkpoint_all(self.cfg.checkpoint_grace_s if not self.frozen else 0.0)
+        await self.deletions_done()
 
     # -- submission, queries, acknowledgement --
 
@@ -160,11 +180,55 @@ class JobRunner:
                                   f"bundle is job {manifest.id}, the command named {expected_id}")
             if manifest.id in self.records or self.store.job_dir(manifest.id).exists():
                 raise JobRejected(RejectReason.DUPLICATE_ID, f"job {manifest.id} exists")
+            self._check_replay(manifest)
             return self._accept(staged)
         except JobRejected as exc:
             if staged is not None:
                 staged.discard()
             return self._reject(source, exc, expected_id)
+        except OSError as exc:  # the jobs' filesystem is full (blocks or inodes), or not writable
+            if staged is not None:
+                staged.discard()
+            return self._reject(source, JobRejected(RejectReason.NO_SPACE, _os_detail(exc)), expected_id)
+
+    @property
+    def seen(self) -> SeenJobs:
+        """The persistent record of accepted job ids and nonces (opened on first use)."""
+        if self._seen is None:
+            self._seen = SeenJobs(self.store.root / SEEN_DB)
+        return self._seen
+
+    def _check_replay(self, manifest: Manifest) -> None:
+        """Device, expiry and once-only checks of a manifest that names them (every signed one does); then
+        its id and nonce are remembered until its expiry. Raises JobRejected."""
+        if manifest.nonce is None or manifest.expires_at is None or manifest.devices is None:
+            return  # unsigned, without replay fields: a lab or a technician's local job
+        now = time.time()
+        if self.device_id is None or self.device_id not in manifest.devices:
+            raise JobRejected(RejectReason.WRONG_DEVICE, f"manifest is for {', '.join(manifest.devices[:5])}"
+                              f"{' ...' if len(manifest.devices) > 5 else ''}, this heater is {self.device_id}")
+        if manifest.expires_at < now:
+            raise JobRejected(RejectReason.EXPIRED, f"manifest expired {now - manifest.expires_at:.0f} s ago")
+        if manifest.expires_at - now > MAX_LIFETIME_S:
+            raise JobRejected(RejectReason.MALFORMED_MANIFEST, f"expires_at more than {MAX_LIFETIME_S:.0f} s ahead")
+        try:
+            held = self.seen.claim([f"job:{manifest.id}", f"bundle-nonce:{manifest.nonce}"], manifest.expires_at,
+                                   now)
+        except sqlite3.Error as exc:
+            raise JobRejected(RejectReason.NO_SPACE, f"replay record not written: {exc}") from exc
+        if held is not None:
+            raise JobRejected(RejectReason.REPLAYED, f"{held.split(':')[0]} already run on this heater "
+                              "(remembered until the manifest expires)")
+
+    def command_seen(self, job_id: str, nonce: str, not_after: float) -> str | None:
+        """For a ``submit_job`` command: remember its manifest's nonce until ``not_after``; returns why it is
+        a replay (the job id or that nonce was seen) or None. Raises sqlite3.Error on a full disk."""
+        now = time.time()
+        if self.seen.held(f"job:{job_id}", now):
+            return f"job {job_id} already run on this heater"
+        if self.seen.claim([f"command-nonce:{nonce}"], min(not_after, now + MAX_LIFETIME_S), now) is not None:
+            return "manifest nonce already seen"
+        return None
 
     def reject(self, job_id: str, reason: RejectReason, detail: str) -> JobRecord:
         """Record a job refused before its bundle could be staged (e.g. its download failed)."""
@@ -174,9 +238,13 @@ class JobRunner:
         assert self.user is not None, "setup() first"
         manifest = staged.manifest
         job_dir = self.store.make_job_dir(manifest.id)
-        staged.path.rename(job_dir / "work")
-        (job_dir / "manifest.json").write_text(manifest.model_dump_json())
-        (job_dir / "work" / "manifest.json").unlink(missing_ok=True)
+        try:
+            staged.path.rename(job_dir / "work")
+            (job_dir / "manifest.json").write_text(manifest.model_dump_json())
+            (job_dir / "work" / "manifest.json").unlink(missing_ok=True)
+        except OSError:  # a full filesystem: nothing of the job may stay without its record
+            self.store.remove(manifest.id)
+            raise
         try:
             self.launcher.prepare(manifest.id)
         except LauncherUnavailable as exc:  # not the bundle's fault: handed over at start instead
@@ -200,7 +268,10 @@ class JobRunner:
             job_id = f"rejected-{uuid.uuid4().hex[:12]}"
         record = JobRecord(id=job_id, status=Status.REJECTED, reason=exc.reason.value, detail=exc.detail,
                            submitted_at=time.time(), ended_at=time.time())
-        self.store.make_job_dir(job_id)
+        try:
+            self.store.make_job_dir(job_id)
+        except OSError as mk:  # no room even for the record: it is kept in memory and reported
+            log.error("rejected job's record not written", job=job_id, error=str(mk))
         self.store.save(record)
         self.records[job_id] = record
         log.warning("job rejected", job=job_id, reason=exc.reason.value, detail=exc.detail)
@@ -223,7 +294,7 @@ class JobRunner:
         record = self.records.get(job_id)
         if record is None or not record.status.terminal:
             return False
-        self.store.remove(job_id)
+        self._discard(self.store.job_dir(job_id))
         del self.records[job_id]
         self.manifests.pop(job_id, None)
         return True
@@ -235,31 +306,20 @@ class JobRunner:
             record.reported = status
             self.store.save(record)
 
-    def result_summary(self, job_id: str, max_files: int = 64) -> dict:
-        """A finished job's result for the platform: its end reason, stdout tail (4 KiB) and the files it
-        wrote (path -> bytes and SHA-256, at most ``max_files``). Reads files: call it off the event loop."""
+    def result_summary(self, job_id: str) -> dict:
+        """A finished job's result for the platform (results.py: end reason, stdout tail, the files it wrote,
+        bounded to results.MAX_RESULT_BYTES of JSON). Reads files: call it off the event loop. Never raises:
+        a result that cannot be read becomes a failed one with reason ``result_unreadable``."""
         record = self.records.get(job_id)
         if record is None or not record.status.terminal:
             return {}
-        manifest = self.manifests.get(job_id) or self._load_manifest(job_id)
-        inputs = set(manifest.files) if manifest is not None else set()
-        outputs: dict[str, dict] = {}
-        work = self.store.work_dir(job_id)
-        for path in sorted(p for p in work.rglob("*") if p.is_file() and not p.is_symlink()):
-            rel = path.relative_to(work).as_posix()
-            if rel in inputs or len(outputs) >= max_files:
-                continue
-            digest = hashlib.sha256()
-            try:
-                with path.open("rb") as f:
-                    for block in iter(lambda: f.read(1 << 20), b""):
-                        digest.update(block)
-                outputs[rel] = {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
-            except OSError:
-                continue
-        return {"status": record.status.value, "reason": record.reason, "detail": record.detail,
-                "stdout_tail": self.store.tail(job_id, "stdout", 4096), "outputs": outputs,
-                "usage": record.usage.model_dump()}
+        try:
+            manifest = self.manifests.get(job_id) or self._load_manifest(job_id)
+            inputs = set(manifest.files) if manifest is not None else set()
+            return results.summary(record, self.store, inputs)
+        except Exception as exc:  # noqa: BLE001 - hostile output must never stop the agent
+            log.error("job result unreadable", job=job_id, error=f"{type(exc).__name__}: {exc}")
+            return results.unreadable(record, exc)
 
     def _expire_results(self) -> None:
         now = time.time()
@@ -284,13 +344,13 @@ class JobRunner:
         return sum(a.manifest.cores for a in self.active.values())
 
     def status(self) -> dict:
-        """Plain-JSON status of the runner."""
+        """Plain-JSON status of the runner; ``below_reserve``: why no job starts for lack of disk or inodes."""
         by_status: dict[str, int] = {}
         for r in self.records.values():
             by_status[r.status.value] = by_status.get(r.status.value, 0) + 1
         return {"slots": self.cfg.total_slots, "used_slots": self.used_slots(), "hold": self.hold,
                 "frozen": self.frozen, "queued": len(self._queue), "jobs": by_status,
-                "launcher": self.launcher_state()}
+                "launcher": self.launcher_state(), "below_reserve": self._disk_low_reason()}
 
     def launcher_state(self) -> str:
         """"in process", "reachable", or why the launcher service cannot be reached."""
@@ -306,14 +366,31 @@ class JobRunner:
         st = os.statvfs(self.store.root)
         return st.f_bavail * st.f_frsize
 
+    def disk_free_inodes(self) -> int | None:
+        """Free inodes for unprivileged writers (statvfs f_favail); None on filesystems without a count."""
+        st = os.statvfs(self.store.root)
+        return st.f_favail if st.f_files else None
+
+    def _disk_low_reason(self) -> str | None:
+        """Why the jobs' filesystem is below the agent's reserve (blocks or inodes), or None."""
+        try:
+            free_b, free_i = self.disk_free_bytes(), self.disk_free_inodes()
+        except OSError as exc:
+            return f"jobs directory unusable: {_os_detail(exc)}"
+        if free_b < self.cfg.disk_reserve_mb << 20:
+            return f"free disk {free_b >> 20} MiB below the reserve of {self.cfg.disk_reserve_mb} MiB"
+        if free_i is not None and free_i < self.cfg.inode_reserve:
+            return f"free inodes {free_i} below the reserve of {self.cfg.inode_reserve}"
+        return None
+
     def _disk_low(self) -> bool:
-        return self.disk_free_bytes() < self.cfg.disk_reserve_mb << 20
+        return self._disk_low_reason() is not None
 
     def _start_ready(self) -> None:
         if self._queue and not self.hold and not self.frozen and self._disk_low():
             if not self._held_for_disk:
-                log.warning("jobs held: free disk below the reserve", free_mb=self.disk_free_bytes() >> 20,
-                            reserve_mb=self.cfg.disk_reserve_mb)
+                log.warning("jobs held: the jobs' filesystem is below the agent's reserve",
+                            why=self._disk_low_reason())
                 self._held_for_disk = True
             return
         self._held_for_disk = False
@@ -338,7 +415,7 @@ class JobRunner:
         try:
             cgroup = self.tree.create(record.id, manifest.cores, manifest.memory_mb << 20, manifest.pids)
             self.launcher.prepare(record.id)  # again after a checkpoint: the work came back to root
-            input_bytes = self.launcher.work_bytes(record.id)
+            input_usage = self.launcher.work_usage(record.id)
             with open(job_dir / "stdout", "ab") as out, open(job_dir / "stderr", "ab") as err:
                 proc = self.launcher.spawn(record.id, manifest.cores, manifest.output_mb << 20, manifest.command,
                                            out.fileno(), err.fileno())
@@ -358,7 +435,7 @@ class JobRunner:
             self._privileged("reclaim", record.id)
             self._finish(record, Status.FAILED, reason="sandbox_start", detail=str(exc))
             return
-        active = _Active(manifest, cgroup, proc, input_bytes=input_bytes)
+        active = _Active(manifest, cgroup, proc, input=input_usage)
         self.active[record.id] = active
         record.status, record.started_at = Status.RUNNING, record.started_at or time.time()
         self.store.save(record)
@@ -394,18 +471,40 @@ class JobRunner:
         if active.stop_reason is None and active.active_s > active.manifest.walltime_s:
             self._stop(record.id, "walltime", 0.0)
             return
-        active.output_bytes = await asyncio.to_thread(self._output_bytes, record.id, active)
+        await asyncio.to_thread(self._measure_output, record.id, active)
         if active.stop_reason is None and active.output_bytes >= active.manifest.output_mb << 20:
             self._stop(record.id, "output", 0.0)
-        elif (active.stop_reason is None and active.output_bytes >= DISK_KILL_MIN_BYTES and self._disk_low()
-              and active is max(self.active.values(), key=lambda a: a.output_bytes)):  # the biggest writer goes
+        elif active.stop_reason is None and active.output_inodes >= self.cfg.max_output_inodes:
+            self._stop(record.id, "inodes", 0.0)
+        elif active.stop_reason is None and active.too_deep:
+            self._stop(record.id, "depth", 0.0)
+        elif active.stop_reason is None and self._biggest_writer_over_reserve(active):
             self._stop(record.id, "disk", 0.0)
 
-    def _output_bytes(self, job_id: str, active: _Active) -> int:
+    def _biggest_writer_over_reserve(self, active: _Active) -> bool:
+        """With the jobs' filesystem below the reserve, whether ``active`` is the job to stop: the one that
+        wrote most bytes (blocks low) or made most inodes (inodes low), if it made a real share of it."""
+        low = self._disk_low_reason()
+        if low is None:
+            return False
+        if "inodes" in low:
+            return (active.output_inodes >= DISK_KILL_MIN_INODES
+                    and active is max(self.active.values(), key=lambda a: a.output_inodes))
+        return (active.output_bytes >= DISK_KILL_MIN_BYTES
+                and active is max(self.active.values(), key=lambda a: a.output_bytes))
+
+    def _measure_output(self, job_id: str, active: _Active) -> None:
+        """The job's output so far, as its filesystem counts it: allocated blocks of its logs and of what
+        its work directory gained since the start (files, directories, preallocated space), and inodes."""
         job_dir = self.store.job_dir(job_id)
-        logs = sum((job_dir / n).stat().st_size for n in ("stdout", "stderr") if (job_dir / n).exists())
-        work = self._privileged("work_bytes", job_id)
-        return logs + max(0, (work if isinstance(work, int) else 0) - active.input_bytes)
+        logs = sum(file_usage(job_dir / n) for n in ("stdout", "stderr"))
+        work = self._privileged("work_usage", job_id)
+        if isinstance(work, TreeUsage):
+            active.output_bytes = logs + max(0, work.allocated_bytes - active.input.allocated_bytes)
+            active.output_inodes = max(0, work.inodes - active.input.inodes)
+            active.too_deep = active.too_deep or work.too_deep
+        else:
+            active.output_bytes = max(active.output_bytes, logs)
 
     def _stop(self, job_id: str, reason: str, grace_s: float | None) -> None:
         """SIGTERM the job's own processes (not bwrap's), SIGKILL everything after ``grace_s``."""
@@ -429,7 +528,12 @@ class JobRunner:
         record.usage.memory_peak_bytes = cg.memory_peak()
         record.usage.oom_kills = cg.oom_kills()
         record.usage.pids_limit_hits = cg.pids_limit_hits()
-        record.usage.output_bytes = self._output_bytes(record.id, active)
+        try:
+            await asyncio.to_thread(self._measure_output, record.id, active)
+        except Exception as exc:  # noqa: BLE001 - the last poll's figures stand
+            log.error("job output not measured", job=record.id, error=f"{type(exc).__name__}: {exc}")
+        record.usage.output_bytes = active.output_bytes
+        record.usage.output_inodes = active.output_inodes
         deadline = asyncio.get_running_loop().time() + CGROUP_REMOVE_TIMEOUT_S
         while True:
             self._privileged("kill", record.id)
@@ -439,7 +543,7 @@ class JobRunner:
                 log.error("job cgroup not removed", job=record.id, pids=cg.pids())
                 break
             await asyncio.sleep(0.05)
-        self._privileged("reclaim", record.id)
+        await asyncio.to_thread(self._privileged, "reclaim", record.id)  # a deep tree takes seconds to cut
         self.active.pop(record.id, None)
         self._wake.set()
 
@@ -452,10 +556,18 @@ class JobRunner:
         elif stop == "walltime":
             self._finish(record, Status.KILLED_WALLTIME, detail=f"over {active.manifest.walltime_s} s")
         elif stop == "disk":  # its partial output goes too, or the reserve stays eaten
-            shutil.rmtree(self.store.work_dir(record.id), ignore_errors=True)
+            self._remove_work(record.id)
             self._finish(record, Status.KILLED_OUTPUT, reason="disk_reserve",
-                         detail=f"free disk fell below the reserve of {self.cfg.disk_reserve_mb} MiB; "
-                                f"its {record.usage.output_bytes >> 20} MiB of output deleted")
+                         detail=f"the jobs' filesystem fell below the agent's reserve ({self.cfg.disk_reserve_mb} "
+                                f"MiB, {self.cfg.inode_reserve} inodes); its {record.usage.output_bytes >> 20} MiB, "
+                                f"{record.usage.output_inodes} inodes of output deleted")
+        elif stop == "inodes" or active.output_inodes >= self.cfg.max_output_inodes:
+            self._remove_work(record.id)
+            self._finish(record, Status.KILLED_OUTPUT, reason="output_inodes",
+                         detail=f"over {self.cfg.max_output_inodes} files and directories; output deleted")
+        elif stop == "depth" or active.too_deep:
+            self._finish(record, Status.KILLED_OUTPUT, reason="output_depth",
+                         detail=f"directories nested deeper than {MAX_DEPTH} levels (the deeper ones deleted)")
         elif stop == "output" or record.usage.output_bytes >= active.manifest.output_mb << 20:
             self._finish(record, Status.KILLED_OUTPUT, detail=f"over {active.manifest.output_mb} MiB")
         elif record.usage.oom_kills > 0:
@@ -480,6 +592,30 @@ class JobRunner:
                          detail=self.store.tail(record.id, "stderr", 500))
         else:
             self._finish(record, Status.FAILED, reason="exit_code" if rc and rc > 0 else "signal")
+
+    def _remove_work(self, job_id: str) -> None:
+        self._discard(self.store.work_dir(job_id))
+
+    def _discard(self, path: Path) -> None:
+        """Delete a job's files without blocking the event loop: renamed aside at once (a new job may take
+        the id), deleted in a worker thread (tens of thousands of files take seconds); a ``.trash-*``
+        directory left by a crash is deleted at the next setup."""
+        trash = self.store.root / f"{TRASH_PREFIX}{uuid.uuid4().hex}"
+        try:
+            os.rename(path, trash)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.error("job files not deleted", path=str(path), error=str(exc))
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (setup, the CLI): delete here
+            _remove_quietly(trash)
+            return
+        task = loop.create_task(asyncio.to_thread(_remove_quietly, trash), name=f"discard:{trash.name}")
+        self._removals.add(task)
+        task.add_done_callback(self._removals.discard)
 
     def _finish(self, record: JobRecord, status: Status, reason: str | None = None,
                 detail: str | None = None) -> None:
@@ -530,13 +666,30 @@ class JobRunner:
             try:
                 self.submit(path)
             finally:
-                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                try:
+                    remove_tree(path)
+                except OSError as exc:
+                    log.error("spooled bundle not deleted", path=str(path), error=str(exc))
 
     def _take_cancels(self) -> None:
         for job_id, record in list(self.records.items()):
             if not record.status.terminal and self.store.cancel_requested(job_id):
                 (self.store.job_dir(job_id) / "cancel").unlink(missing_ok=True)
                 self.cancel(job_id)
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        remove_tree(path)
+    except OSError as exc:
+        log.error("job files not deleted", path=str(path), error=str(exc))
+
+
+def _os_detail(exc: OSError) -> str:
+    """A refusal's detail for a filesystem error: ENOSPC/EDQUOT named plainly (blocks or inodes)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the jobs' filesystem (blocks or inodes): {exc.strerror}"
+    return f"{exc.strerror or exc}"
 
 
 def _guess_id(source: Path) -> str | None:

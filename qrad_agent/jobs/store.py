@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
+import structlog
+
 from qrad_agent.jobs.model import JobRecord
+from qrad_agent.jobs.tree import remove_tree
+
+log = structlog.get_logger(component="jobs")
 
 
 class JobStore:
@@ -46,11 +50,22 @@ class JobStore:
         d.mkdir(mode=0o700)
         return d
 
-    def save(self, record: JobRecord) -> None:
+    def save(self, record: JobRecord) -> bool:
+        """Write the record atomically. Fails soft: on a full filesystem (blocks or inodes) the error is
+        logged, the old file stays and False is returned; the runner keeps the record in memory."""
         d = self.job_dir(record.id)
         tmp = d / "status.json.tmp"
-        tmp.write_text(record.model_dump_json(indent=1))
-        os.replace(tmp, d / "status.json")
+        try:
+            tmp.write_text(record.model_dump_json(indent=1))
+            os.replace(tmp, d / "status.json")
+        except OSError as exc:
+            log.error("job status not written", job=record.id, error=str(exc))
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            return False
+        return True
 
     def load(self, job_id: str) -> JobRecord | None:
         try:
@@ -61,11 +76,16 @@ class JobStore:
     def load_all(self) -> list[JobRecord]:
         if not self.root.is_dir():
             return []
-        found = (self.load(p.name) for p in sorted(self.root.iterdir()) if p.is_dir() and p != self.spool)
+        found = (self.load(p.name) for p in sorted(self.root.iterdir())
+                 if p.is_dir() and p != self.spool and not p.name.startswith("."))
         return [r for r in found if r is not None]
 
     def remove(self, job_id: str) -> None:
-        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        """Delete the job's directory, however deep its tree (tree.remove_tree); failures are logged."""
+        try:
+            remove_tree(self.job_dir(job_id))
+        except OSError as exc:
+            log.error("job directory not deleted", job=job_id, error=str(exc))
 
     def request_cancel(self, job_id: str) -> bool:
         d = self.job_dir(job_id)

@@ -36,8 +36,8 @@ from pydantic import BaseModel
 
 from qrad_agent.sync.commands import CommandHandler, CommandResponse, Reason
 from qrad_agent.sync.config import SyncConfig
-from qrad_agent.sync.contract import OFFLINE, ONLINE, Kind, StateMessage, Topics, envelope_bytes
-from qrad_agent.sync.outbox import Outbox, Stored
+from qrad_agent.sync.contract import OFFLINE, ONLINE, EventMessage, Kind, StateMessage, Topics, envelope_bytes
+from qrad_agent.sync.outbox import MAX_LINK_LOSSES, Outbox, OutboxRow, Stored
 
 log = structlog.get_logger(component="sync")
 
@@ -82,13 +82,15 @@ class SyncClient:
         self._deleting = False
         self._cursor = 0
         self._window = cfg.max_inflight
+        self._max_packet = cfg.max_message_bytes  # lowered by the broker's CONNACK Maximum Packet Size
+        self._losses_noted = True  # counts may persist from an earlier run: the first PUBACK clears them
         self._state: bytes | None = None
         self._cmd_queue: asyncio.Queue[tuple[bytes, str | None, bytes | None]] = asyncio.Queue(
             cfg.command_queue_size)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.connected = False
-        self.stats = {"connects": 0, "disconnects": 0, "published": 0, "acked": 0, "refused_acks": 0,
-                      "commands": 0, "commands_dropped": 0, "last_error": ""}
+        self.stats: dict[str, Any] = {"connects": 0, "disconnects": 0, "published": 0, "acked": 0, "refused_acks": 0,
+                      "dead_lettered": 0, "commands": 0, "commands_dropped": 0, "last_error": ""}
 
     # ---- producer side -------------------------------------------------------------------------------
 
@@ -179,6 +181,8 @@ class SyncClient:
         self.stats["connects"] += 1
         broker_max = getattr(props, "ReceiveMaximum", None) if props is not None else None
         self._window = min(self.cfg.max_inflight, broker_max or self.cfg.max_inflight)
+        broker_packet = getattr(props, "MaximumPacketSize", None) if props is not None else None
+        self._max_packet = min(self.cfg.max_message_bytes, broker_packet or self.cfg.max_message_bytes)
         client.subscribe(self.topics.commands, qos=1)
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
         if self._state is not None:
@@ -200,6 +204,10 @@ class SyncClient:
                 if not rows or client is not self._client or not self.connected:
                     break
                 for row in rows:
+                    size = publish_size(row)
+                    if size > self._max_packet:
+                        await self._dead_letter(row.id, f"too_large: {size} bytes, the limit is {self._max_packet}")
+                        continue
                     props = None
                     if row.correlation is not None:
                         props = Properties(PacketTypes.PUBLISH)
@@ -305,6 +313,8 @@ class SyncClient:
             (log.info if reason.value == 0 else log.warning)(
                 "broker connection ended", reason=str(reason), inflight=len(self._inflight))
         self.connected = False
+        if self._inflight:  # the oldest unacknowledged row may be what the broker closes the link on
+            self._spawn(self._link_lost_with(min(self._inflight.values())))
         self._inflight.clear()  # no PUBACK came for these: they stay in the outbox and are replayed
         self._lost.set()
         if self._connack is not None and not self._connack.done():
@@ -318,9 +328,14 @@ class SyncClient:
         if row_id is None:
             return  # birth, state: not outbox rows
         if reason.is_failure:
-            # the broker refused it (e.g. not authorised): retrying cannot help; keep the outbox moving
+            # the broker refused it (e.g. not authorised, too large): retrying cannot help; kept aside
             self.stats["refused_acks"] += 1
-            log.error("broker refused a publish", reason=str(reason), row=row_id)
+            self._spawn(self._dead_letter(row_id, f"refused: {reason}"))
+            self._wake.set()
+            return
+        if self._losses_noted:
+            self._losses_noted = False
+            self._spawn(asyncio.to_thread(self.outbox.clear_link_losses))
         self.stats["acked"] += 1
         self._acked.add(row_id)
         if not self._deleting:
@@ -342,6 +357,28 @@ class SyncClient:
             busy = CommandResponse(command_id=_peek_id(msg.payload), command=None, ok=False,
                                    reason=Reason.BUSY, detail="command queue full")
             self._spawn(self._respond(busy, response_topic, correlation))
+
+    async def _link_lost_with(self, row_id: int) -> None:
+        losses = await asyncio.to_thread(self.outbox.note_link_lost, row_id)
+        self._losses_noted = True
+        if losses < MAX_LINK_LOSSES:
+            return
+        rows = await asyncio.to_thread(self.outbox.pending, row_id - 1, 1)
+        if rows and rows[0].id == row_id and rows[0].kind is not Kind.ALARM:  # an alarm is never set aside
+            await self._dead_letter(row_id, f"link_lost: the broker closed the link {losses} times with it in flight")
+
+    async def _dead_letter(self, row_id: int, reason: str) -> None:
+        """Move a row the broker cannot take to the dead letters, say so in an event, and go on."""
+        row: OutboxRow | None = await asyncio.to_thread(self.outbox.dead_letter, row_id, reason)
+        if row is None:
+            return
+        self.stats["dead_lettered"] += 1
+        log.error("outbox message set aside", seq=row.seq, kind=row.kind.name.lower(), bytes=len(row.payload),
+                  reason=reason)
+        event = EventMessage(name="outbox_dead_letter",
+                             detail={"seq": row.seq, "kind": row.kind.name.lower(), "bytes": len(row.payload),
+                                     "reason": reason[:200]})
+        await self.enqueue(Kind.EVENT, event)
 
     async def _delete_acked(self) -> None:
         try:
@@ -379,6 +416,12 @@ class SyncClient:
 
 def _build(device_id: str, ts: float, kind: Kind, body: dict[str, Any], seq: int) -> bytes:
     return envelope_bytes(device_id, seq, ts, kind, body)
+
+
+def publish_size(row: OutboxRow) -> int:
+    """An upper bound of the PUBLISH packet's size for a row, bytes: payload, topic, packet id and
+    properties (correlation data), fixed header (MQTT 5, 3.3)."""
+    return len(row.payload) + len(row.topic.encode()) + len(row.correlation or b"") + 32
 
 
 def _peek_id(payload: bytes) -> str | None:

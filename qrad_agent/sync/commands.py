@@ -86,11 +86,17 @@ class SetSchedule(_Command):
 
 
 class JobManifest(BaseModel):
-    """What the platform signs: the job, its image digest and its limits."""
+    """What the platform signs: the job, the heater it is for, a nonce, its image digest and its limits.
+
+    ``device_id`` and ``nonce`` bind the signature to one heater and one submission: the heater refuses a
+    manifest for another device, and one whose job id or nonce it has seen (the manifest re-sent inside a
+    new command, or after ``ack_job``), until ``not_after`` (jobs/seen.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     job_id: str = Field(pattern=COMMAND_ID)
+    device_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="the heater it is for")
+    nonce: str = Field(pattern=r"^[A-Za-z0-9_-]{16,128}$", description="unique per manifest")
     image_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     argv: list[Annotated[str, Field(max_length=4096)]] = Field(min_length=1, max_length=256)
     cpus: float = Field(gt=0, le=1024)

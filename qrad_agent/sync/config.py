@@ -36,6 +36,10 @@ class SyncConfig(BaseModel):
     topic_prefix: str = Field("qrad/v1", pattern=TOPIC_PREFIX_PATTERN)
     outbox_path: Path = Path("/var/lib/qrad-agent/sync-outbox.db")
     outbox_max_messages: int = Field(100_000, ge=10)
+    max_message_bytes: int = Field(
+        128 * 1024, ge=4096, description="largest PUBLISH sent, bytes (lowered to the broker's CONNACK Maximum "
+                                         "Packet Size); a larger outbox row is set aside as a dead letter. The "
+                                         "platform broker allows 256 KiB (deploy/mosquitto/mosquitto.conf)")
     outbox_durability: Literal["full", "normal"] = Field(
         "full", description="full: fsync every commit (survives a power cut); normal: survives a crash")
     platform_public_key: Path | None = Field(

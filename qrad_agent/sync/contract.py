@@ -174,6 +174,9 @@ def schemas() -> dict[str, dict[str, Any]]:
                               "event": EventMessage, "alarm": AlarmMessage, "job_status": JobStatusMessage}
     out = {name: model.model_json_schema() for name, model in models.items()}
     out.update({name: schema for name, schema in COMMAND_SCHEMA_MODELS().items()})
+    from qrad_agent.jobs.model import Manifest  # the bundle's own signed manifest.json (jobs/model.py)
+
+    out["bundle_manifest"] = Manifest.model_json_schema()
     for name, schema in out.items():
         schema["$id"] = f"https://qrad.example/schema/v{CONTRACT_VERSION}/{name}.json"
     return out

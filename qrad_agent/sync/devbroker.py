@@ -142,6 +142,7 @@ persistence_location {directory / 'data'}/
 autosave_interval 3600
 max_queued_messages 1000000
 max_inflight_messages 100
+message_size_limit 262144
 log_dest file {directory / 'mosquitto.log'}
 log_type error
 log_type warning

@@ -11,6 +11,12 @@ Drop policy when ``max_messages`` rows are stored (documented in docs/sync.md):
 - alarms and job results (class 2) are never dropped: with nothing droppable left they are stored above the
   bound (they are rare, and losing one is worse than a larger file).
 
+Dead letters: a row the broker cannot take (larger than its packet limit, refused in its PUBACK, or the
+link lost `MAX_LINK_LOSSES` times in a row with it the oldest in flight) would block every row behind it
+if it were resent forever. `dead_letter` moves it, with the reason, to the ``dead_letter`` table of the
+same file: it stays on disk for a technician (``qrad-agent`` status shows the count), the client sends an
+``outbox_dead_letter`` event, and the rows behind it go on. Alarms are never moved for link losses.
+
 Methods are synchronous and thread-safe (one connection behind a lock); the client calls them through
 ``asyncio.to_thread`` so the event loop never waits on an fsync.
 """
@@ -41,7 +47,22 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_class ON outbox (drop_class, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letter (
+    id INTEGER PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    retain INTEGER NOT NULL DEFAULT 0,
+    correlation BLOB,
+    created REAL NOT NULL,
+    reason TEXT NOT NULL,
+    moved REAL NOT NULL
+);
 """
+MAX_LINK_LOSSES = 5
+"""Connections lost in a row while one row was the oldest unacknowledged publish before it is taken as the
+cause (a broker that closes the link on it) and moved to the dead letters."""
 
 
 class OutboxError(AgentError):
@@ -87,11 +108,15 @@ class Outbox:
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute("PRAGMA cache_size=-256")  # 256 KiB page cache: a fleet host runs many
             self._db.executescript(SCHEMA)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(outbox)")}
+            if "link_losses" not in columns:  # an outbox written by an older agent
+                self._db.execute("ALTER TABLE outbox ADD COLUMN link_losses INTEGER NOT NULL DEFAULT 0")
             self._count = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         except sqlite3.Error as exc:
             raise OutboxError(f"outbox {path}: {exc}") from exc
         self.dropped = 0
         self.evicted = 0
+        self.dead_lettered = 0
 
     def put(self, kind: Kind, topic: str, payload: Callable[[int], bytes], *, retain: bool = False,
             correlation: bytes | None = None) -> Stored:
@@ -138,6 +163,41 @@ class Outbox:
             self._count -= removed
             return removed
 
+    def dead_letter(self, row_id: int, reason: str) -> OutboxRow | None:
+        """Move a row to the dead letters with ``reason``; returns it (None when it is gone already)."""
+        with self._lock, self._transaction():
+            row = self._db.execute("SELECT id, seq, kind, topic, payload, retain, correlation, created FROM outbox"
+                                   " WHERE id = ?", (row_id,)).fetchone()
+            if row is None:
+                return None
+            self._db.execute("INSERT OR REPLACE INTO dead_letter (id, seq, kind, topic, payload, retain, correlation,"
+                             " created, reason, moved) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             (*row, reason, time.time()))
+            self._db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
+            self._count -= 1
+            self.dead_lettered += 1
+        return OutboxRow(row[0], row[1], Kind(row[2]), row[3], bytes(row[4]), bool(row[5]), row[6])
+
+    def note_link_lost(self, row_id: int) -> int:
+        """The link dropped with ``row_id`` the oldest publish in flight: returns how many times in a row
+        (0 when the row is gone). `clear_link_losses` resets the count once a row is acknowledged."""
+        with self._lock, self._transaction():
+            self._db.execute("UPDATE outbox SET link_losses = link_losses + 1 WHERE id = ?", (row_id,))
+            row = self._db.execute("SELECT link_losses FROM outbox WHERE id = ?", (row_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def clear_link_losses(self) -> None:
+        """A publish was acknowledged: the link carries messages, earlier losses were not a row's fault."""
+        with self._lock, self._transaction():
+            self._db.execute("UPDATE outbox SET link_losses = 0 WHERE link_losses > 0")
+
+    def dead_letters(self) -> list[tuple[int, int, str, int, str]]:
+        """The dead letters: (row id, seq, kind name, payload bytes, reason), oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, seq, kind, length(payload), reason FROM dead_letter ORDER BY id"
+                                    ).fetchall()
+        return [(r[0], r[1], Kind(r[2]).name.lower(), r[3], r[4]) for r in rows]
+
     def __len__(self) -> int:
         return self._count
 
@@ -148,8 +208,10 @@ class Outbox:
         return {Kind(k).name.lower(): n for k, n in rows}
 
     def status(self) -> dict[str, int]:
+        with self._lock:
+            dead = self._db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0]
         return {"stored": self._count, "max": self.max_messages, "dropped": self.dropped,
-                "evicted": self.evicted, "next_seq": self.peek_seq()}
+                "evicted": self.evicted, "dead_letters": dead, "next_seq": self.peek_seq()}
 
     def peek_seq(self) -> int:
         with self._lock:

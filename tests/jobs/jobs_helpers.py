@@ -18,13 +18,15 @@ import numpy
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from qrad_agent.jobs.bundle import sign_manifest, write_manifest
+from qrad_agent.jobs.bundle import replay_fields, sign_manifest, write_manifest
 from qrad_agent.jobs.cgroups import JobsCgroupTree
 from qrad_agent.jobs.config import JobsConfig, RuntimeBind
 from qrad_agent.jobs.model import JobRecord
 from qrad_agent.jobs.runner import JobRunner
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
+DEVICE_ID = "heater-test"
+"""The device id of the harness's runner; the signed bundles it makes name it."""
 
 
 def _why_no_sandbox() -> str | None:
@@ -101,7 +103,8 @@ class RunnerHarness:
         d = self.base / "bundles" / f"{job_id}-{self._n}"
         d.mkdir(parents=True)
         (d / "job.py").write_text(code)
-        write_manifest(d, {"id": job_id, "command": ["python3", "job.py", *args], **limits})
+        replay = replay_fields([DEVICE_ID]) if sign and self.key is not None else {}
+        write_manifest(d, {"id": job_id, "command": ["python3", "job.py", *args], **replay, **limits})
         if sign and self.key is not None:
             sign_manifest(d, self.key)
         return d
@@ -137,7 +140,7 @@ class RunnerHarness:
 
 
 async def start_harness(base: Path, key, **over) -> tuple[RunnerHarness, asyncio.Task]:
-    runner = JobRunner(make_cfg(base, key, **over))
+    runner = JobRunner(make_cfg(base, key, **over), device_id=DEVICE_ID)
     runner.setup()
     task = asyncio.create_task(runner.run(), name="jobs")
     return RunnerHarness(runner, base, key), task

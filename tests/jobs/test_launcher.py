@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from jobs_helpers import RunnerHarness, make_cfg, remove_tree
+from jobs_helpers import DEVICE_ID, RunnerHarness, make_cfg, remove_tree
 from qrad_agent.jobs.launcher import Launcher, LauncherError, LauncherServer, RemoteLauncher
 from qrad_agent.jobs.model import Status
 from qrad_agent.jobs.runner import JobRunner
@@ -35,7 +35,7 @@ def launcher_service(base_dir, signing_key):
 @pytest.fixture
 async def remote(base_dir, signing_key, launcher_service):
     _, sock = launcher_service
-    runner = JobRunner(make_cfg(base_dir, signing_key, launcher_socket=sock))
+    runner = JobRunner(make_cfg(base_dir, signing_key, launcher_socket=sock), device_id=DEVICE_ID)
     assert isinstance(runner.launcher, RemoteLauncher)
     runner.setup()
     task = asyncio.create_task(runner.run(), name="jobs")
@@ -69,6 +69,20 @@ async def test_output_limit_is_enforced_through_the_service(remote):
     code = "with open('big', 'wb') as f:\n    for _ in range(64):\n        f.write(b'x' * (1 << 20)); f.flush()"
     record, _ = await remote.run(code, output_mb=2)
     assert record.status == Status.KILLED_OUTPUT, record
+
+
+async def test_deep_tree_and_inodes_counted_and_cut_through_the_service(remote):
+    """The service walks the job's tree (usage, reclaim) without recursion: a 1 100-level tree is stopped,
+    cut at the depth bound by the launcher, and the rest deleted by the agent on ack."""
+    code = ("import os\nfd = os.open('.', os.O_RDONLY)\nfor i in range(1100):\n    os.mkdir('d', dir_fd=fd)\n"
+            "    n = os.open('d', os.O_RDONLY, dir_fd=fd)\n    os.close(fd)\n    fd = n\n"
+            "import time\ntime.sleep(30)\n")
+    record, _ = await remote.run(code, timeout=30)
+    assert record.status == Status.KILLED_OUTPUT and record.reason == "output_depth", record
+    assert record.usage.output_inodes >= 60
+    result = await asyncio.to_thread(remote.runner.result_summary, record.id)
+    assert result["status"] == "killed_output"
+    assert remote.runner.ack(record.id) and not remote.runner.store.job_dir(record.id).exists()
 
 
 def test_launcher_refuses_bad_ids_links_and_limits(launcher_service, base_dir, tmp_path):

@@ -229,6 +229,7 @@ async def test_disk_reserve_stops_the_biggest_writer(base_dir, signing_key):
         assert record.status == Status.KILLED_OUTPUT and record.reason == "disk_reserve", record
         assert record.usage.output_bytes < 200_000_000  # stopped well before its 400 files
         assert not h.runner.store.work_dir(filler.id).exists()
+        await h.runner.deletions_done()  # deleted off the event loop
         assert h.runner.disk_free_bytes() >= reserve_mb << 20
         assert h.runner.get(quiet.id).status == Status.RUNNING
         after, _ = await h.run("print('{}')")

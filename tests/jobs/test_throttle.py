@@ -76,7 +76,7 @@ def _bare_montecarlo(tmp: Path) -> dict:
 async def test_freeze_stops_cpu_within_1s_and_thaw_loses_no_work(harness, tmp_path):
     bare = _bare_montecarlo(tmp_path)
     heat = JobsHeat(harness.runner)
-    bundle = make_bundle("montecarlo", harness.base / "mc", "mc", MC_ARGS, key=harness.key, walltime_s=60)
+    bundle = make_bundle("montecarlo", harness.base / "mc", "mc", MC_ARGS, key=harness.key, devices=[harness.runner.device_id], walltime_s=60)
     harness.submit(bundle)
     await harness.wait("mc", until=lambda r: r.status == Status.RUNNING)
     await harness.wait("mc", until=lambda r: heat.cpu_s() > 0.5)  # computing, past its start-up
@@ -99,10 +99,12 @@ async def test_checkpoint_then_resume_same_result(harness, tmp_path):
     # Each job pauses at a known point of its work and waits there for the checkpoint (SIGTERM): the test,
     # not the machine's speed, decides when it checkpoints.
     harness.submit(make_bundle("montecarlo", harness.base / "mc", "mc", [*MC_ARGS, "--pause-at", "10"],
-                               key=harness.key, checkpointable=True, grace_s=5))
+                               key=harness.key, devices=[harness.runner.device_id], checkpointable=True,
+                               grace_s=5))
     harness.submit(make_bundle("sweep", harness.base / "sw", "sw",
                                ["--points", "120", "--iterations", "40000", "--pause-at", "30"],
-                               key=harness.key, checkpointable=True, grace_s=5))
+                               key=harness.key, devices=[harness.runner.device_id], checkpointable=True,
+                               grace_s=5))
     for job in ("mc", "sw"):
         await harness.wait(job, timeout=120, until=lambda r, job=job: '"paused_at"' in harness.stdout(job))
     await heat.checkpoint_all(grace_s=5)

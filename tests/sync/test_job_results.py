@@ -15,6 +15,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from qrad_hwsim.heater import HeaterSpec, SimulatedHeater
+from qrad_hwsim.weather import Weather
 
 from qrad_agent.agent import Agent
 from qrad_agent.clock import Clock
@@ -22,8 +24,7 @@ from qrad_agent.config import parse_config
 from qrad_agent.jobs.bundle import write_manifest
 from qrad_agent.jobs.cgroups import JobsCgroupTree
 from qrad_agent.sdnotify import Notifier
-from qrad_hwsim.heater import HeaterSpec, SimulatedHeater
-from qrad_hwsim.weather import Weather
+from qrad_agent.sync.contract import Kind
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("bwrap") is None or not Path("/usr/bin/python3").exists()
@@ -118,7 +119,7 @@ class _BundleStore:
         store = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 body = store.blobs.get(self.path.rsplit("/", 1)[-1])
                 store.requests.append((self.path, self.connection.getpeercert()["subject"]))
                 if body is None:
@@ -204,3 +205,149 @@ async def test_platform_job_is_fetched_by_digest_over_mutual_tls(tmp_path, heate
         sim.cancel()
         await asyncio.gather(sim, return_exceptions=True)
         store.close()
+
+
+HOSTILE = {
+    # 1 100 nested directories with a 16 kB file each: 22 MB under a 2 MB limit
+    "deep-1": (("import os\nfd = os.open('.', os.O_RDONLY)\nfor i in range(1100):\n    os.mkdir('d', dir_fd=fd)\n"
+                "    n = os.open('d', os.O_RDONLY, dir_fd=fd)\n"
+                "    with open(os.open('f', os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=n), 'wb') as f:\n"
+                "        f.write(b'x' * 16000)\n    os.close(fd)\n    fd = n\n"), {"output_mb": 2}),
+    "badname-1": ("open(b'bad\\xffname', 'wb').write(b'1')\n", {}),
+    "longnames-1": (("import os\nfor i in range(64):\n"
+                     "    d = '/'.join(f'{i:02d}' + 'd' * 240 for _ in range(12))\n    os.makedirs(d)\n"
+                     "    open(os.path.join(d, 'f' * 200), 'w').write(str(i))\n"), {}),
+}
+
+
+async def test_hostile_results_left_at_start_are_reported_bounded_and_the_agent_runs_on(
+        tmp_path, heater_agent_data, platform, jobs_base):
+    """Issue 13: results of a deep tree, a non-UTF-8 name and 64 long names, left unreported when the daemon
+    stopped, made `qrad-agent run` exit 70 at every start. Now each reaches the platform, bounded, and the
+    agent keeps running and runs the next job."""
+    from qrad_agent.jobs.runner import JobRunner
+    from qrad_agent.sync.contract import envelope_bytes
+
+    base, cgroup = jobs_base
+    heater = SimulatedHeater(tmp_path / "sys", HeaterSpec(initial_air_c=18.0), Weather.constant(5.0),
+                             datetime(2026, 1, 5), seed=3)
+    data = heater_agent_data(telemetry_period_s=1.0, state_period_s=0.3)
+    data["jobs"] = {"enabled": True, "jobs_dir": str(base / "jobs"), "cgroup": str(cgroup),
+                    "allow_unsigned": True, "poll_s": 0.1, "disk_reserve_mb": 16}
+    cfg = parse_config(data)
+    runner = JobRunner(cfg.jobs, device_id=cfg.device_id)  # the previous run of the daemon
+    runner.setup()
+    previous = asyncio.create_task(runner.run())
+    for job_id, (code, limits) in HOSTILE.items():
+        bundle = base / "bundles" / job_id
+        bundle.mkdir(parents=True)
+        (bundle / "job.py").write_text(code)
+        write_manifest(bundle, {"id": job_id, "command": ["python3", "job.py"], **limits})
+        assert runner.submit(bundle).status.value == "queued"
+    deadline = time.monotonic() + 60
+    while not all(runner.get(j).status.terminal for j in HOSTILE):
+        assert time.monotonic() < deadline, {j: runner.get(j).status for j in HOSTILE}
+        await asyncio.sleep(0.1)
+    previous.cancel()
+    await asyncio.gather(previous, return_exceptions=True)
+
+    agent = Agent(cfg, Clock(), Notifier({}))  # starts with the three results unreported
+    stop = asyncio.Event()
+    sim = asyncio.create_task(heater.run(step_s=10.0, speed=60.0))
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        def reported(p) -> bool:
+            return all(any(m["status"] in ("succeeded", "failed") for m in p.job_statuses("heater-1", j))
+                       for j in HOSTILE)
+
+        assert await platform.wait(reported, 60), [platform.job_statuses("heater-1", j) for j in HOSTILE]
+        bodies = {j: platform.job_statuses("heater-1", j)[-1] for j in HOSTILE}
+        for body in bodies.values():
+            assert len(envelope_bytes("heater-1", 1, 0.0, Kind.JOB, body)) < 17 * 1024
+        assert bodies["deep-1"]["status"] == "failed"
+        assert bodies["deep-1"]["result"]["reason"] in ("output_depth", "killed_output")
+        assert bodies["badname-1"]["result"]["outputs"]["bad\\xffname"]["escaped"] is True
+        assert bodies["longnames-1"]["result"]["outputs_total"] == 64
+        assert bodies["longnames-1"]["result"]["outputs_omitted"] > 0
+        assert not task.done()
+        for job_id in HOSTILE:
+            response = await asyncio.to_thread(platform.response, platform.ack_job("heater-1", job_id), 15)
+            assert response is not None and response.get("ok") is True, response
+            assert not (base / "jobs" / job_id).exists()
+        bundle = base / "bundles" / "after-1"
+        bundle.mkdir()
+        (bundle / "job.py").write_text(JOB)
+        write_manifest(bundle, {"id": "after-1", "command": ["python3", "job.py"]})
+        assert agent.jobs is not None and agent.jobs.submit(bundle).status.value == "queued"
+        assert await platform.wait(lambda p: any(m["status"] == "succeeded"
+                                                 for m in p.job_statuses("heater-1", "after-1")), 30)
+        assert not task.done()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        sim.cancel()
+        await asyncio.gather(sim, return_exceptions=True)
+
+
+async def test_signed_submit_job_is_not_run_again(tmp_path, heater_agent_data, platform, platform_key, jobs_base):
+    """Issue 13: a validly signed job ran again after ack_job, and its signed manifest could be re-sent in a
+    new command. Now the manifest is bound to one heater and one nonce, and remembered past ack_job."""
+    import io
+    import tarfile
+
+    from qrad_agent.jobs.bundle import replay_fields, sign_manifest
+
+    base, cgroup = jobs_base
+    heater = SimulatedHeater(tmp_path / "sys", HeaterSpec(initial_air_c=18.0), Weather.constant(5.0),
+                             datetime(2026, 1, 5), seed=3)
+    data = heater_agent_data(telemetry_period_s=1.0, state_period_s=0.3)
+    data["jobs"] = {"enabled": True, "jobs_dir": str(base / "jobs"), "cgroup": str(cgroup), "poll_s": 0.1,
+                    "disk_reserve_mb": 16, "public_key": str(platform_key[1])}
+    agent = Agent(parse_config(data), Clock(), Notifier({}))
+    bundle = base / "bundle"
+    bundle.mkdir()
+    (bundle / "job.py").write_text(JOB)
+    write_manifest(bundle, {"id": "paid-1", "command": ["python3", "job.py"], **replay_fields(["heater-1"])})
+    sign_manifest(bundle, platform_key[0])
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path in sorted(bundle.iterdir()):
+            tar.add(path, arcname=path.name)
+    sha = hashlib.sha256(buf.getvalue()).hexdigest()
+    (base / "jobs" / "incoming").mkdir(parents=True)
+    (base / "jobs" / "incoming" / sha).write_bytes(buf.getvalue())
+    manifest = {"job_id": "paid-1", "image_sha256": sha, "argv": ["python3", "job.py"], "cpus": 1.0,
+                "max_runtime_s": 600.0, "checkpoint": False, "not_after": time.time() + 600}
+    stop = asyncio.Event()
+    sim = asyncio.create_task(heater.run(step_s=10.0, speed=60.0))
+    task = asyncio.create_task(agent.run(stop))
+
+    async def submit(signed) -> dict:
+        response = await asyncio.to_thread(platform.response, platform.submit_job("heater-1", {}, signed=signed), 15)
+        assert response is not None
+        return response
+
+    try:
+        assert await platform.wait(lambda p: p.devices["heater-1"].state is not None, 15)
+        elsewhere = platform.sign_job("heater-2", manifest)  # signed for another heater
+        refused = await submit(elsewhere)
+        assert refused["ok"] is False and "heater-2" in refused["detail"]
+        signed = platform.sign_job("heater-1", manifest)
+        assert (await submit(signed))["ok"] is True
+        assert await platform.wait(lambda p: any(m["status"] == "succeeded"
+                                                 for m in p.job_statuses("heater-1", "paid-1")), 30)
+        ack = await asyncio.to_thread(platform.response, platform.ack_job("heater-1", "paid-1"), 15)
+        assert ack is not None and ack["ok"] is True and not (base / "jobs" / "paid-1").exists()
+        # the same signed manifest in a new command (new command id and issued_at), after the ack
+        replayed = await submit(signed)
+        assert replayed["ok"] is False and "replayed" in replayed["detail"], replayed
+        # even signed afresh with a new nonce, the job id has run: the platform must name a new job
+        again = await submit(platform.sign_job("heater-1", manifest))
+        assert again["ok"] is False and "already run" in again["detail"], again
+        assert [m["status"] for m in platform.job_statuses("heater-1", "paid-1")].count("succeeded") == 1
+        assert not task.done()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        sim.cancel()
+        await asyncio.gather(sim, return_exceptions=True)

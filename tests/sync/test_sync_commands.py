@@ -50,7 +50,7 @@ class FakeAgent:
 
 
 def manifest(**over: Any) -> dict[str, Any]:
-    return {"job_id": "job-1", "image_sha256": "a" * 64, "argv": ["render", "--frame", "7"], "cpus": 4.0,
+    return {"job_id": "job-1", "device_id": "heater-1", "nonce": "n" * 32, "image_sha256": "a" * 64, "argv": ["render", "--frame", "7"], "cpus": 4.0,
             "max_runtime_s": 3600.0, "checkpoint": True, "not_after": NOW + 3600, **over}
 
 
