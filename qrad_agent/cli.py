@@ -23,6 +23,7 @@ from pathlib import Path
 import structlog
 
 from qrad_agent.config import AgentConfig, ApiConfig, load_config
+from qrad_agent.files import set_agent_umask
 from qrad_agent.errors import EX_CONFIG, EX_SOFTWARE, EX_UNAVAILABLE, AgentError, ComponentDied, ConfigError
 from qrad_agent.log import make_stderr_nonblocking, protect_stderr, setup_logging
 
@@ -128,12 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
-            return cmd_run(load_config(args.config))
+            set_agent_umask()  # before anything is created: state, outbox, replay db are the agent's own
+            return cmd_run(load_config(args.config, strict_env=True))
         if args.command == "floor":
             from qrad_agent.ops.floor import cmd_floor
 
             return cmd_floor(load_config(args.config))
         if args.command == "launcher":
+            set_agent_umask()
             return cmd_launcher(load_config(args.config), args.allow_uid)
         if args.command == "config":
             return cmd_config_check(args.file, args.json)
@@ -155,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_config_check(path: Path, as_json: bool) -> int:
     """Validate ``path``; print the effective configuration or "ok". Raises ConfigError."""
-    cfg = load_config(path)
+    cfg = load_config(path, strict_env=True)
     if as_json:
         print(json.dumps(cfg.model_dump(mode="json"), indent=2))
     else:

@@ -153,10 +153,15 @@ class Platform:
     def set_setpoint(self, device: str, mode: str, setpoint_c: float) -> bytes:
         return self.command(device, self.new_command("set_setpoint", mode=mode, setpoint_c=setpoint_c))
 
+    def signed_command(self, device: str, name: str, **fields_: Any) -> dict[str, Any]:
+        """A command addressed to ``device`` and signed as a whole (command id, issued_at, expires_at,
+        payload) with the platform's Ed25519 key."""
+        document = self.new_command(name, device_id=device, **fields_)
+        return {**document, "signature": sign(self.signing_key, document)}
+
     def submit_job(self, device: str, manifest: dict[str, Any]) -> bytes:
-        """A job whose manifest is signed with the platform's Ed25519 key."""
-        return self.command(device, self.new_command("submit_job", manifest=manifest,
-                                                     signature=sign(self.signing_key, manifest)))
+        """A job in a command signed with the platform's Ed25519 key."""
+        return self.command(device, self.signed_command(device, "submit_job", manifest=manifest))
 
     def ack_job(self, device: str, job_id: str) -> bytes:
         """Tell ``device`` that the platform has ``job_id``'s result (it may delete the job's files)."""
