@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             set_agent_umask()  # before anything is created: state, outbox, replay db are the agent's own
-            return cmd_run(load_config(args.config, strict_env=True))
+            return cmd_run(check_identity(load_config(args.config, strict_env=True), args.config))
         if args.command == "floor":
             from qrad_agent.ops.floor import cmd_floor
 
@@ -156,9 +156,23 @@ def main(argv: list[str] | None = None) -> int:
         return EX_CONFIG
 
 
+def check_identity(cfg: AgentConfig, path: Path) -> AgentConfig:
+    """``cfg`` if its sync client certificate's CN is its device id (or there is no certificate); else
+    ConfigError on ``sync.cert_file``."""
+    if cfg.sync is None or not cfg.sync.tls or cfg.sync.cert_file is None:
+        return cfg
+    from qrad_agent.sync.provision import ProvisionError, check_certificate_identity
+
+    try:
+        check_certificate_identity(cfg.sync.cert_file, cfg.device_id)
+    except ProvisionError as exc:
+        raise ConfigError(str(path), [("sync.cert_file", str(exc))]) from exc
+    return cfg
+
+
 def cmd_config_check(path: Path, as_json: bool) -> int:
     """Validate ``path``; print the effective configuration or "ok". Raises ConfigError."""
-    cfg = load_config(path, strict_env=True)
+    cfg = check_identity(load_config(path, strict_env=True), path)
     if as_json:
         print(json.dumps(cfg.model_dump(mode="json"), indent=2))
     else:

@@ -26,8 +26,10 @@ from qrad_agent.errors import ConfigError
 
 ENV_SOURCE = "environment"
 """`ConfigError.source` of a problem with an environment variable."""
-DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-"""Device ids become MQTT topic levels and certificate CNs: no '/', '+', '#', spaces or control characters."""
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+"""The one form of a device id, which is also its MQTT topic level and its certificate's CN (checked when
+the certificate is issued: `qrad_agent.sync.provision`): 1-63 letters, digits and '-', not starting or
+ending with '-' (a DNS label). No '/', '+', '#', '.', '_', spaces or control characters."""
 
 SETTINGS: dict[str, tuple[str, ...]] = {
     "QRAD_DEVICE_ID": ("device_id",),
@@ -43,8 +45,8 @@ _PRINTABLE = re.compile(r"^[\x21-\x7e]{1,256}$")
 def _check_value(var: str, value: str) -> str | None:
     """Why ``value`` is not acceptable for setting ``var``, or None."""
     if var == "QRAD_DEVICE_ID" and not re.fullmatch(DEVICE_ID_PATTERN, value):
-        return (f"{value[:80]!r} is not a device id: 1-64 characters of A-Z a-z 0-9 _ . -, starting with a "
-                "letter or digit")
+        return (f"{value[:80]!r} is not a device id: 1-63 characters of A-Z a-z 0-9 and '-', not starting "
+                "or ending with '-'")
     if var == "QRAD_MQTT_USERNAME" and not _PRINTABLE.fullmatch(value):
         return "must be 1-256 printable ASCII characters without spaces"
     if var == "QRAD_MQTT_PASSWORD" and not 1 <= len(value) <= 4096:

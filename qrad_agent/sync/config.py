@@ -7,10 +7,21 @@ comes from ``[platform]`` (environment overrides) and is never logged.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1); a name is not resolved."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
 
 TOPIC_PREFIX_PATTERN = r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
 """Topic prefix levels: no wildcards, no empty level, no leading or trailing '/'."""
@@ -23,7 +34,7 @@ class SyncConfig(BaseModel):
 
     host: str = "localhost"
     port: int = Field(8883, ge=1, le=65535)
-    tls: bool = Field(True, description="mutual TLS; false only for a lab broker on loopback")
+    tls: bool = Field(True, description="mutual TLS; false is refused unless host is loopback (a lab broker)")
     ca_file: Path | None = Field(None, description="CA bundle that signed the broker's certificate (PEM)")
     cert_file: Path | None = Field(None, description="this heater's client certificate (PEM, CN = device id)")
     key_file: Path | None = Field(None, description="this heater's private key (PEM)")
@@ -53,6 +64,9 @@ class SyncConfig(BaseModel):
     def _tls_files(self) -> SyncConfig:
         if self.tls and None in (self.ca_file, self.cert_file, self.key_file):
             raise ValueError("tls needs ca_file, cert_file and key_file")
+        if not self.tls and not is_loopback(self.host):
+            raise ValueError(f"tls = false is allowed only for a loopback broker (localhost, 127.0.0.0/8, ::1), "
+                             f"not {self.host!r}: the link would carry commands and data in clear")
         if self.backoff_initial_s > self.backoff_max_s:
             raise ValueError("backoff_initial_s must not exceed backoff_max_s")
         return self
