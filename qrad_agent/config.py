@@ -241,7 +241,28 @@ class AgentConfig(Section):
         missing = [c for c in self.thermostat.room_channels if c not in channels]
         if missing:
             raise ValueError(f"thermostat.room_channels names unknown channels {missing}; known: {channels}")
+        if self.sync is not None and self.sync.privacy:
+            self._check_privacy(self.sync.privacy)
         return self
+
+    def _check_privacy(self, privacy: dict[str, str]) -> None:
+        from qrad_agent.sync.privacy import personal_kind
+
+        quantities = channel_quantities(self.sensors)
+        unknown = sorted(set(privacy) - set(quantities))
+        if unknown:
+            raise ValueError(f"sync.privacy names unknown channels {unknown}; known: {sorted(quantities)}")
+        odd = sorted(name for name, policy in privacy.items() if policy == "aggregate"
+                     and personal_kind(name, quantities[name], self.fire.occupancy_channels) is None)
+        if odd:
+            raise ValueError(f"sync.privacy: 'aggregate' is defined for presence, sound level and contact "
+                             f"channels only, not {odd} (use send or local)")
+
+
+def channel_quantities(sensors: list[Any]) -> dict[str, str]:
+    """Channel name -> quantity, for every channel the configured sensors declare (built without I/O)."""
+    context = DriverContext()
+    return {spec.name: spec.quantity for entry in sensors for spec in build_driver(entry, context).channels}
 
 
 def channel_names(sensors: list[Any]) -> list[str]:

@@ -59,6 +59,9 @@ class SyncConfig(BaseModel):
     bundle_allow_http: bool = Field(False, description="accept an http:// bundle_url (a lab only)")
     telemetry_period_s: float = Field(60.0, gt=0, description="a batch of every channel this often")
     state_period_s: float = Field(10.0, gt=0, description="the retained state refreshed this often")
+    privacy: dict[str, Literal["send", "aggregate", "local"]] = Field(
+        default_factory=dict, description="channel -> what leaves the home (qrad_agent/sync/privacy.py); "
+        "default: aggregate for presence, sound level and door/window contacts, send for the rest")
 
     @model_validator(mode="after")
     def _tls_files(self) -> SyncConfig:
