@@ -23,8 +23,8 @@ from pathlib import Path
 import structlog
 
 from qrad_agent.config import AgentConfig, ApiConfig, load_config
-from qrad_agent.files import set_agent_umask
 from qrad_agent.errors import EX_CONFIG, EX_SOFTWARE, EX_UNAVAILABLE, AgentError, ComponentDied, ConfigError
+from qrad_agent.files import set_agent_umask
 from qrad_agent.log import make_stderr_nonblocking, protect_stderr, setup_logging
 
 

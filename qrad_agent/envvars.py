@@ -82,7 +82,7 @@ def systemd_problems(environ: Mapping[str, str]) -> list[tuple[str, str]]:
     """(variable, reason) for a malformed ``NOTIFY_SOCKET`` or ``WATCHDOG_USEC``."""
     problems = []
     notify = environ.get("NOTIFY_SOCKET")
-    if notify is not None and notify and not (notify.startswith("/") or notify.startswith("@")):
+    if notify is not None and notify and not notify.startswith(("/", "@")):
         problems.append(("NOTIFY_SOCKET", f"{notify[:80]!r}: not an absolute path or @abstract name"))
     usec = environ.get("WATCHDOG_USEC")
     if usec is not None and not (usec.isascii() and usec.isdigit() and int(usec) > 0):

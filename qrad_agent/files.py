@@ -45,15 +45,14 @@ def make_private(path: Path) -> None:
     for suffix in SQLITE_COMPANIONS:
         companion = path.with_name(path.name + suffix)
         try:
-            os.close(open_private(companion, os.O_RDWR)) if companion.exists() else None
-        except FileNotFoundError:  # removed by SQLite between the check and the open
+            os.chmod(companion, PRIVATE_MODE, follow_symlinks=False)
+        except FileNotFoundError:  # none (yet): SQLite creates it with the database's mode
             pass
 
 
-def private_sqlite(path: Path, **connect_args: object) -> sqlite3.Connection:
-    """A connection to the SQLite database at ``path`` (parents created), the file and its -wal/-shm
-    0600. ``check_same_thread=False, isolation_level=None`` unless given. Raises OSError, sqlite3.Error."""
+def private_sqlite(path: Path) -> sqlite3.Connection:
+    """A connection (autocommit, usable from any thread) to the SQLite database at ``path``, parents
+    created, the file and its -wal/-shm 0600. Raises OSError, sqlite3.Error."""
     path.parent.mkdir(parents=True, exist_ok=True)
     make_private(path)
-    args: dict[str, object] = {"check_same_thread": False, "isolation_level": None, **connect_args}
-    return sqlite3.connect(path, **args)  # type: ignore[arg-type]
+    return sqlite3.connect(path, check_same_thread=False, isolation_level=None)

@@ -284,9 +284,8 @@ class CommandHandler:
             return _error(cmd.command_id, name, Reason.EXPIRED, "older than the replay window")
         if cmd.issued_at - now > CLOCK_SKEW_S:
             return _error(cmd.command_id, name, Reason.INVALID, "issued_at in the future")
-        if isinstance(cmd, SubmitJob):
-            if now > cmd.manifest.not_after:
-                return _error(cmd.command_id, name, Reason.EXPIRED, "manifest not_after passed")
+        if isinstance(cmd, SubmitJob) and now > cmd.manifest.not_after:
+            return _error(cmd.command_id, name, Reason.EXPIRED, "manifest not_after passed")
         if isinstance(cmd, _Signed) and not self._signed(cmd.model_dump(exclude={"signature"}), cmd.signature):
             return _error(cmd.command_id, name, Reason.BAD_SIGNATURE, "command signature")
         return None

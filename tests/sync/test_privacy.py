@@ -4,11 +4,13 @@ by default; per channel `send`, `aggregate` or `local`."""
 from __future__ import annotations
 
 import math
-import time
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from qrad_drivers.base import Reading
+from qrad_hwsim.heater import HeaterSpec, SimulatedHeater
+from qrad_hwsim.weather import Weather
 
 from qrad_agent.agent import Agent
 from qrad_agent.clock import Clock
@@ -17,9 +19,6 @@ from qrad_agent.errors import ConfigError
 from qrad_agent.platform import Reporter
 from qrad_agent.sdnotify import Notifier
 from qrad_agent.sync.privacy import ChannelAggregator, Personal, local_day_start
-from qrad_drivers.base import Quality, Reading
-from qrad_hwsim.heater import HeaterSpec, SimulatedHeater
-from qrad_hwsim.weather import Weather
 
 HOUR = 3600.0
 T0 = 1_800_000_000.0 - 1_800_000_000.0 % HOUR  # an hour boundary

@@ -54,13 +54,14 @@ def test_in_process_files_are_0600_under_umask_022(tmp_path: Path) -> None:
         box = Outbox(tmp_path / "outbox.db", durability="normal")
         replay = ReplayWindow(tmp_path / "sync-commands.db", 60)
         assert replay.claim("c1", time.time(), time.time())
-        legacy = tmp_path / "old.db"
+        legacy = tmp_path / "old.db"  # left 0644 by an older version, with its WAL
         legacy.touch(0o644)
+        (tmp_path / "old.db-wal").touch(0o644)
         private_sqlite(legacy).close()
     finally:
         os.umask(old)
     for name in ("state.json", "outbox.db", "outbox.db-wal", "outbox.db-shm", "sync-commands.db",
-                 "sync-commands.db-wal", "sync-commands.db-shm", "old.db"):
+                 "sync-commands.db-wal", "sync-commands.db-shm", "old.db", "old.db-wal"):
         assert mode(tmp_path / name) == 0o600, name
     box.close()
     replay.close()
@@ -91,7 +92,7 @@ def test_daemon_started_by_hand_with_umask_022_keeps_its_files_private(tmp_path:
         assert tomllib.loads(config.read_text())["device_id"] == "heater-1"
         env = {k: v for k, v in os.environ.items() if not k.startswith("QRAD_")}
         agent = subprocess.Popen([AGENT, "run", "--config", str(config)], env=env,
-                                 stderr=(tmp_path / "agent.log").open("w"), preexec_fn=lambda: os.umask(0o022))
+                                 stderr=(tmp_path / "agent.log").open("w"), preexec_fn=lambda: os.umask(0o022))  # noqa: PLW1509 - no threads started yet
         assert platform.wait_for(lambda p: p.devices["heater-1"].state is not None, 30), \
             (tmp_path / "agent.log").read_text()[-3000:]
         response = platform.response(platform.set_setpoint("heater-1", "comfort", 21.0), 15)

@@ -146,8 +146,9 @@ def test_a_heater_cannot_take_over_another_heaters_session(broker, pki) -> None:
             attackers.append(attacker)
             assert attacker.connack.wait(5)
             attacker.client.subscribe("qrad/v1/heater-1/cmd", qos=1)
-            platform.client.publish("qrad/v1/heater-1/cmd", f"cmd-{i}".encode(), qos=1)
-            assert settle(lambda: (f"qrad/v1/heater-1/cmd", f"cmd-{i}".encode()) in victim.messages), i
+            sent = ("qrad/v1/heater-1/cmd", f"cmd-{i}".encode())
+            platform.client.publish(*sent, qos=1)
+            assert settle(lambda sent=sent: sent in victim.messages), i
         assert victim.disconnects == [] and victim.client.is_connected()
         assert all(not a.messages for a in attackers)
         assert "heater-1 already connected" not in broker.log()
