@@ -195,7 +195,7 @@ class ReplayWindow:
         self._db.execute("CREATE TABLE IF NOT EXISTS command_ids (id TEXT PRIMARY KEY, issued_at REAL NOT NULL,"
                          " keep_until REAL NOT NULL, received_at REAL NOT NULL)")
         legacy = self._db.execute("SELECT name FROM sqlite_master WHERE name = 'seen_commands'").fetchone()
-        if legacy:  # ids stored by time of receipt (before 0.x): keep each for a whole window from it, plus skew
+        if legacy:  # ids stored by time of receipt (older versions): kept a whole window from it, plus skew
             self._db.execute("INSERT OR IGNORE INTO command_ids SELECT id, at, at + ?, at FROM seen_commands",
                              (window_s + CLOCK_SKEW_S,))
             self._db.execute("DROP TABLE seen_commands")

@@ -237,3 +237,18 @@ async def test_request_response_over_the_broker(sync_cfg, platform, platform_key
     assert agent.calls[-1] == ("set_mode", "eco") and ("set_mode", "off") not in agent.calls
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+def test_ids_of_the_older_replay_table_are_kept(tmp_path) -> None:
+    """A replay database written by a version that stored ids by time of receipt still refuses them."""
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "replay.db")
+    db.execute("CREATE TABLE seen_commands (id TEXT PRIMARY KEY, at REAL NOT NULL)")
+    db.execute("INSERT INTO seen_commands VALUES ('old-1', ?)", (NOW - 100,))
+    db.commit()
+    db.close()
+    window = ReplayWindow(tmp_path / "replay.db", 86400)
+    assert not window.claim("old-1", NOW - 100, NOW)
+    assert window.claim("new-1", NOW, NOW)
+    window.close()
