@@ -210,7 +210,8 @@ async def test_request_response_over_the_broker(sync_cfg, platform, platform_key
     cfg = sync_cfg()
     agent = FakeAgent()
     replay = ReplayWindow(cfg.outbox_path.with_name("replay.db"), cfg.command_replay_window_s)
-    commands = CommandHandler(agent, replay, Verifier(load_public_key(cfg.platform_public_key)))
+    commands = CommandHandler(agent, replay, Verifier(load_public_key(cfg.platform_public_key)),
+                              device_id="heater-1")
     client = SyncClient(cfg, "heater-1", Outbox(cfg.outbox_path, durability="normal"), commands)
     task = asyncio.create_task(client.run())
     assert await platform.wait(lambda p: any(a[1] == "online" for a in p.devices["heater-1"].availability))
@@ -222,9 +223,16 @@ async def test_request_response_over_the_broker(sync_cfg, platform, platform_key
            "checkpoint": False, "not_after": now + 600}
     corr = platform.submit_job("heater-1", job)
     assert (await asyncio.to_thread(platform.response, corr))["reason"] == "ok"
+    # the signed command captured and re-sent in a fresh envelope, or as it was, or to another heater
+    signed = platform.signed_command("heater-1", "submit_job", manifest={**job, "job_id": "job-10"})
+    for document, reason in [(signed, "ok"), ({**signed, "command_id": "fresh", "issued_at": time.time()},
+                                              "bad_signature"), (signed, "replayed"),
+                             ({**signed, "command_id": "elsewhere", "device_id": "heater-2"}, "invalid")]:
+        corr = platform.command("heater-1", document)
+        assert (await asyncio.to_thread(platform.response, corr))["reason"] == reason, document
     corr = platform.command("heater-1", {}, raw=b"\x00garbage")
     assert (await asyncio.to_thread(platform.response, corr))["reason"] == "malformed_json"
-    assert agent.calls == [("set_setpoint", ("comfort", 21.0)), ("submit_job", "job-9")]
+    assert agent.calls == [("set_setpoint", ("comfort", 21.0)), ("submit_job", "job-9"), ("submit_job", "job-10")]
     # a command sent while the heater is offline with a 1 s message expiry dies at the broker
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
