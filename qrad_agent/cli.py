@@ -157,16 +157,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check_identity(cfg: AgentConfig, path: Path) -> AgentConfig:
-    """``cfg`` if its sync client certificate's CN is its device id (or there is no certificate); else
-    ConfigError on ``sync.cert_file``."""
+    """``cfg`` if its sync client certificate's CN is its device id and its private key is not readable by
+    other users (or there is no certificate); else ConfigError on ``sync.cert_file`` / ``sync.key_file``."""
     if cfg.sync is None or not cfg.sync.tls or cfg.sync.cert_file is None:
         return cfg
-    from qrad_agent.sync.provision import ProvisionError, check_certificate_identity
+    from qrad_agent.sync.provision import ProvisionError, check_certificate_identity, check_key_mode
 
+    problems = []
     try:
         check_certificate_identity(cfg.sync.cert_file, cfg.device_id)
     except ProvisionError as exc:
-        raise ConfigError(str(path), [("sync.cert_file", str(exc))]) from exc
+        problems.append(("sync.cert_file", str(exc)))
+    if cfg.sync.key_file is not None:
+        try:
+            check_key_mode(cfg.sync.key_file)
+        except ProvisionError as exc:
+            problems.append(("sync.key_file", str(exc)))
+    if problems:
+        raise ConfigError(str(path), problems)
     return cfg
 
 

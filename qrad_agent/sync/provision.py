@@ -16,6 +16,7 @@ import argparse
 import datetime as dt
 import os
 import re
+import stat
 import sys
 from pathlib import Path
 
@@ -70,6 +71,18 @@ def check_certificate_identity(cert_file: Path, device_id: str) -> None:
     if cn != device_id:
         raise ProvisionError(f"certificate {cert_file} is for CN {cn!r}, not this heater's device id {device_id!r}")
     check_cn(cn)
+
+
+def check_key_mode(key_file: Path) -> None:
+    """The heater's private key must not be readable or writable by other users, nor writable by its group
+    (0600, or 0640 for a group that reads it). Raises ProvisionError naming the mode."""
+    try:
+        mode = stat.S_IMODE(key_file.stat().st_mode)
+    except OSError as exc:
+        raise ProvisionError(f"key {key_file}: {exc.strerror or exc}") from exc
+    if mode & 0o027:
+        raise ProvisionError(f"key {key_file} is mode {mode:04o}: other users can read or change it "
+                             f"(chmod 600 {key_file})")
 
 
 def issue_heater(ca_cert: Path, ca_key: Path, device: str, out: Path, days: int = DEFAULT_DAYS) -> tuple[Path, Path]:

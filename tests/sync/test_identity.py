@@ -80,3 +80,19 @@ def test_tls_off_only_on_loopback() -> None:
     for host in ("broker.example.com", "10.0.0.5", "192.168.1.2", "localhost.evil.com", "0.0.0.0"):
         with pytest.raises(ValidationError, match="loopback"):
             SyncConfig(host=host, tls=False)
+
+
+def test_the_agent_refuses_a_private_key_others_can_read(heater_agent_data, pki, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    data = heater_agent_data()
+    key = tmp_path / "heater-1.key"
+    key.write_bytes(Path(data["sync"]["key_file"]).read_bytes())
+    key.chmod(0o644)
+    data["sync"]["key_file"] = str(key)
+    config = tmp_path / "agent.toml"
+    config.write_text(dump_toml(data))
+    assert main(["config", "check", str(config)]) == 78
+    err = capsys.readouterr().err
+    assert "sync.key_file" in err and "0644" in err
+    key.chmod(0o640)  # a group that reads it is allowed
+    assert main(["config", "check", str(config)]) == 0
