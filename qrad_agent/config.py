@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from qrad_drivers.base import DriverContext
+from qrad_drivers.registry import build_driver, config_models
 
 from qrad_agent.envvars import DEVICE_ID_PATTERN, SETTINGS, check_environment
 from qrad_agent.errors import ConfigError
 from qrad_agent.fire.config import FireConfig
 from qrad_agent.jobs.config import JobsConfig
 from qrad_agent.sync.config import SyncConfig
-from qrad_drivers.base import DriverContext
-from qrad_drivers.registry import build_driver, config_models
-
 
 PositiveS = Annotated[float, Field(gt=0, description="seconds")]
 
@@ -245,7 +245,7 @@ class AgentConfig(Section):
             self._check_privacy(self.sync.privacy)
         return self
 
-    def _check_privacy(self, privacy: dict[str, str]) -> None:
+    def _check_privacy(self, privacy: Mapping[str, str]) -> None:
         from qrad_agent.sync.privacy import personal_kind
 
         quantities = channel_quantities(self.sensors)
