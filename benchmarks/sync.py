@@ -128,7 +128,7 @@ async def main(args: argparse.Namespace) -> None:
         broker.start()
         try:
             cert, key = pki.client("platform")
-            with Platform("127.0.0.1", broker.port, pki.ca, cert, key, clean=True) as platform:
+            with Platform("127.0.0.1", broker.platform_port, pki.ca, cert, key, clean=True) as platform:
                 rows = []
                 for durability in ("full", "normal"):
                     r = await single(platform, pki, broker.port, work, f"tp-{durability}", args.count, 0, durability)

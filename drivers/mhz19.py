@@ -10,8 +10,11 @@ Valid range 0..10000 ppm: the MH-Z19B's detection range is configurable to 2000,
 not 400, because a sensor calibrated by ABC to 400 ppm legitimately reads a little under 400 outdoors.
 Anything above (0xFFFF from a sensor in trouble) is OUT_OF_RANGE.
 
-Each read flushes the input, sends the read command and waits for the answer within a share of
-``timeout_s`` (``uart.ANSWER_SHARE``), resynchronising on ``FF 86`` so leading garbage is discarded. A bad
+Each read flushes the input, sends the read command, discards what arrives while the command is on the
+line (plus `GUARD_CHARS`: the sensor cannot answer a command it has not received, so those bytes are a late
+answer to an earlier read, which would otherwise pass for this one's: frames carry no sequence number),
+and waits for the answer within a share of ``timeout_s`` (``uart.ANSWER_SHARE``), resynchronising on
+``FF 86`` so leading garbage is discarded. A bad
 checksum, a cut frame or garbage is a FAULT reading with the reason; silence is FAULT "no answer"; a lost
 port raises DriverError. A live MH-Z19B's reading jitters by a few ppm from one read to the next, so a
 value unchanged for ``stuck_after_s`` (default 30 min, 0 = off) is marked STALE: the sensor has hung.
@@ -41,6 +44,10 @@ CMD_ABC = 0x79
 ABC_ON = 0xA0
 VALID_MAX_PPM = 10000.0
 STUCK_AFTER_S = 1800.0
+GUARD_CHARS = 1.5
+"""Characters after the command's last byte during which arrivals still count as stale. The manual gives
+no answer latency; 1.5 characters (1.6 ms at 9600 baud) is below any answer seen from a microcontroller
+that must first check the command's checksum."""
 
 
 def checksum(frame: bytes) -> int:
@@ -175,8 +182,7 @@ class Mhz19Driver(Driver):
     async def _transact(self) -> Mhz19Response | str:
         """Send the read command and wait for its answer; the answer, or why there is none."""
         port = self._port
-        port.reset_input()
-        if port.write(READ_CO2) != len(READ_CO2):
+        if not await port.send_request(READ_CO2, GUARD_CHARS):
             return "read command not sent: output queue full"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + answer_window_s(self.cfg.timeout_s)

@@ -1,7 +1,7 @@
 """The driver registry: config ``type`` name -> driver class, imported lazily.
 
-Adding a driver is one line here. Driver modules import their heavy or optional libraries (pymodbus,
-gpiod) inside their methods, so loading a module to validate a config costs nothing and a missing optional
+Adding a driver is one line here. Driver modules import their heavy or optional libraries (gpiod)
+inside their methods, so loading a module to validate a config costs nothing and a missing optional
 library only breaks a config that uses it.
 """
 

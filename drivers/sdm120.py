@@ -10,11 +10,17 @@ registers (function 0x04), each an IEEE-754 float32 in two registers, high word 
 
 One poll = two requests: 0x0000 x 72 registers (V, I, P, S, Q, PF, angle ... frequency: 36 values, under
 the 40-value limit per request of Eastron's protocol PDFs) and 0x0156 x 2. At 2400 baud the block answer
-is 149 bytes, about 0.62 s on the line. pymodbus is imported in ``open``, so loading this module to
-validate a config needs no pymodbus.
+is 149 bytes, about 0.62 s on the line.
 
-Failure mapping: an exception response, a bad CRC, noise or no answer -> FAULT readings with the reason;
-the port gone -> DriverError (reopened by the next ``open``). Checks on values: NaN/inf -> FAULT; outside
+The line is driven by our own RTU master (`qrad_drivers.modbus_rtu` framing over `qrad_drivers.uart`, on
+the event loop, no thread): before each request the input is flushed, and bytes arriving while the request
+is still on the line are discarded, so a late answer to an earlier poll is never read as this one's; a
+reply is accepted only from the configured unit, with function 0x04, the byte count of the registers asked
+for and a valid CRC; stray bytes before it (an RS-485 turnaround 0x00) are skipped, and a CRC-valid frame
+that is not the answer (function 0x03, another request's byte count) is refused and reported.
+
+Failure mapping: an exception response, a bad CRC, noise, a refused frame or no answer -> FAULT readings
+with the reason; the port gone -> DriverError (reopened by the next ``open``). Checks on values: NaN/inf -> FAULT; outside
 the valid range -> OUT_OF_RANGE; |P| above V·I (active power cannot exceed apparent power, with 5 % + 10 W
 for the meter's class-1 tolerance) -> FAULT on V, I and P; the total energy going down, or up faster than
 the largest possible power allows since the last good value -> FAULT; voltage and frequency bit-identical
@@ -25,18 +31,16 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import struct
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from qrad_drivers.base import (ChannelSpec, Driver, DriverConfig, DriverError, Quality, Reading, check_range,
                                fault)
-
-if TYPE_CHECKING:
-    from pymodbus.client import AsyncModbusSerialClient
+from qrad_drivers.modbus_rtu import Scan, describe, read_input_registers_request, scan_reply
+from qrad_drivers.uart import UartPort, answer_window_s
 
 Key = Literal["voltage", "current", "power", "energy", "frequency"]
 CHANNELS: dict[str, tuple[str, str, int, float, float]] = {
@@ -49,11 +53,11 @@ CHANNELS: dict[str, tuple[str, str, int, float, float]] = {
 """key -> (quantity, unit, input register address, default valid min, default valid max)."""
 REQUESTS: tuple[tuple[int, int], ...] = ((0x0000, 72), (0x0156, 2))
 """(start address, register count) read each poll; together they cover every CHANNELS address."""
-EXCEPTION_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
-                   4: "server device failure", 6: "server device busy"}
 CONSISTENCY_REL, CONSISTENCY_ABS_W = 0.05, 10.0
 FLOAT32_SLACK = 2.0**-22  # two float32 steps, relative
-INTER_FRAME_CHARS = 3.5  # Modbus RTU silence between frames, in 11-bit characters (min 1.75 ms)
+INTER_FRAME_CHARS = 3.5  # Modbus RTU silence between frames, in characters (min 1.75 ms above 19200 baud)
+MAX_REPLY_BYTES = 4096
+"""More than this without the answer: the line is babbling; the request is given up."""
 
 
 def decode_float32(registers: list[int], index: int) -> float:
@@ -84,8 +88,8 @@ class Sdm120Driver(Driver):
     cfg: Sdm120Config
 
     def declare_channels(self) -> tuple[ChannelSpec, ...]:
-        self._client: AsyncModbusSerialClient | None = None
-        self._rx_bytes = 0
+        self._port = UartPort(str(self.cfg.port), self.cfg.baudrate, self.cfg.parity, self.cfg.stopbits)
+        self._opened = False
         self._last_energy: tuple[float, float] | None = None  # (t_s, kWh) of the last good total
         self._mains_words: tuple[int, ...] = ()
         self._mains_changed_s = math.nan
@@ -97,83 +101,58 @@ class Sdm120Driver(Driver):
 
     async def open(self) -> None:
         await self.close()
-        from pymodbus.client import AsyncModbusSerialClient
-        from pymodbus.framer import FramerType
-
-        port = str(self.cfg.port)
-        if not os.path.exists(port):
-            raise DriverError(f"{port}: no such serial port")
-        client = AsyncModbusSerialClient(
-            port, framer=FramerType.RTU, baudrate=self.cfg.baudrate, bytesize=8, parity=self.cfg.parity,
-            stopbits=self.cfg.stopbits, timeout=self.cfg.timeout_s, retries=0, reconnect_delay=0,
-            trace_packet=self._trace, name=f"sdm120 {self.cfg.name}")
-        if not await client.connect():
-            client.close()
-            raise DriverError(f"{port}: cannot open the serial port (busy, no permission or not a tty)")
-        self._client = client
+        await self._port.open()  # DriverError: missing, busy, no permission or not a tty
+        self._opened = True
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
-
-    def _trace(self, sending: bool, data: bytes) -> bytes:
-        """pymodbus's packet hook: remembers whether any byte came back, to tell noise from silence."""
-        if not sending:
-            self._rx_bytes = max(self._rx_bytes, len(data))
-        return data
+        self._opened = False
+        self._port.close()
 
     async def read(self, t_s: float) -> list[Reading]:
-        client = self._connected()
+        if not self._opened or not self._port.is_open:
+            raise DriverError(f"{self.cfg.port}: not open")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + answer_window_s(self.cfg.timeout_s)
         raw: dict[int, list[int] | str] = {}
         try:
-            async with asyncio.timeout(self.cfg.timeout_s):
-                for start, count in REQUESTS:
-                    if raw:
-                        await asyncio.sleep(max(INTER_FRAME_CHARS * 11 / self.cfg.baudrate, 0.00175))
-                    raw[start] = await self._request(client, start, count)
-        except TimeoutError:
-            heard = self._heard()
             for start, count in REQUESTS:
-                raw.setdefault(start, f"FC04 0x{start:04X}+{count}: no answer within {self.cfg.timeout_s:g} s"
-                               f" ({heard})")
-        if not client.connected:
+                if raw:
+                    await asyncio.sleep(INTER_FRAME_CHARS * self._port.char_time_s)
+                raw[start] = await self._request(start, count, deadline)
+        except DriverError:
             await self.close()
-            raise DriverError(f"{self.cfg.port}: serial port lost")
+            raise
         readings = {key: self._decode(key, raw, t_s) for key in self._specs}
         self._check_consistency(readings)
         readings["energy"] = self._check_energy(readings["energy"], t_s)
         self._check_stuck(readings, raw.get(0x0000), t_s)
         return list(readings.values())
 
-    def _connected(self) -> AsyncModbusSerialClient:
-        if self._client is None:
-            raise DriverError(f"{self.cfg.port}: not open")
-        if not self._client.connected:
-            raise DriverError(f"{self.cfg.port}: serial port lost")
-        return self._client
+    @property
+    def stale_bytes(self) -> int:
+        """Bytes discarded because they arrived while a request was on the line (late answers)."""
+        return self._port.stale_bytes
 
-    def _heard(self) -> str:
-        if self._rx_bytes:
-            return f"{self._rx_bytes} bytes received, no valid frame: bad CRC or noise"
-        return "nothing received"
-
-    async def _request(self, client: AsyncModbusSerialClient, start: int, count: int) -> list[int] | str:
-        """The registers, or why there are none."""
-        from pymodbus.exceptions import ModbusException
-
+    async def _request(self, start: int, count: int, deadline: float) -> list[int] | str:
+        """The registers, or why there are none. Raises DriverError when the port is lost."""
         what = f"FC04 0x{start:04X}+{count}"
-        self._rx_bytes = 0
-        try:
-            response = await client.read_input_registers(start, count=count, device_id=self.cfg.unit_id)
-        except ModbusException as exc:
-            return f"{what}: {exc} ({self._heard()})"
-        if response.isError():
-            code = getattr(response, "exception_code", 0)
-            return f"{what}: exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')}): {response}"
-        if len(response.registers) != count:
-            return f"{what}: {len(response.registers)} registers in the answer, expected {count}"
-        return list(response.registers)
+        loop = asyncio.get_running_loop()
+        request = read_input_registers_request(self.cfg.unit_id, start, count)
+        if not await self._port.send_request(request, INTER_FRAME_CHARS):
+            return f"{what}: request not sent, output queue full"
+        buffer, scan = b"", Scan()
+        while True:
+            buffer += self._port.drain()
+            scan = scan_reply(buffer, self.cfg.unit_id, count)
+            if scan.registers is not None:
+                return list(scan.registers)
+            if scan.error is not None:
+                return f"{what}: {scan.error}"
+            if len(buffer) > MAX_REPLY_BYTES:
+                return f"{what}: {describe(scan, len(buffer))}"
+            if not await self._port.wait_readable(deadline - loop.time()):
+                timeout = f"no answer within {self.cfg.timeout_s:g} s"
+                return f"{what}: {timeout} ({describe(scan, len(buffer))})"
 
     def _decode(self, key: str, raw: dict[int, list[int] | str], t_s: float) -> Reading:
         spec, address = self._specs[key], CHANNELS[key][2]

@@ -45,10 +45,43 @@ def answer_window_s(timeout_s: float) -> float:
 class UartPort:
     """One serial port: ``open`` (in a thread), non-blocking ``drain``/``write``, ``wait_readable``."""
 
-    def __init__(self, port: str, baudrate: int) -> None:
+    def __init__(self, port: str, baudrate: int, parity: str = "N", stopbits: int = 1) -> None:
         self.port = port
         self.baudrate = baudrate
+        self.parity = parity
+        self.stopbits = stopbits
+        self.stale_bytes = 0
+        """Bytes discarded by `send_request` because they arrived while the request was being sent."""
         self._serial: serial.Serial | None = None
+
+    @property
+    def char_time_s(self) -> float:
+        """Seconds one character takes on the line: start bit, 8 data bits, parity, stop bits."""
+        return (1 + 8 + (self.parity != "N") + self.stopbits) / self.baudrate
+
+    async def send_request(self, request: bytes, guard_chars: float = 3.5) -> bool:
+        """Flush, send ``request`` and discard what arrives while it is on the line.
+
+        Whatever is in the input before the request is stale (flushed); so is whatever arrives before the
+        request has left the line plus ``guard_chars`` character times (a device answers only after it has
+        received the request: Modbus RTU demands 3.5 characters of silence first), such as a late answer
+        to an earlier request. Arrivals are watched as they happen (the loop's reader wakes on the first
+        byte), so timer lateness does not let a stale answer through; bytes first noticed after the guard
+        may be the real answer and are kept. False when the output queue took only part of the request.
+        Raises DriverError when the port is lost.
+        """
+        loop = asyncio.get_running_loop()
+        self.reset_input()
+        self.drain()
+        sent_at = loop.time()
+        if self.write(request) != len(request):
+            return False
+        guard_end = sent_at + (len(request) + guard_chars) * self.char_time_s
+        while await self.wait_readable(guard_end - loop.time()):
+            if loop.time() > guard_end:
+                break  # noticed after the guard: possibly the answer
+            self.stale_bytes += len(self.drain())
+        return True
 
     @property
     def is_open(self) -> bool:
@@ -58,7 +91,8 @@ class UartPort:
         """Open and configure the port. Raises DriverError when it is missing, busy or unusable."""
         self.close()
         opening = asyncio.ensure_future(asyncio.to_thread(
-            serial.Serial, self.port, self.baudrate, timeout=0, write_timeout=0, exclusive=True))
+            serial.Serial, self.port, self.baudrate, timeout=0, write_timeout=0, exclusive=True,
+            parity=self.parity, stopbits=self.stopbits))
         try:
             self._serial = await asyncio.shield(opening)
         except asyncio.CancelledError:  # the thread still finishes: close what it opens, or the flock leaks

@@ -117,8 +117,9 @@ class Agent:
         verifier = Verifier(load_public_key(s.platform_public_key)) if s.platform_public_key else None
         replay = ReplayWindow(s.outbox_path.with_name("sync-commands.db"), s.command_replay_window_s)
         password = cfg.platform.password.get_secret_value() if cfg.platform.password else None
-        return SyncClient(s, cfg.device_id, self.outbox, CommandHandler(AgentCommands(self), replay, verifier),
-                          username=cfg.platform.username, password=password)
+        handler = CommandHandler(AgentCommands(self), replay, verifier, device_id=cfg.device_id)
+        return SyncClient(s, cfg.device_id, self.outbox, handler, username=cfg.platform.username,
+                          password=password)
 
     def components(self) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
         """Name -> coroutine function of every supervised component."""

@@ -24,6 +24,7 @@ import structlog
 
 from qrad_agent.config import AgentConfig, ApiConfig, load_config
 from qrad_agent.errors import EX_CONFIG, EX_SOFTWARE, EX_UNAVAILABLE, AgentError, ComponentDied, ConfigError
+from qrad_agent.files import set_agent_umask
 from qrad_agent.log import make_stderr_nonblocking, protect_stderr, setup_logging
 
 
@@ -130,12 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
-            return cmd_run(load_config(args.config))
+            set_agent_umask()  # before anything is created: state, outbox, replay db are the agent's own
+            return cmd_run(check_identity(load_config(args.config, strict_env=True), args.config))
         if args.command == "floor":
             from qrad_agent.ops.floor import cmd_floor
 
             return cmd_floor(load_config(args.config))
         if args.command == "launcher":
+            set_agent_umask()
             return cmd_launcher(load_config(args.config), args.allow_uid)
         if args.command == "config":
             return cmd_config_check(args.file, args.json)
@@ -155,9 +158,31 @@ def main(argv: list[str] | None = None) -> int:
         return EX_CONFIG
 
 
+def check_identity(cfg: AgentConfig, path: Path) -> AgentConfig:
+    """``cfg`` if its sync client certificate's CN is its device id and its private key is not readable by
+    other users (or there is no certificate); else ConfigError on ``sync.cert_file`` / ``sync.key_file``."""
+    if cfg.sync is None or not cfg.sync.tls or cfg.sync.cert_file is None:
+        return cfg
+    from qrad_agent.sync.provision import ProvisionError, check_certificate_identity, check_key_mode
+
+    problems = []
+    try:
+        check_certificate_identity(cfg.sync.cert_file, cfg.device_id)
+    except ProvisionError as exc:
+        problems.append(("sync.cert_file", str(exc)))
+    if cfg.sync.key_file is not None:
+        try:
+            check_key_mode(cfg.sync.key_file)
+        except ProvisionError as exc:
+            problems.append(("sync.key_file", str(exc)))
+    if problems:
+        raise ConfigError(str(path), problems)
+    return cfg
+
+
 def cmd_config_check(path: Path, as_json: bool) -> int:
     """Validate ``path``; print the effective configuration or "ok". Raises ConfigError."""
-    cfg = load_config(path)
+    cfg = check_identity(load_config(path, strict_env=True), path)
     if as_json:
         print(json.dumps(cfg.model_dump(mode="json"), indent=2))
     else:

@@ -2,28 +2,28 @@
 
 Every field has a documented default; an unknown field is an error (a typo must not be silently ignored).
 Environment variables override the device id and the secrets, so that a fleet image carries one file:
-``QRAD_DEVICE_ID``, ``QRAD_MQTT_USERNAME``, ``QRAD_MQTT_PASSWORD``.
-A bad file raises `ConfigError` listing every wrong field by its path (``thermostat.pid.ti_s``).
+``QRAD_DEVICE_ID``, ``QRAD_MQTT_USERNAME``, ``QRAD_MQTT_PASSWORD`` (the allow-list and its checks:
+`qrad_agent.envvars`). A bad file raises `ConfigError` listing every wrong field by its path
+(``thermostat.pid.ti_s``); a bad variable raises one whose source is "environment", naming the variable.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from qrad_drivers.base import DriverContext
+from qrad_drivers.registry import build_driver, config_models
 
+from qrad_agent.envvars import DEVICE_ID_PATTERN, SETTINGS, check_environment
 from qrad_agent.errors import ConfigError
 from qrad_agent.fire.config import FireConfig
 from qrad_agent.jobs.config import JobsConfig
 from qrad_agent.sync.config import SyncConfig
-from qrad_drivers.base import DriverContext
-from qrad_drivers.registry import build_driver, config_models
-
-DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-"""Device ids become MQTT topic levels: no '/', '+', '#', spaces or control characters."""
 
 PositiveS = Annotated[float, Field(gt=0, description="seconds")]
 
@@ -241,7 +241,28 @@ class AgentConfig(Section):
         missing = [c for c in self.thermostat.room_channels if c not in channels]
         if missing:
             raise ValueError(f"thermostat.room_channels names unknown channels {missing}; known: {channels}")
+        if self.sync is not None and self.sync.privacy:
+            self._check_privacy(self.sync.privacy)
         return self
+
+    def _check_privacy(self, privacy: Mapping[str, str]) -> None:
+        from qrad_agent.sync.privacy import personal_kind
+
+        quantities = channel_quantities(self.sensors)
+        unknown = sorted(set(privacy) - set(quantities))
+        if unknown:
+            raise ValueError(f"sync.privacy names unknown channels {unknown}; known: {sorted(quantities)}")
+        odd = sorted(name for name, policy in privacy.items() if policy == "aggregate"
+                     and personal_kind(name, quantities[name], self.fire.occupancy_channels) is None)
+        if odd:
+            raise ValueError(f"sync.privacy: 'aggregate' is defined for presence, sound level and contact "
+                             f"channels only, not {odd} (use send or local)")
+
+
+def channel_quantities(sensors: list[Any]) -> dict[str, str]:
+    """Channel name -> quantity, for every channel the configured sensors declare (built without I/O)."""
+    context = DriverContext()
+    return {spec.name: spec.quantity for entry in sensors for spec in build_driver(entry, context).channels}
 
 
 def channel_names(sensors: list[Any]) -> list[str]:
@@ -250,11 +271,8 @@ def channel_names(sensors: list[Any]) -> list[str]:
     return [spec.name for entry in sensors for spec in build_driver(entry, context).channels]
 
 
-ENV_OVERRIDES = {
-    "QRAD_DEVICE_ID": ("device_id",),
-    "QRAD_MQTT_USERNAME": ("platform", "username"),
-    "QRAD_MQTT_PASSWORD": ("platform", "password"),
-}
+ENV_OVERRIDES = SETTINGS
+"""Variable -> the configuration path it overrides (see `qrad_agent.envvars`)."""
 
 
 def apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
@@ -279,8 +297,12 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> AgentConfig:
         raise ConfigError(source, [(_loc(e["loc"]), e["msg"]) for e in exc.errors()]) from exc
 
 
-def load_config(path: Path, environ: dict[str, str] | None = None) -> AgentConfig:
-    """Read, override from the environment and validate ``path``. Raises ConfigError."""
+def load_config(path: Path, environ: dict[str, str] | None = None, *, strict_env: bool = False) -> AgentConfig:
+    """Read, override from the environment and validate ``path``. Raises ConfigError: from the file, or
+    with source "environment" for a bad setting variable (and with ``strict_env``, for an unknown
+    ``QRAD_*`` variable or a malformed systemd one: see `qrad_agent.envvars.check_environment`)."""
+    env = dict(os.environ) if environ is None else environ
+    check_environment(env, strict=strict_env)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -289,7 +311,13 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> AgentConfi
         raise ConfigError(str(path), [("(file)", f"not UTF-8: {exc}")]) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [("(toml)", str(exc))]) from exc
-    return parse_config(apply_env(data, dict(os.environ) if environ is None else environ), str(path))
+    try:
+        return parse_config(apply_env(data, env), str(path))
+    except ConfigError as exc:  # a value that came from a variable is reported as the variable's
+        overridden = {_loc(p): var for var, p in ENV_OVERRIDES.items() if var in env}
+        problems = [(f"{loc} (from ${overridden[loc]})" if loc in overridden else loc, reason)
+                    for loc, reason in exc.problems]
+        raise ConfigError(exc.source, problems) from exc
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:

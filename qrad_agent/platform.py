@@ -1,8 +1,8 @@
 """The agent's side of platform sync: the commands the platform may send, and what the agent reports.
 
 `AgentCommands` implements the sync layer's CommandTarget over the agent's components; `Reporter` is a
-supervised component that hands a telemetry batch of every channel to the outbox each
-``telemetry_period_s`` and refreshes the retained state (mode, setpoint, power, heat demand and the
+supervised component that hands a telemetry batch to the outbox each ``telemetry_period_s`` (each channel
+sent, aggregated or kept local as ``sync.privacy`` says: `qrad_agent.sync.privacy`) and refreshes the retained state (mode, setpoint, power, heat demand and the
 compute capacity it implies) each ``state_period_s``. Neither ever waits on the network: the outbox
 accepts while the broker is away.
 """
@@ -13,6 +13,7 @@ import asyncio
 import math
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -31,6 +32,7 @@ from qrad_agent.sync.contract import (
     envelope_bytes,
 )
 from qrad_agent.sync.outbox import OutboxError
+from qrad_agent.sync.privacy import ChannelAggregator, Policy, local_day_start, personal_kind
 
 log = structlog.get_logger(component="platform")
 
@@ -144,9 +146,16 @@ class AgentCommands:
 class Reporter:
     """Telemetry batches and the retained state, from the agent's components to the outbox."""
 
-    def __init__(self, agent: Any, sync: Any) -> None:
+    def __init__(self, agent: Any, sync: Any, wall_clock: Callable[[], float] = time.time) -> None:
         self.agent = agent
         self.sync = sync
+        self.wall_clock = wall_clock
+        self.policies = channel_policies(agent)
+        self.aggregators = {
+            name: ChannelAggregator(name, kind, local_day_start)
+            for name, spec in agent.hub.specs.items() if self.policies[name] is Policy.AGGREGATE
+            for kind in [personal_kind(name, spec.quantity, agent.cfg.fire.occupancy_channels)] if kind is not None}
+        self._consumed: dict[str, float] = {}  # per aggregated channel: the hub time of the last sample taken
 
     def state(self) -> StateMessage:
         """The retained state now."""
@@ -163,11 +172,22 @@ class Reporter:
                             jobs_running=self.agent.jobs.used_slots() if self.agent.jobs else 0)
 
     def telemetry(self) -> TelemetryBatch:
-        """Every channel's latest reading, stamped with wall-clock time."""
-        offset = time.time() - self.agent.clock.monotonic()
+        """The latest reading of each ``send`` channel and the closed periods of each ``aggregate`` one,
+        stamped with wall-clock time; ``local`` channels are left out."""
+        now = self.wall_clock()
+        offset = now - self.agent.clock.monotonic()
         readings = [Reading(channel=name, t=r.t_s + offset, value=None if r.value != r.value else r.value,
                             unit=r.unit[:16], quality=QUALITY[r.quality.value])
-                    for name, r in self.agent.hub.latest.items()]
+                    for name, r in self.agent.hub.latest.items() if self.policies.get(name) is Policy.SEND]
+        for name, aggregator in self.aggregators.items():
+            since = self._consumed.get(name, -math.inf)
+            for r in self.agent.hub.channels[name].history:
+                if r.t_s > since:
+                    aggregator.add(r.t_s + offset, r.value, r.quality.value == "ok")
+                    self._consumed[name] = r.t_s
+            readings += [Reading(channel=a.channel, t=a.t, value=a.value, unit=a.unit,
+                                 quality="good" if a.value is not None else "missing")
+                         for a in aggregator.flush(now)]
         return TelemetryBatch(readings=readings[:1000])
 
     async def report_jobs(self) -> int:
@@ -214,6 +234,18 @@ class Reporter:
                 await self.sync.enqueue(Kind.TELEMETRY, self.telemetry())
                 next_telemetry += cfg.telemetry_period_s
             await asyncio.sleep(min(cfg.state_period_s, max(0.0, next_telemetry - loop.time())))
+
+
+def channel_policies(agent: Any) -> dict[str, Policy]:
+    """Channel -> its privacy policy: ``sync.privacy`` if it names the channel, else aggregate for a personal
+    channel (presence, sound level, contacts) and send for the rest."""
+    overrides = agent.cfg.sync.privacy if agent.cfg.sync is not None else {}
+    policies = {}
+    for name, spec in agent.hub.specs.items():
+        personal = personal_kind(name, spec.quantity, agent.cfg.fire.occupancy_channels)
+        default = Policy.AGGREGATE if personal is not None else Policy.SEND
+        policies[name] = Policy(overrides.get(name, default))
+    return policies
 
 
 def platform_job_status(record: Any) -> str:

@@ -153,18 +153,21 @@ class Platform:
     def set_setpoint(self, device: str, mode: str, setpoint_c: float) -> bytes:
         return self.command(device, self.new_command("set_setpoint", mode=mode, setpoint_c=setpoint_c))
 
-    def sign_job(self, device: str, manifest: dict[str, Any]) -> tuple[dict[str, Any], str]:
-        """The manifest bound to ``device`` (its ``device_id`` and a fresh ``nonce`` filled in when absent)
-        and its Ed25519 signature."""
-        bound = {"device_id": device, "nonce": uuid.uuid4().hex, **manifest}
-        return bound, sign(self.signing_key, bound)
+    def signed_command(self, device: str, name: str, **fields_: Any) -> dict[str, Any]:
+        """A command addressed to ``device`` and signed as a whole (command id, issued_at, expires_at,
+        payload) with the platform's Ed25519 key."""
+        document = self.new_command(name, device_id=device, **fields_)
+        return {**document, "signature": sign(self.signing_key, document)}
 
-    def submit_job(self, device: str, manifest: dict[str, Any], signed: tuple[dict[str, Any], str] | None = None
-                   ) -> bytes:
-        """A job whose manifest is signed with the platform's Ed25519 key (``signed``: an already signed
-        manifest and signature, e.g. to replay one in a new command)."""
-        bound, signature = signed or self.sign_job(device, manifest)
-        return self.command(device, self.new_command("submit_job", manifest=bound, signature=signature))
+    def sign_job(self, device: str, manifest: dict[str, Any]) -> dict[str, Any]:
+        """The manifest bound to ``device``: its ``device_id`` and a fresh ``nonce`` filled in when absent."""
+        return {"device_id": device, "nonce": uuid.uuid4().hex, **manifest}
+
+    def submit_job(self, device: str, manifest: dict[str, Any], signed: dict[str, Any] | None = None) -> bytes:
+        """A job in a command signed as a whole with the platform's Ed25519 key (``signed``: an already
+        bound manifest, e.g. to replay one in a new command)."""
+        bound = signed or self.sign_job(device, manifest)
+        return self.command(device, self.signed_command(device, "submit_job", manifest=bound))
 
     def ack_job(self, device: str, job_id: str) -> bytes:
         """Tell ``device`` that the platform has ``job_id``'s result (it may delete the job's files)."""

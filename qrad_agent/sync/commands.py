@@ -2,16 +2,26 @@
 
 A command arrives on ``{prefix}/{device}/cmd`` (MQTT 5, with a response topic and correlation data) and is
 answered on the response topic with a `CommandResponse`. The handler checks, in order: JSON, the command
-name, the model (strict types, bounds), age and expiry, the Ed25519 signature (``submit_job``'s manifest,
-``reset_alarm``'s command), the command id against the replay window; only then does it call the agent
+name, the model (strict types, bounds), the addressee (``device_id``, when the command names one), age and
+expiry, the Ed25519 signature, the command id against the replay window; only then does it call the agent
 through `CommandTarget`. Any failure is an error response with a `Reason` and no agent call. The handler
 never raises (cancellation aside).
+
+Signed commands (``submit_job``, ``reset_alarm``): the signature covers the whole command but itself, i.e.
+``canonical(command without "signature")``: the command id, ``issued_at``, ``expires_at``, the addressed
+``device_id`` (required on these) and the payload (the job manifest). A signed manifest re-sent in a new
+envelope (another command id or issue time) or to another heater fails the signature.
+
+Replay: an id is remembered until ``issued_at + window + CLOCK_SKEW_S``, which is past the last moment the
+command could still pass the age check (``now - issued_at <= window``), even for a command issued up to
+CLOCK_SKEW_S in the future; remembering by time of receipt would forget such a command while it is still
+acceptable.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +33,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from qrad_agent.errors import AgentError
+from qrad_agent.files import private_sqlite
 from qrad_agent.sync.signing import Verifier
 
 log = structlog.get_logger(component="sync.commands")
@@ -58,6 +69,8 @@ class _Command(BaseModel):
     command_id: str = Field(pattern=COMMAND_ID)
     issued_at: float = Field(description="unix time, s")
     expires_at: float | None = Field(None, description="unix time after which the command is void")
+    device_id: str | None = Field(None, max_length=64,
+                                  description="the heater addressed; required on signed commands")
 
 
 class SetSetpoint(_Command):
@@ -105,10 +118,16 @@ class JobManifest(BaseModel):
     not_after: float = Field(description="unix time after which the manifest is void")
 
 
-class SubmitJob(_Command):
+class _Signed(_Command):
+    """A command signed as a whole: ``signature`` is base64 Ed25519 over canonical(command without it)."""
+
+    device_id: str = Field(max_length=64, description="the heater addressed (signed, so not redirectable)")
+    signature: str = Field(max_length=200, description="base64 Ed25519 over canonical(command without it)")
+
+
+class SubmitJob(_Signed):
     command: Literal["submit_job"]
     manifest: JobManifest
-    signature: str = Field(max_length=200, description="base64 Ed25519 over canonical(manifest)")
 
 
 class CancelJob(_Command):
@@ -127,10 +146,9 @@ class RequestDiagnostics(_Command):
     command: Literal["request_diagnostics"]
 
 
-class ResetAlarm(_Command):
+class ResetAlarm(_Signed):
     command: Literal["reset_alarm"]
     code: str = Field(pattern=COMMAND_ID)
-    signature: str = Field(max_length=200, description="base64 Ed25519 over canonical(command without it)")
 
 
 COMMANDS: tuple[type[_Command], ...] = (SetSetpoint, SetMode, SetSchedule, SubmitJob, CancelJob, AckJob,
@@ -172,26 +190,35 @@ class CommandTarget(Protocol):
 
 
 class ReplayWindow:
-    """Command ids seen in the last ``window_s`` seconds, persisted in SQLite (survives a restart)."""
+    """Command ids remembered until ``issued_at + window_s + CLOCK_SKEW_S``, persisted in SQLite (survives a
+    restart). The database file is created 0600 (see `qrad_agent.files`)."""
 
     def __init__(self, path: Path, window_s: float) -> None:
         self.window_s = window_s
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db = private_sqlite(path)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS seen_commands (id TEXT PRIMARY KEY, at REAL NOT NULL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS command_ids (id TEXT PRIMARY KEY, issued_at REAL NOT NULL,"
+                         " keep_until REAL NOT NULL, received_at REAL NOT NULL)")
+        legacy = self._db.execute("SELECT name FROM sqlite_master WHERE name = 'seen_commands'").fetchone()
+        if legacy:  # ids stored by time of receipt (older versions): kept a whole window from it, plus skew
+            self._db.execute("INSERT OR IGNORE INTO command_ids SELECT id, at, at + ?, at FROM seen_commands",
+                             (window_s + CLOCK_SKEW_S,))
+            self._db.execute("DROP TABLE seen_commands")
 
-    def claim(self, command_id: str, now: float) -> bool:
-        """Record ``command_id``; False if it was already seen within the window (a replay)."""
+    def claim(self, command_id: str, issued_at: float, now: float) -> bool:
+        """Record ``command_id`` issued at ``issued_at`` (unix s) and received at ``now``; False if it is
+        already remembered (a replay). Forgets ids whose ``keep_until`` has passed."""
+        keep_until = issued_at + self.window_s + CLOCK_SKEW_S
         with self._lock:
-            self._db.execute("DELETE FROM seen_commands WHERE at < ?", (now - self.window_s,))
-            cur = self._db.execute("INSERT OR IGNORE INTO seen_commands (id, at) VALUES (?, ?)", (command_id, now))
+            self._db.execute("DELETE FROM command_ids WHERE keep_until < ?", (now,))
+            cur = self._db.execute("INSERT OR IGNORE INTO command_ids (id, issued_at, keep_until, received_at) "
+                                   "VALUES (?, ?, ?, ?)", (command_id, issued_at, keep_until, now))
             return cur.rowcount == 1
 
     def ids(self) -> set[str]:
         with self._lock:
-            return {r[0] for r in self._db.execute("SELECT id FROM seen_commands")}
+            return {r[0] for r in self._db.execute("SELECT id FROM command_ids")}
 
     def close(self) -> None:
         with self._lock:
@@ -202,7 +229,10 @@ class CommandHandler:
     """Validates and applies platform commands; see the module docstring for the order of checks."""
 
     def __init__(self, target: CommandTarget, replay: ReplayWindow, verifier: Verifier | None,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time, device_id: str | None = None) -> None:
+        """``device_id``: this heater's id; a command naming another device is refused (None: not checked,
+        for tests of one handler)."""
+        self.device_id = device_id
         self.target = target
         self.replay = replay
         self.verifier = verifier
@@ -237,7 +267,7 @@ class CommandHandler:
         problem = self._check(cmd)
         if problem is not None:
             return problem
-        if not self.replay.claim(cmd.command_id, self.wall_clock()):
+        if not self.replay.claim(cmd.command_id, cmd.issued_at, self.wall_clock()):
             return _error(cmd.command_id, name, Reason.REPLAYED, "command id already seen")
         try:
             result = await self._apply(cmd)
@@ -250,18 +280,19 @@ class CommandHandler:
     def _check(self, cmd: Any) -> CommandResponse | None:
         now = self.wall_clock()
         name = cmd.command
+        if not all(map(math.isfinite, (cmd.issued_at, cmd.expires_at or 0.0))):
+            return _error(cmd.command_id, name, Reason.INVALID, "issued_at/expires_at must be finite")
+        if self.device_id is not None and cmd.device_id is not None and cmd.device_id != self.device_id:
+            return _error(cmd.command_id, name, Reason.INVALID, "addressed to another device")
         if cmd.expires_at is not None and now > cmd.expires_at:
             return _error(cmd.command_id, name, Reason.EXPIRED, "expires_at passed")
         if now - cmd.issued_at > self.replay.window_s:
             return _error(cmd.command_id, name, Reason.EXPIRED, "older than the replay window")
         if cmd.issued_at - now > CLOCK_SKEW_S:
             return _error(cmd.command_id, name, Reason.INVALID, "issued_at in the future")
-        if isinstance(cmd, SubmitJob):
-            if now > cmd.manifest.not_after:
-                return _error(cmd.command_id, name, Reason.EXPIRED, "manifest not_after passed")
-            if not self._signed(cmd.manifest.model_dump(), cmd.signature):
-                return _error(cmd.command_id, name, Reason.BAD_SIGNATURE, "manifest signature")
-        if isinstance(cmd, ResetAlarm) and not self._signed(cmd.model_dump(exclude={"signature"}), cmd.signature):
+        if isinstance(cmd, SubmitJob) and now > cmd.manifest.not_after:
+            return _error(cmd.command_id, name, Reason.EXPIRED, "manifest not_after passed")
+        if isinstance(cmd, _Signed) and not self._signed(cmd.model_dump(exclude={"signature"}), cmd.signature):
             return _error(cmd.command_id, name, Reason.BAD_SIGNATURE, "command signature")
         return None
 

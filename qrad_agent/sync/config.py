@@ -7,10 +7,22 @@ comes from ``[platform]`` (environment overrides) and is never logged.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1); a name is not resolved."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
 
 TOPIC_PREFIX_PATTERN = r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
 """Topic prefix levels: no wildcards, no empty level, no leading or trailing '/'."""
@@ -23,7 +35,7 @@ class SyncConfig(BaseModel):
 
     host: str = "localhost"
     port: int = Field(8883, ge=1, le=65535)
-    tls: bool = Field(True, description="mutual TLS; false only for a lab broker on loopback")
+    tls: bool = Field(True, description="mutual TLS; false is refused unless host is loopback (a lab broker)")
     ca_file: Path | None = Field(None, description="CA bundle that signed the broker's certificate (PEM)")
     cert_file: Path | None = Field(None, description="this heater's client certificate (PEM, CN = device id)")
     key_file: Path | None = Field(None, description="this heater's private key (PEM)")
@@ -52,11 +64,17 @@ class SyncConfig(BaseModel):
     bundle_allow_http: bool = Field(False, description="accept an http:// bundle_url (a lab only)")
     telemetry_period_s: float = Field(60.0, gt=0, description="a batch of every channel this often")
     state_period_s: float = Field(10.0, gt=0, description="the retained state refreshed this often")
+    privacy: dict[str, Literal["send", "aggregate", "local"]] = Field(
+        default_factory=dict, description="channel -> what leaves the home (qrad_agent/sync/privacy.py); "
+        "default: aggregate for presence, sound level and door/window contacts, send for the rest")
 
     @model_validator(mode="after")
     def _tls_files(self) -> SyncConfig:
         if self.tls and None in (self.ca_file, self.cert_file, self.key_file):
             raise ValueError("tls needs ca_file, cert_file and key_file")
+        if not self.tls and not is_loopback(self.host):
+            raise ValueError(f"tls = false is allowed only for a loopback broker (localhost, 127.0.0.0/8, ::1), "
+                             f"not {self.host!r}: the link would carry commands and data in clear")
         if self.backoff_initial_s > self.backoff_max_s:
             raise ValueError("backoff_initial_s must not exceed backoff_max_s")
         return self

@@ -18,8 +18,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qrad_agent.envvars import DEVICE_ID_PATTERN
+
 CONTRACT_VERSION = 1
-DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+DEVICE_ID_RE = re.compile(DEVICE_ID_PATTERN)
 """A device id is one topic level and an ACL identity: no '/', '+', '#', '$', spaces or controls."""
 ONLINE = b"online"
 OFFLINE = b"offline"
@@ -32,7 +34,8 @@ class ContractError(ValueError):
 def check_device_id(device_id: str) -> str:
     """Return ``device_id`` or raise ContractError if it could not be one safe topic level."""
     if not isinstance(device_id, str) or not DEVICE_ID_RE.fullmatch(device_id):
-        raise ContractError(f"device id {device_id!r} refused: one level of [A-Za-z0-9_.-], no wildcards")
+        raise ContractError(f"device id {device_id!r} refused: 1-63 of A-Z a-z 0-9 '-', not starting or "
+                            "ending with '-' (the certificate CN form)")
     return device_id
 
 

@@ -1,9 +1,15 @@
 """A throwaway mosquitto for tests, benchmarks and demos: its own CA, certificates, config, ACL and port.
 
-Not used on a heater. `make_pki` writes a CA, a server certificate for 127.0.0.1/localhost and one client
-certificate per identity (CN = identity, which mosquitto's ``use_identity_as_username`` makes the
-username). `DevBroker` writes a config with mutual TLS, the ACL of deploy/mosquitto and persistence, and
-starts, stops (SIGTERM, so it saves its sessions) and restarts mosquitto on the same port.
+Not used on a heater. `make_pki` writes two CAs (the heaters' and the platform's), a server certificate for
+127.0.0.1/localhost and one client certificate per identity (CN = identity, which mosquitto's
+``use_identity_as_username`` makes the username); identities named ``platform...`` are issued by the
+platform CA. It issues any CN it is given (a test can make the certificate a careless CA would);
+`qrad_agent.sync.provision` is the checked issuer for real heaters.
+
+`DevBroker` writes the layout of deploy/mosquitto: a heater listener (``port``: heater CA, client id
+replaced by the certificate's CN, so one heater cannot take over another's session) and a platform
+listener (``platform_port``: platform CA only, client ids free so several workers connect), the ACL,
+persistence; it starts, stops (SIGTERM, so it saves its sessions) and restarts mosquitto on the same ports.
 """
 
 from __future__ import annotations
@@ -27,10 +33,26 @@ from cryptography.x509.oid import NameOID
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
+HEATER_LEAVES = ("telemetry", "state", "events", "alarms", "jobs", "availability", "cmd")
+"""The topic levels under a heater's own ``{prefix}/{device}/`` other than its ``resp`` subtree."""
+
+
 def acl_text(prefix: str = "qrad/v1", platform_user: str = "platform") -> str:
-    """The broker ACL: each heater (certificate CN = %u) confined to its own subtree; the platform to all."""
+    """The broker ACL: each heater (certificate CN = %u) confined to its own subtree; the platform to all.
+
+    The deny lines close what a CN with '/' (issued by a careless CA) could reach through the patterns:
+    a CN ``heater-2/resp`` turns ``%u/telemetry`` into ``heater-2/resp/telemetry``, a topic of heater-2's
+    response subtree. A heater's topics are 4 levels (``prefix/id/leaf``) or 5 under ``resp``; a CN with k
+    slashes only makes topics of 4 + k levels or more, so denying 6 levels and more, and the heater leaves
+    one level under ``resp``, leaves such a certificate nothing in another heater's subtree.
+    """
+    denies = "\n".join(f"pattern deny {prefix}/+/resp/{leaf}" for leaf in HEATER_LEAVES + ("resp",))
     return f"""# Heaters: %u is the certificate's CN (use_identity_as_username). mosquitto refuses pattern access to
-# a username or client id containing + or # (CVE-2017-7650).
+# a username or client id containing + or # (CVE-2017-7650); a CN with '/' is refused by the issuing
+# command (qrad_agent.sync.provision) and, should one exist, reaches nothing through the deny lines:
+# it could only make topics deeper than a heater's own, or a heater leaf name one level under resp/.
+pattern deny {prefix}/+/+/+/+/#
+{denies}
 pattern write {prefix}/%u/telemetry
 pattern write {prefix}/%u/state
 pattern write {prefix}/%u/events
@@ -46,34 +68,41 @@ topic readwrite {prefix}/#
 """
 
 
+PLATFORM_PREFIX = "platform"
+"""Identities whose name starts with this are the platform's: issued by the platform CA."""
+
+
 @dataclass
 class Pki:
     directory: Path
     ca: Path
     server_cert: Path
     server_key: Path
+    platform_ca: Path
     clients: dict[str, tuple[Path, Path]] = field(default_factory=dict)
 
     def client(self, name: str) -> tuple[Path, Path]:
-        """(cert, key) of ``name``, issued on first use."""
+        """(cert, key) of ``name``, issued on first use (by the platform CA for ``platform...`` names).
+        Any CN is issued, even one `qrad_agent.sync.provision` refuses: tests make hostile ones."""
         if name not in self.clients:
-            self.clients[name] = _issue(self.directory, name, self._ca_key(), self._ca_cert(), server=False)
+            which = "platform-ca" if name.startswith(PLATFORM_PREFIX) else "ca"
+            self.clients[name] = issue(self.directory, name, self._ca_key(which), self._ca_cert(which),
+                                       server=False)
         return self.clients[name]
 
-    def _ca_key(self) -> ec.EllipticCurvePrivateKey:
-        key = serialization.load_pem_private_key((self.directory / "ca.key").read_bytes(), None)
+    def _ca_key(self, which: str) -> ec.EllipticCurvePrivateKey:
+        key = serialization.load_pem_private_key((self.directory / f"{which}.key").read_bytes(), None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         return key
 
-    def _ca_cert(self) -> x509.Certificate:
-        return x509.load_pem_x509_certificate(self.ca.read_bytes())
+    def _ca_cert(self, which: str) -> x509.Certificate:
+        return x509.load_pem_x509_certificate((self.directory / f"{which}.crt").read_bytes())
 
 
-def make_pki(directory: Path, clients: tuple[str, ...] = ()) -> Pki:
-    """A throwaway CA, a server certificate for 127.0.0.1 and localhost, and the named client certificates."""
-    directory.mkdir(parents=True, exist_ok=True)
+def make_ca(directory: Path, stem: str, title: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A throwaway CA valid two days: ``{stem}.key`` (0600) and ``{stem}.crt`` in ``directory``."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "qrad throwaway test CA")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, title)])
     now = dt.datetime.now(dt.UTC)
     ca = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
           .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
@@ -81,34 +110,52 @@ def make_pki(directory: Path, clients: tuple[str, ...] = ()) -> Pki:
           .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
           .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
           .sign(key, hashes.SHA256()))
-    (directory / "ca.key").write_bytes(_pem_key(key))
-    (directory / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    server_cert, server_key = _issue(directory, "localhost", key, ca, server=True)
-    pki = Pki(directory, directory / "ca.crt", server_cert, server_key)
+    key_path = directory / f"{stem}.key"
+    key_path.write_bytes(_pem_key(key))
+    key_path.chmod(0o600)
+    (directory / f"{stem}.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    return key, ca
+
+
+def make_pki(directory: Path, clients: tuple[str, ...] = ()) -> Pki:
+    """Throwaway heater and platform CAs, a server certificate for 127.0.0.1 and localhost (heater CA), and
+    the named client certificates."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key, ca = make_ca(directory, "ca", "qrad throwaway heater CA")
+    make_ca(directory, "platform-ca", "qrad throwaway platform CA")
+    server_cert, server_key = issue(directory, "localhost", key, ca, server=True)
+    pki = Pki(directory, directory / "ca.crt", server_cert, server_key, directory / "platform-ca.crt")
     for client in clients:
         pki.client(client)
     return pki
 
 
-def _issue(directory: Path, cn: str, ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate,
-           server: bool) -> tuple[Path, Path]:
+def issue(directory: Path, cn: str, ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate,
+          server: bool, days: float = 2.0) -> tuple[Path, Path]:
+    """A key and a certificate with CN ``cn`` signed by ``ca``: ``client-{cn}.crt/.key`` (or ``server.*``)
+    in ``directory``, the key 0600. No check of ``cn`` (see `qrad_agent.sync.provision`)."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     builder = (x509.CertificateBuilder()
                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
                .issuer_name(ca.subject).public_key(key.public_key())
                .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-               .not_valid_after(now + dt.timedelta(days=2))
+               .not_valid_after(now + dt.timedelta(days=days))
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True))
     if server:
         builder = builder.add_extension(x509.SubjectAlternativeName(
             [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+    else:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]),
+                                        critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
-    stem = "server" if server else f"client-{cn}"
+    stem = "server" if server else "client-" + cn.replace("/", "%2F")
     cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
+    key_path.unlink(missing_ok=True)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(_pem_key(key))
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(_pem_key(key))
-    key_path.chmod(0o600)
     return cert_path, key_path
 
 
@@ -126,10 +173,12 @@ def free_port() -> int:
 class DevBroker:
     """mosquitto with mutual TLS, the ACL and persistence, on its own port, owned by the caller."""
 
-    def __init__(self, directory: Path, pki: Pki, port: int | None = None, prefix: str = "qrad/v1") -> None:
+    def __init__(self, directory: Path, pki: Pki, port: int | None = None, prefix: str = "qrad/v1",
+                 platform_port: int | None = None) -> None:
         self.directory = directory
         self.pki = pki
         self.port = port or free_port()
+        self.platform_port = platform_port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         (directory / "data").mkdir(parents=True, exist_ok=True)
         (directory / "acl").write_text(acl_text(prefix))
@@ -155,6 +204,14 @@ certfile {pki.server_cert}
 keyfile {pki.server_key}
 require_certificate true
 use_identity_as_username true
+use_username_as_clientid true
+
+listener {self.platform_port} 127.0.0.1
+cafile {pki.platform_ca}
+certfile {pki.server_cert}
+keyfile {pki.server_key}
+require_certificate true
+use_identity_as_username true
 """)
 
     def start(self, timeout_s: float = 10.0) -> None:
@@ -166,7 +223,8 @@ use_identity_as_username true
                 err = self.proc.stderr.read().decode() if self.proc.stderr else ""
                 raise RuntimeError(f"mosquitto exited {self.proc.returncode}: {err} {self.log()[-2000:]}")
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                for port in (self.port, self.platform_port):
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 return
             except OSError:
                 time.sleep(0.05)

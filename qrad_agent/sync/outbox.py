@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qrad_agent.errors import AgentError
+from qrad_agent.files import private_sqlite
 from qrad_agent.sync.contract import Kind
 
 SCHEMA = """
@@ -101,8 +102,7 @@ class Outbox:
         self.max_messages = max_messages
         self._lock = threading.Lock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db = private_sqlite(path)  # 0600 with its -wal/-shm, whatever the umask
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
             self._db.execute("PRAGMA busy_timeout=5000")
@@ -112,7 +112,7 @@ class Outbox:
             if "link_losses" not in columns:  # an outbox written by an older agent
                 self._db.execute("ALTER TABLE outbox ADD COLUMN link_losses INTEGER NOT NULL DEFAULT 0")
             self._count = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise OutboxError(f"outbox {path}: {exc}") from exc
         self.dropped = 0
         self.evicted = 0

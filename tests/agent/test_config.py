@@ -160,11 +160,13 @@ def test_env_device_id_replaces_the_file(tmp_path: Path) -> None:
     assert load_config(EXAMPLE, environ={"QRAD_DEVICE_ID": "radiator-42"}).device_id == "radiator-42"
 
 
-@pytest.mark.parametrize("device_id", ["a/b", "a+b", "a#b", "a b", "dev\n", "", "-dev", "x" * 65])
+@pytest.mark.parametrize("device_id", ["a/b", "a+b", "a#b", "a b", "dev\n", "", "-dev", "x" * 65, "a.b", "a_b",
+                                       "dev-"])
 def test_unsafe_device_id_is_refused(device_id: str) -> None:
+    """A bad QRAD_DEVICE_ID is reported as the variable's, not as the file's."""
     with pytest.raises(ConfigError) as exc:
         load_config(EXAMPLE, environ={"QRAD_DEVICE_ID": device_id})
-    assert problem_paths(exc) == ["device_id"]
+    assert exc.value.source == "environment" and problem_paths(exc) == ["QRAD_DEVICE_ID"]
 
 
 def test_env_password_is_a_secret_hidden_everywhere(tmp_path: Path) -> None:

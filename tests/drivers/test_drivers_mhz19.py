@@ -292,3 +292,16 @@ def test_scan_in_chunks_equals_scan_at_once(pieces: list[bytes], cuts: list[int]
         remainder = result.remainder
     whole = scan(buffer)
     assert found == whole.frames and remainder == whole.remainder
+
+
+async def test_a_late_answer_is_not_taken_for_the_next_read(device: Mhz19Device, driver: Mhz19Driver) -> None:
+    """Read k gets no answer in time; its answer (612 ppm) arrives as read k+1's command goes out: read k+1
+    reports its own value (1234 ppm), not k's."""
+    device.set_fault("late")
+    late = await read_one(driver)
+    assert late.quality is Quality.FAULT
+    device.set_fault("ok")
+    device.co2_ppm = 1234
+    reading = await read_one(driver, 1.0)
+    assert reading.ok and reading.value == 1234.0, reading
+    assert driver._port.stale_bytes >= 9

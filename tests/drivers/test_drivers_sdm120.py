@@ -1,4 +1,5 @@
-"""SDM120 driver against the hw-sim meter over a real pseudo-terminal, with pymodbus's real RTU client.
+"""SDM120 driver (our Modbus RTU master) against the hw-sim meter over a real pseudo-terminal, and against a
+scripted pty peer for the late-answer race.
 
 Poll times are stamped by the test (t_s = n x period): the driver's checks run on the time it is given,
 so no test sleeps; the only real waits are the short timeouts of the line faults (TIMEOUT_S).
@@ -24,7 +25,7 @@ from qrad_drivers.sdm120 import CHANNELS, REQUESTS, Sdm120Config, Sdm120Driver, 
 from qrad_hwsim.devices.sdm120 import SDM120_FAULTS, Sdm120Device, crc16_modbus
 
 PERIOD_S = 10.0
-TIMEOUT_S = 0.15
+TIMEOUT_S = 0.5
 POWER_W = 1800.0
 ATTRIBUTE = {"voltage": "voltage_v", "current": "current_a", "power": "power_w", "energy": "energy_kwh",
              "frequency": "frequency_hz"}
@@ -37,7 +38,7 @@ def f32(value: float) -> float:
 
 @pytest.fixture(autouse=True)
 async def no_tasks_left() -> AsyncIterator[None]:
-    """Fails a test that leaves a task running (the emulator's or pymodbus's)."""
+    """Fails a test that leaves a task running (the emulator's or the driver's)."""
     yield
     await asyncio.sleep(0)
     left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
@@ -258,7 +259,103 @@ async def test_another_unit_id_gets_no_answer(meter: Meter) -> None:
 
 def test_every_fault_kind_is_covered() -> None:
     covered = {"ok", "unplugged", "bad_checksum", "garbage", "busy", "nan", "out_of_range", "stuck", "spike",
-               "drift"}
+               "drift", "late", "turnaround_glitch", "wrong_function"}
     assert set(SDM120_FAULTS) == covered
     with pytest.raises(ValueError):
         Sdm120Device(Path("/nonexistent")).set_fault("melted")
+
+
+async def test_a_reply_with_the_wrong_function_code_is_refused(meter: Meter, driver: Sdm120Driver) -> None:
+    """0x03 (read holding registers) in answer to 0x04, with a valid CRC: never decoded as the values."""
+    poller = Poller(driver, meter.device)
+    meter.device.set_fault("wrong_function")
+    readings = await poller.poll()
+    assert all(r.quality is Quality.FAULT for r in readings.values())
+    assert "function code 0x03" in readings["voltage"].reason
+    meter.device.set_fault("ok")
+    assert all(r.ok for r in (await poller.poll()).values())
+
+
+async def test_a_turnaround_zero_before_the_reply_is_skipped(meter: Meter, driver: Sdm120Driver) -> None:
+    poller = Poller(driver, meter.device)
+    meter.device.set_fault("turnaround_glitch")
+    for _ in range(3):
+        readings = await poller.poll()
+        assert all(r.ok for r in readings.values()), readings
+    assert readings["voltage"].value == f32(meter.device.voltage_v)
+
+
+async def test_a_late_reply_is_not_taken_for_the_next_polls(meter: Meter, driver: Sdm120Driver) -> None:
+    """Poll k gets no answer in time; its answer arrives as poll k+1's request goes out: poll k+1 must
+    report its own values (Poller checks every OK value against the meter's present one)."""
+    poller = Poller(driver, meter.device)
+    meter.device.set_fault("late")
+    late = await poller.poll()
+    assert all(r.quality is Quality.FAULT for r in late.values())
+    meter.device.set_fault("ok")
+    meter.device.update(POWER_W, PERIOD_S)
+    meter.device.voltage_v = 241.5  # far from poll k's value: k's reply cannot pass for this one
+    readings = await poller.poll(step=False)
+    assert readings["voltage"].ok and readings["voltage"].value == f32(241.5), readings["voltage"]
+    assert driver.stale_bytes > 0
+
+
+class ScriptedPeer:
+    """A pty peer answering 0x04 like a meter, that can send a stale answer (of the same shape) the
+    moment a request arrives, before its own answer after the turnaround."""
+
+    def __init__(self, link: Path, baudrate: int) -> None:
+        from qrad_hwsim.devices.uart_pty import PtyLink
+
+        self.link = PtyLink(link)
+        self.baudrate = baudrate
+        self.voltage_v = 230.0
+        self.stale: dict[tuple[int, int], bytes] = {}
+        self.garbage_first = b""
+        self._rx = b""
+        asyncio.get_running_loop().add_reader(self.link.master_fd, self._on_readable)
+
+    def reply(self, start: int, count: int, voltage_v: float) -> bytes:
+        image = bytearray(2 * 0x160)
+        image[0:4] = struct.pack(">f", voltage_v)
+        image[2 * 0x46:2 * 0x46 + 4] = struct.pack(">f", 50.0)
+        data = bytes(image[2 * start:2 * (start + count)])
+        body = bytes([1, 0x04, len(data)]) + data
+        return body + struct.pack("<H", crc16_modbus(body))
+
+    def _on_readable(self) -> None:
+        self._rx += self.link.read()
+        while len(self._rx) >= 8:
+            request, self._rx = self._rx[:8], self._rx[8:]
+            start, count = struct.unpack(">HH", request[2:6])
+            stale = self.stale.pop((start, count), None)
+            if stale is not None:
+                self.link.write(stale)  # the late answer lands while this request is on the line
+            fresh = self.garbage_first + self.reply(start, count, self.voltage_v)
+            asyncio.get_running_loop().call_later((8 + 3.5) * 11 / self.baudrate, self.link.write, fresh)
+
+    def close(self) -> None:
+        asyncio.get_running_loop().remove_reader(self.link.master_fd)
+        self.link.close()
+
+
+async def test_a_late_reply_of_the_same_request_is_discarded(tmp_path: Path) -> None:
+    """Same unit, function and byte count as the real answer: only the time tells them apart. The stale
+    answer (226 V) arrives while the request is on the line and is discarded; the real one (233 V) is read."""
+    peer = ScriptedPeer(tmp_path / "ttyPEER", 1200)
+    drv = make_driver(tmp_path / "ttyPEER", baudrate=1200)
+    try:
+        await drv.open()
+        for start, count in REQUESTS:
+            peer.stale[(start, count)] = peer.reply(start, count, 226.0)
+        peer.voltage_v = 233.0
+        readings = by_key(await drv.read(0.0))
+        assert readings["voltage"].ok and readings["voltage"].value == 233.0, readings["voltage"]
+        assert drv.stale_bytes >= len(peer.reply(0, 72, 226.0))
+        peer.garbage_first = b"\x00\xff\x01"  # junk, including our unit id, before a valid answer
+        peer.voltage_v = 234.0
+        readings = by_key(await drv.read(10.0))
+        assert readings["voltage"].ok and readings["voltage"].value == 234.0, readings["voltage"]
+    finally:
+        await drv.close()
+        peer.close()

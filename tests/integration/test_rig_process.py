@@ -140,7 +140,7 @@ def test_winter_day_rig_with_the_real_daemon(tmp_path: Path) -> None:
     rig = agent = None
     started = time.monotonic()
     try:
-        with Platform("127.0.0.1", broker.port, pki.ca, *pki.client("platform")) as platform:
+        with Platform("127.0.0.1", broker.platform_port, pki.ca, *pki.client("platform")) as platform:
             rig = subprocess.Popen([HWSIM, "rig", "--root", str(root), "--scenario", "winter_day",
                                     "--report", str(report_path)], stdout=subprocess.PIPE, text=True)
             assert rig.stdout is not None and rig.stdout.readline().startswith("READY")
@@ -173,7 +173,7 @@ def test_winter_day_rig_with_the_real_daemon(tmp_path: Path) -> None:
                 alarms = [m for m in log.messages.values() if m["kind"] == "alarm"]
                 missing = log.missing(max(log.seen))
                 latest = max(log.seen)
-        with Platform("127.0.0.1", broker.port, pki.ca, *pki.client("platform"),
+        with Platform("127.0.0.1", broker.platform_port, pki.ca, *pki.client("platform"),
                       client_id="platform-late", clean=True) as late:
             retained = late.wait_for(
                 lambda p: any(m["kind"] == "alarm" for m in p.devices[DEVICE].messages.values()), 10)

@@ -66,7 +66,7 @@ def sync_cfg(tmp_path: Path, broker: DevBroker, pki: Pki,
 @pytest.fixture
 def platform(broker: DevBroker, pki: Pki, platform_key: tuple[Ed25519PrivateKey, Path]) -> Iterator[Platform]:
     cert, key = pki.client("platform")
-    with Platform("127.0.0.1", broker.port, pki.ca, cert, key, signing_key=platform_key[0]) as p:
+    with Platform("127.0.0.1", broker.platform_port, pki.ca, cert, key, signing_key=platform_key[0]) as p:
         yield p
 
 

@@ -58,10 +58,17 @@ def cmd(name: str, ident: str = "c1", **fields: Any) -> dict[str, Any]:
     return {"v": 1, "command": name, "command_id": ident, "issued_at": NOW - 1, "expires_at": NOW + 60, **fields}
 
 
-def handler(tmp_path, platform_key) -> tuple[CommandHandler, FakeAgent]:
+def signed(key, document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` addressed to heater-1 and signed as a whole, as the platform signs commands."""
+    document = {"device_id": "heater-1", **document}
+    return {**document, "signature": sign(key, document)}
+
+
+def handler(tmp_path, platform_key, clock=lambda: NOW) -> tuple[CommandHandler, FakeAgent]:
     agent = FakeAgent()
     verifier = Verifier(load_public_key(platform_key[1]))
-    return CommandHandler(agent, ReplayWindow(tmp_path / "replay.db", 86400), verifier, lambda: NOW), agent
+    return CommandHandler(agent, ReplayWindow(tmp_path / "replay.db", 86400), verifier, clock,
+                          device_id="heater-1"), agent
 
 
 async def answer(h: CommandHandler, document: Any) -> Any:
@@ -73,10 +80,9 @@ async def test_valid_commands_apply(tmp_path, platform_key) -> None:
     key = platform_key[0]
     ok = [cmd("set_setpoint", "a", mode="comfort", setpoint_c=21.5), cmd("set_mode", "b", mode="eco"),
           cmd("set_schedule", "c", rules=[{"days": "mon-fri", "start": "06:30", "mode": "comfort"}]),
-          cmd("submit_job", "d", manifest=manifest(), signature=sign(key, manifest())),
+          signed(key, cmd("submit_job", "d", manifest=manifest())),
           cmd("cancel_job", "e", job_id="job-1"), cmd("request_diagnostics", "f")]
-    reset = cmd("reset_alarm", "g", code="overheat")
-    ok.append({**reset, "signature": sign(key, reset)})
+    ok.append(signed(key, cmd("reset_alarm", "g", code="overheat")))
     for document in ok:
         response = await answer(h, document)
         assert response.ok, response
@@ -96,11 +102,15 @@ async def test_bad_commands_get_reasons_and_change_nothing(tmp_path, platform_ke
         (cmd("set_mode", mode="eco", extra=1), Reason.INVALID),
         ({**cmd("set_mode", mode="eco"), "expires_at": NOW - 1}, Reason.EXPIRED),
         ({**cmd("set_mode", mode="eco"), "issued_at": NOW - 90000, "expires_at": None}, Reason.EXPIRED),
-        (cmd("submit_job", manifest=manifest(), signature=sign(other, manifest())), Reason.BAD_SIGNATURE),
-        (cmd("submit_job", manifest=manifest(cpus=64.0), signature=sign(platform_key[0], manifest())),
+        (signed(other, cmd("submit_job", manifest=manifest())), Reason.BAD_SIGNATURE),
+        ({**signed(platform_key[0], cmd("submit_job", manifest=manifest())), "manifest": manifest(cpus=64.0)},
          Reason.BAD_SIGNATURE),
-        (cmd("submit_job", manifest=manifest(), signature="not base64!"), Reason.BAD_SIGNATURE),
-        (cmd("reset_alarm", code="overheat", signature=sign(other, {})), Reason.BAD_SIGNATURE),
+        ({**signed(platform_key[0], cmd("submit_job", manifest=manifest())), "signature": "not base64!"},
+         Reason.BAD_SIGNATURE),
+        (cmd("submit_job", manifest=manifest(), signature=sign(platform_key[0], manifest())), Reason.INVALID),
+        (signed(other, cmd("reset_alarm", code="overheat")), Reason.BAD_SIGNATURE),
+        (signed(platform_key[0], {**cmd("set_mode", mode="eco"), "device_id": "heater-2"}), Reason.INVALID),
+        ({**cmd("set_mode", mode="eco"), "issued_at": float("nan")}, Reason.INVALID),
         (b"x" * 70000, Reason.TOO_LARGE),
     ]
     for document, reason in cases:
@@ -112,6 +122,39 @@ async def test_bad_commands_get_reasons_and_change_nothing(tmp_path, platform_ke
     again = await answer(h, cmd("set_mode", "dup", mode="off"))
     assert first.ok and (again.ok, again.reason) == (False, Reason.REPLAYED)
     assert agent.calls == [("set_mode", "eco")]
+
+
+async def test_a_signed_manifest_in_a_new_envelope_is_refused(tmp_path, platform_key) -> None:
+    """The signature covers the command id, issued_at, expires_at and the addressee, not only the payload:
+    a signed submit_job cannot be re-sent as a fresh command, sent to another heater or kept alive longer."""
+    h, agent = handler(tmp_path, platform_key)
+    original = signed(platform_key[0], cmd("submit_job", "job-cmd-1", manifest=manifest()))
+    assert (await answer(h, original)).ok
+    forgeries = [{**original, "command_id": "job-cmd-2"}, {**original, "issued_at": NOW},
+                 {**original, "command_id": "job-cmd-3", "expires_at": NOW + 3000},
+                 {**original, "command_id": "job-cmd-4", "device_id": "heater-2"}]
+    for forged in forgeries:
+        response = await answer(h, forged)
+        assert not response.ok and response.reason in (Reason.BAD_SIGNATURE, Reason.INVALID), (forged, response)
+    assert (await answer(h, original)).reason == Reason.REPLAYED
+    assert agent.calls == [("submit_job", "job-1")]
+
+
+async def test_a_command_from_the_future_stays_refused_for_its_whole_window(tmp_path, platform_key) -> None:
+    """Issued 299 s ahead (inside the allowed skew) and accepted at t0: still a replay at t0 + 86 450 s and
+    at the last instant the age check would pass; only after that does the age check refuse it."""
+    now = [NOW]
+    h, agent = handler(tmp_path, platform_key, clock=lambda: now[0])
+    future = {**cmd("set_mode", "ahead", mode="eco"), "issued_at": NOW + 299, "expires_at": None}
+    assert (await answer(h, future)).ok
+    for later in (NOW + 86_450, NOW + 299 + 86_400):
+        now[0] = later
+        assert (await answer(h, cmd("set_mode", "other-" + str(later), mode="eco") | {"issued_at": later, "expires_at": None}
+                             )).ok  # traffic that purges old ids
+        assert (await answer(h, future)).reason == Reason.REPLAYED, later
+    now[0] = NOW + 299 + 86_400 + 1
+    assert (await answer(h, future)).reason == Reason.EXPIRED
+    assert agent.calls.count(("set_mode", "eco")) == 3
 
 
 async def test_replay_window_survives_restart(tmp_path, platform_key) -> None:
@@ -167,7 +210,8 @@ async def test_request_response_over_the_broker(sync_cfg, platform, platform_key
     cfg = sync_cfg()
     agent = FakeAgent()
     replay = ReplayWindow(cfg.outbox_path.with_name("replay.db"), cfg.command_replay_window_s)
-    commands = CommandHandler(agent, replay, Verifier(load_public_key(cfg.platform_public_key)))
+    commands = CommandHandler(agent, replay, Verifier(load_public_key(cfg.platform_public_key)),
+                              device_id="heater-1")
     client = SyncClient(cfg, "heater-1", Outbox(cfg.outbox_path, durability="normal"), commands)
     task = asyncio.create_task(client.run())
     assert await platform.wait(lambda p: any(a[1] == "online" for a in p.devices["heater-1"].availability))
@@ -180,9 +224,16 @@ async def test_request_response_over_the_broker(sync_cfg, platform, platform_key
            "checkpoint": False, "not_after": now + 600}
     corr = platform.submit_job("heater-1", job)
     assert (await asyncio.to_thread(platform.response, corr))["reason"] == "ok"
+    # the signed command captured and re-sent in a fresh envelope, or as it was, or to another heater
+    signed = platform.signed_command("heater-1", "submit_job", manifest={**job, "job_id": "job-10"})
+    for document, reason in [(signed, "ok"), ({**signed, "command_id": "fresh", "issued_at": time.time()},
+                                              "bad_signature"), (signed, "replayed"),
+                             ({**signed, "command_id": "elsewhere", "device_id": "heater-2"}, "invalid")]:
+        corr = platform.command("heater-1", document)
+        assert (await asyncio.to_thread(platform.response, corr))["reason"] == reason, document
     corr = platform.command("heater-1", {}, raw=b"\x00garbage")
     assert (await asyncio.to_thread(platform.response, corr))["reason"] == "malformed_json"
-    assert agent.calls == [("set_setpoint", ("comfort", 21.0)), ("submit_job", "job-9")]
+    assert agent.calls == [("set_setpoint", ("comfort", 21.0)), ("submit_job", "job-9"), ("submit_job", "job-10")]
     # a command sent while the heater is offline with a 1 s message expiry dies at the broker
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -195,3 +246,18 @@ async def test_request_response_over_the_broker(sync_cfg, platform, platform_key
     assert agent.calls[-1] == ("set_mode", "eco") and ("set_mode", "off") not in agent.calls
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+def test_ids_of_the_older_replay_table_are_kept(tmp_path) -> None:
+    """A replay database written by a version that stored ids by time of receipt still refuses them."""
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "replay.db")
+    db.execute("CREATE TABLE seen_commands (id TEXT PRIMARY KEY, at REAL NOT NULL)")
+    db.execute("INSERT INTO seen_commands VALUES ('old-1', ?)", (NOW - 100,))
+    db.commit()
+    db.close()
+    window = ReplayWindow(tmp_path / "replay.db", 86400)
+    assert not window.claim("old-1", NOW - 100, NOW)
+    assert window.claim("new-1", NOW, NOW)
+    window.close()

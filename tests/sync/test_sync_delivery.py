@@ -89,7 +89,7 @@ async def test_sigkill_mid_burst_loses_nothing_and_will_is_published(sync_cfg, p
     assert offline_at - killed_at <= 1.5 * cfg.keepalive_s
     # A live subscriber gets the will without the retain flag; a newcomer must get it as retained.
     cert, key = pki.client("platform")
-    with Platform("127.0.0.1", broker.port, pki.ca, cert, key, client_id="platform-late", clean=True) as late:
+    with Platform("127.0.0.1", broker.platform_port, pki.ca, cert, key, client_id="platform-late", clean=True) as late:
         assert await late.wait(lambda p: bool(p.devices["heater-1"].availability), 5)
         assert late.devices["heater-1"].availability[-1][1:] == ("offline", True)
     left = Outbox(cfg.outbox_path, durability="full")  # what the killed process had not delivered

@@ -17,6 +17,13 @@ Faults (``set_fault``):
     spike         every ``spike_every``-th answer carries SPIKE_PPM, the others are normal
     drift         the value plus ``drift_ppm_per_min`` times the minutes since the fault was set
     noisy         random bytes (any value) before each valid answer: the driver must resynchronise
+    late          each answer held back and sent when the next read command arrives (while that command
+                  is on the line); a held answer still goes out on the first command after the fault
+                  clears, before that command's own answer
+
+Timing: an answer goes out ``latency_s`` after the command arrives; the default is the command's 9
+characters on the line at ``baudrate`` plus 3 characters of processing (a pty delivers at once, a real
+line does not).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .uart_pty import UartDevice
+from .uart_pty import COMMON_FAULTS, UartDevice
 
 FRAME_LEN = 9
 START = 0xFF
@@ -54,6 +61,8 @@ def answer_frame(ppm: int, temperature_c: float) -> bytes:
 class Mhz19Device(UartDevice):
     """The emulated sensor at ``link_path``; the simulation sets ``co2_ppm`` and ``temperature_c``."""
 
+    faults = COMMON_FAULTS + ("late",)
+
     def __init__(self, link_path: str | os.PathLike[str] | None, rng: np.random.Generator | None = None,
                  clock: Callable[[], float] | None = None, *, co2_ppm: float = 450.0,
                  noise_ppm: float = 3.0) -> None:
@@ -63,7 +72,9 @@ class Mhz19Device(UartDevice):
         self.noise_ppm = noise_ppm
         self.drift_ppm_per_min = 50.0
         self.spike_every = 3
-        self.latency_s = 0.0
+        self.baudrate = 9600
+        self.latency_s = (FRAME_LEN + 3) * 10 / self.baudrate
+        self._held: bytes | None = None
         self.abc_enabled = True
         self.zero_calibrations = 0
         self.requests = 0
@@ -95,8 +106,14 @@ class Mhz19Device(UartDevice):
             self.zero_calibrations += 1
         elif frame[2] == CMD_READ:
             self.requests += 1
+            if self._held is not None:
+                self.send(self._held)
+                self._held = None
             answer = self.answer()
             if not answer:
+                return
+            if self.fault == "late":
+                self._held = answer
                 return
             if self.latency_s > 0:
                 asyncio.get_running_loop().call_later(self.latency_s, self.send, answer)

@@ -9,10 +9,10 @@ A request for more than 80 registers (40 values: the limit of Eastron's protocol
 the map gets exception 02; any function but 0x04 gets exception 01 (the holding-register set-up of the
 real meter is not emulated).
 
-The responder is our own, not pymodbus's server: it serves the pty master, which has no path that
-pymodbus's serial transport could open, and the line faults act on bytes (silence, a wrong CRC, noise)
-below where pymodbus's server stack works. It also means the driver's pymodbus client is checked against
-an independent implementation of the word order and CRC. Requests are framed by length (8 bytes for
+The responder is our own, not a Modbus library's server: it serves the pty master, and the line faults act
+on bytes (silence, a wrong CRC, noise, a stray byte, a late answer) below where a server stack works. Its
+CRC and word order are written independently of the driver's (drivers/modbus_rtu.py), so each checks the
+other. Requests are framed by length (8 bytes for
 functions 1-6), not by the 3.5-character silence, so it works the same on a virtual-time loop.
 
 ``run()`` creates the pty, points ``link_path`` (e.g. ``<root>/dev/ttyMETER``) at its slave side and
@@ -25,7 +25,15 @@ Faults (``set_fault``): "ok"; "unplugged" (no answer); "bad_checksum" (answers w
 frozen at the moment of the fault); "out_of_range" (finite impossible values: 480 V, 0 Hz, 300 A, 1 MW);
 "nan" (every value 0xFFFFFFFF, as erased memory reads); "spike" (every second read of the power register
 shows + 20 kW); "drift" (the power reading's gain grows by ``drift_per_s`` per simulated second since
-the fault, simulated time being what ``update`` was given).
+the fault, simulated time being what ``update`` was given); "late" (each answer is held back and goes out
+when the next request arrives, i.e. while that request is still on the line; a held answer is still sent
+on the first request after the fault clears, before that request's own answer); "turnaround_glitch" (a
+0x00 byte before each answer, as an RS-485 transceiver switching direction often leaves);
+"wrong_function" (answers with function code 0x03 instead of 0x04, CRC valid).
+
+Timing: an answer goes out after the request's time on the line plus 3.5 characters (`TURNAROUND_CHARS`)
+at ``baudrate``, scheduled on the event loop (so it works on a virtual-time loop too); the answer itself
+arrives at once (a pty has no line speed).
 """
 
 from __future__ import annotations
@@ -41,7 +49,10 @@ from pathlib import Path
 import numpy as np
 
 SDM120_FAULTS = ("ok", "unplugged", "bad_checksum", "garbage", "busy", "stuck", "out_of_range", "nan",
-                 "spike", "drift")
+                 "spike", "drift", "late", "turnaround_glitch", "wrong_function")
+TURNAROUND_CHARS = 3.5
+"""A slave answers only after the request has been on the line and 3.5 characters of silence (Modbus over
+Serial Line V1.02 §2.5.1.1); the emulation waits that long (11-bit characters) before answering."""
 REGISTER_SPACE = 0x0160  # registers 0x0000..0x015F exist; reads past them get exception 02
 MAX_REGISTERS_PER_REQUEST = 80
 FIXED_LENGTH_FUNCTIONS = (1, 2, 3, 4, 5, 6)  # request = unit, fc, 2x u16, CRC: 8 bytes
@@ -82,7 +93,7 @@ class Sdm120Device:
                  rng: np.random.Generator | None = None) -> None:
         self.link_path = Path(link_path)
         self.unit_id = unit_id
-        self.baudrate = baudrate  # informative: a pty has no line speed
+        self.baudrate = baudrate  # sets the answer delay (the request's line time + turnaround)
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.voltage_v, self.frequency_hz, self.power_factor = NOMINAL_V, NOMINAL_HZ, 0.97
         self.power_w = self.current_a = 0.0
@@ -98,6 +109,7 @@ class Sdm120Device:
         self._power_reads = 0
         self._rx = bytearray()
         self._master = -1
+        self._held: bytes | None = None
 
     # ---- the heater simulation's side ----------------------------------------------------------
     def update(self, power_w: float, dt_s: float) -> None:
@@ -176,6 +188,7 @@ class Sdm120Device:
             os.close(slave)
             self._master, self.port_path = -1, None
             self._rx.clear()
+            self._held = None
 
     def _publish_link(self, target: str) -> None:
         self.link_path.parent.mkdir(parents=True, exist_ok=True)
@@ -214,12 +227,29 @@ class Sdm120Device:
         self.requests += 1
         if request[0] != self.unit_id or self.fault == "unplugged":
             return  # another unit's request, a broadcast (no answer by rule), or a dead line
-        reply = with_crc(bytes([self.unit_id]) + self._pdu(request))
+        if self._held is not None:  # the late answer to the previous request, as this one goes out
+            self._write(self._held)
+            self._held = None
+        pdu = self._pdu(request)
+        if self.fault == "wrong_function" and pdu[0] == 0x04:
+            pdu = bytes([0x03]) + pdu[1:]
+        reply = with_crc(bytes([self.unit_id]) + pdu)
         if self.fault == "bad_checksum":
             reply = reply[:-2] + bytes([reply[-2] ^ 0xFF, reply[-1] ^ 0x5A])
         elif self.fault == "garbage":
             reply = self.rng.integers(0, 256, int(self.rng.integers(3, 40)), dtype=np.uint8).tobytes()
+        elif self.fault == "turnaround_glitch":
+            reply = b"\x00" + reply
         self.answers += 1
+        if self.fault == "late":
+            self._held = reply
+            return
+        delay_s = (len(request) + TURNAROUND_CHARS) * 11 / self.baudrate
+        asyncio.get_running_loop().call_later(delay_s, self._write, reply)
+
+    def _write(self, reply: bytes) -> None:
+        if self._master < 0:
+            return  # the pty is gone (unplugged meanwhile)
         with contextlib.suppress(BlockingIOError, OSError):  # nobody reading: the bytes are lost
             os.write(self._master, reply)
 
