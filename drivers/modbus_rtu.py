@@ -11,7 +11,8 @@ answer before the request has been on the line and 3.5 characters have passed. R
 known from the function code and byte count; its CRC must match. A leading junk byte (e.g. the 0x00 an
 RS-485 transceiver's turnaround often leaves) is skipped and counted. A CRC-valid frame from our unit with
 another function code (0x03 to a 0x04 request) or another byte count (the answer to another request) is
-refused, never decoded, and the search goes on after it; the reason is reported if no answer follows. The caller flushes the line before each request and discards what
+refused, never decoded, and the search goes on after it; the reason is reported if no answer follows. The
+caller flushes the line before each request and discards what
 arrives while its request is still being sent (`qrad_drivers.uart.UartPort.send_request`): a late answer to
 an earlier request cannot be told apart by content (RTU frames carry no transaction id), only by time.
 """

@@ -20,7 +20,8 @@ for and a valid CRC; stray bytes before it (an RS-485 turnaround 0x00) are skipp
 that is not the answer (function 0x03, another request's byte count) is refused and reported.
 
 Failure mapping: an exception response, a bad CRC, noise, a refused frame or no answer -> FAULT readings
-with the reason; the port gone -> DriverError (reopened by the next ``open``). Checks on values: NaN/inf -> FAULT; outside
+with the reason; the port gone -> DriverError (reopened by the next ``open``). Checks on values: NaN/inf ->
+FAULT; outside
 the valid range -> OUT_OF_RANGE; |P| above V·I (active power cannot exceed apparent power, with 5 % + 10 W
 for the meter's class-1 tolerance) -> FAULT on V, I and P; the total energy going down, or up faster than
 the largest possible power allows since the last good value -> FAULT; voltage and frequency bit-identical

@@ -2,7 +2,8 @@
 
 `AgentCommands` implements the sync layer's CommandTarget over the agent's components; `Reporter` is a
 supervised component that hands a telemetry batch to the outbox each ``telemetry_period_s`` (each channel
-sent, aggregated or kept local as ``sync.privacy`` says: `qrad_agent.sync.privacy`) and refreshes the retained state (mode, setpoint, power, heat demand and the
+sent, aggregated or kept local as ``sync.privacy`` says: `qrad_agent.sync.privacy`) and refreshes the
+retained state (mode, setpoint, power, heat demand and the
 compute capacity it implies) each ``state_period_s``. Neither ever waits on the network: the outbox
 accepts while the broker is away.
 """
@@ -203,7 +204,7 @@ class Reporter:
             if not record.status.terminal and record.reason:
                 result = {"reason": record.reason}
             try:
-                message = JobStatusMessage(job_id=record.id, status=status,  # type: ignore[arg-type]
+                message = JobStatusMessage(job_id=record.id, status=status,
                                            exit_code=record.exit_code, result=result,
                                            cpu_s=record.usage.cpu_s or None)
                 envelope_bytes(self.sync.device_id, 1, 0.0, Kind.JOB, message.model_dump(mode="json"))

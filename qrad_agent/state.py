@@ -1,7 +1,8 @@
 """Persisted state: a small JSON file written atomically (temp file, fsync, rename, fsync of the directory).
 
 A power cut in the middle of a write leaves the previous file intact (rename(2) is atomic on POSIX file
-systems). The file is mode 0600 (it holds the household's setpoints and schedule). A file that cannot be read or parsed is reported and ignored: the agent then starts fresh.
+systems). The file is mode 0600 (it holds the household's setpoints and schedule). A file that cannot be read
+or parsed is reported and ignored: the agent then starts fresh.
 """
 
 from __future__ import annotations

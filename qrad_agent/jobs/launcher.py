@@ -411,7 +411,7 @@ class LauncherServer:
             launcher.reclaim(job_id)
             return {}
         if op == "work_usage":
-            u = launcher.work_usage(job_id)
+            u = launcher.work_usage(str(job_id))
             return {"bytes": u.allocated_bytes, "inodes": u.inodes, "too_deep": u.too_deep}
         raise LauncherError(f"unknown op {op!r}")
 

@@ -317,7 +317,7 @@ class JobRunner:
             manifest = self.manifests.get(job_id) or self._load_manifest(job_id)
             inputs = set(manifest.files) if manifest is not None else set()
             return results.summary(record, self.store, inputs)
-        except Exception as exc:  # noqa: BLE001 - hostile output must never stop the agent
+        except Exception as exc:
             log.error("job result unreadable", job=job_id, error=f"{type(exc).__name__}: {exc}")
             return results.unreadable(record, exc)
 
@@ -530,7 +530,7 @@ class JobRunner:
         record.usage.pids_limit_hits = cg.pids_limit_hits()
         try:
             await asyncio.to_thread(self._measure_output, record.id, active)
-        except Exception as exc:  # noqa: BLE001 - the last poll's figures stand
+        except Exception as exc:
             log.error("job output not measured", job=record.id, error=f"{type(exc).__name__}: {exc}")
         record.usage.output_bytes = active.output_bytes
         record.usage.output_inodes = active.output_inodes

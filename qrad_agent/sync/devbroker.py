@@ -46,7 +46,7 @@ def acl_text(prefix: str = "qrad/v1", platform_user: str = "platform") -> str:
     slashes only makes topics of 4 + k levels or more, so denying 6 levels and more, and the heater leaves
     one level under ``resp``, leaves such a certificate nothing in another heater's subtree.
     """
-    denies = "\n".join(f"pattern deny {prefix}/+/resp/{leaf}" for leaf in HEATER_LEAVES + ("resp",))
+    denies = "\n".join(f"pattern deny {prefix}/+/resp/{leaf}" for leaf in (*HEATER_LEAVES, "resp"))
     return f"""# Heaters: %u is the certificate's CN (use_identity_as_username). mosquitto refuses pattern access to
 # a username or client id containing + or # (CVE-2017-7650); a CN with '/' is refused by the issuing
 # command (qrad_agent.sync.provision) and, should one exist, reaches nothing through the deny lines:

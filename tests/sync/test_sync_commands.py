@@ -225,7 +225,8 @@ async def test_request_response_over_the_broker(sync_cfg, platform, platform_key
     corr = platform.submit_job("heater-1", job)
     assert (await asyncio.to_thread(platform.response, corr))["reason"] == "ok"
     # the signed command captured and re-sent in a fresh envelope, or as it was, or to another heater
-    signed = platform.signed_command("heater-1", "submit_job", manifest={**job, "job_id": "job-10"})
+    signed = platform.signed_command("heater-1", "submit_job",
+                                     manifest=platform.sign_job("heater-1", {**job, "job_id": "job-10"}))
     for document, reason in [(signed, "ok"), ({**signed, "command_id": "fresh", "issued_at": time.time()},
                                               "bad_signature"), (signed, "replayed"),
                              ({**signed, "command_id": "elsewhere", "device_id": "heater-2"}, "invalid")]:
