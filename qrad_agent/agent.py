@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from pathlib import Path
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from qrad_agent.clock import Clock
 from qrad_agent.config import AgentConfig
 from qrad_agent.control.pid import PidGains
 from qrad_agent.control.thermostat import Controller, PidStep, Thermostat
+from qrad_agent.ops.periodic import PeriodicSelftest
 from qrad_agent.ops.tuning import Tuner
 from qrad_agent.errors import ComponentDied, ResetRefused
 from qrad_agent.fire.detector import FireDetector
@@ -86,6 +88,9 @@ class Agent:
         self.fire_response = FireResponse(self)
         self.fire: FireDetector | None = None
         self.deadman: Any = None  # the launcher's dead-man beat (jobs through a launcher service only)
+        self.config_path: Path | None = None  # the file the configuration came from (selftest compares it)
+        self.code_hash_at_start: str | None = None
+        self.periodic_selftest = PeriodicSelftest(self)
         if cfg.fire.enabled:
             fire_cfg = cfg.fire if cfg.fire.room_channels else cfg.fire.model_copy(
                 update={"room_channels": list(cfg.thermostat.room_channels)})
@@ -125,7 +130,7 @@ class Agent:
         """Name -> coroutine function of every supervised component."""
         api = ApiServer(self.cfg.api.socket_path, self.api_handlers(), self.cfg.api.group)
         components = {"safety": self.safety.run, "sensors": self.hub.run, "control": self.thermostat.run,
-                      "api": api.run, "persist": self.persist}
+                      "api": api.run, "persist": self.persist, "selftest": self.periodic_selftest.run}
         if self.jobs is not None:
             components["jobs"] = self.jobs.run
             from qrad_agent.jobs.launcher import RemoteLauncher
@@ -268,6 +273,7 @@ class Agent:
             status["fire"] = self.fire.status()
         if self.deadman is not None:
             status["deadman"] = self.deadman.status()
+        status["selftest"] = self.periodic_selftest.status()
         return status
 
     def reset_alarm(self, code: str, by: str) -> bool:

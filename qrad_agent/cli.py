@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             set_agent_umask()  # before anything is created: state, outbox, replay db are the agent's own
-            return cmd_run(check_identity(load_config(args.config, strict_env=True), args.config))
+            return cmd_run(check_identity(load_config(args.config, strict_env=True), args.config), args.config)
         if args.command == "floor":
             from qrad_agent.ops.floor import cmd_floor
 
@@ -289,7 +289,7 @@ def _pretty(result: object) -> str:
     return str(result)
 
 
-def cmd_run(cfg: AgentConfig) -> int:
+def cmd_run(cfg: AgentConfig, config_path: Path | None = None) -> int:
     """Run the daemon until SIGTERM/SIGINT (0), until a component dies (70), or 69 when a component cannot
     start here (jobs without bubblewrap or an unreachable launcher, missing actuators): systemd retries.
 
@@ -299,7 +299,7 @@ def cmd_run(cfg: AgentConfig) -> int:
     setup_logging(cfg.device_id, cfg.logging.level, cfg.logging.format)
     log = structlog.get_logger(component="main")
     try:
-        asyncio.run(_serve(cfg))
+        asyncio.run(_serve(cfg, config_path))
     except ComponentDied as exc:
         log.error("agent stopped: component died", component=exc.component, error=str(exc))
         return EX_SOFTWARE
@@ -346,14 +346,16 @@ def cmd_launcher(cfg: AgentConfig, allow_uids: list[int] | None) -> int:
     return 0
 
 
-async def _serve(cfg: AgentConfig) -> None:
+async def _serve(cfg: AgentConfig, config_path: Path | None = None) -> None:
     from qrad_agent.agent import Agent
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await Agent(cfg).run(stop)
+    agent = Agent(cfg)
+    agent.config_path = config_path
+    await agent.run(stop)
 
 
 def cmd_sim(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """`selftest`: every check a technician needs on site, each with pass or fail and a detail.
 
 Sensors (quality and freshness), redundant room temperatures, every power interface read back against
-what was commanded, the control loop's timing, the clock (loop monotonic against wall), config and code
-hashes, free disk for the state directory.
+what was commanded, the control loop's timing, the clock (loop monotonic against wall), the code and
+configuration on disk against what the agent started with (an update or an edit not yet applied, or files
+changed under a running agent), free disk for the state directory.
 """
 
 from __future__ import annotations
@@ -62,9 +63,8 @@ def run_selftest(agent: Any) -> list[Check]:
                         " -> ".join(agent.power.chain_names()) or "no interface left"))
     checks.append(_loop_timing(agent))
     checks.append(_clock(agent))
-    config_json = json.dumps(agent.cfg.model_dump(mode="json"), sort_keys=True)
-    checks.append(Check("config hash", True, hashlib.sha256(config_json.encode()).hexdigest()[:16]))
-    checks.append(Check("code hash", True, f"{code_hash()} (qrad-agent {qrad_agent.__version__})"))
+    checks.append(_code_unchanged(agent))
+    checks.append(_config_unchanged(agent))
     checks.append(_disk(agent.cfg.state_dir))
     output = agent.safety.alarm_output_path()
     if output is not None:
@@ -74,6 +74,38 @@ def run_selftest(agent: Any) -> list[Check]:
         state = agent.jobs.launcher_state()
         checks.append(Check("jobs launcher", not state.startswith("unreachable"), state))
     return checks
+
+
+def config_hash(cfg: Any) -> str:
+    """sha256 of the effective configuration, canonical JSON (first 16 hex digits)."""
+    return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _code_unchanged(agent: Any) -> Check:
+    started = getattr(agent, "code_hash_at_start", None)
+    now = code_hash()
+    if started is None:
+        return Check("code unchanged since start", True, f"{now} (qrad-agent {qrad_agent.__version__})")
+    return Check("code unchanged since start", now == started,
+                 f"{now} (qrad-agent {qrad_agent.__version__})" if now == started else
+                 f"installed sources {now} differ from the running {started}: restart to run what is installed")
+
+
+def _config_unchanged(agent: Any) -> Check:
+    running = config_hash(agent.cfg)
+    path = getattr(agent, "config_path", None)
+    if path is None:
+        return Check("config unchanged since start", True, f"{running} (no file: built in memory)")
+    from qrad_agent.config import load_config
+    from qrad_agent.errors import ConfigError
+
+    try:
+        on_disk = config_hash(load_config(path))
+    except (ConfigError, OSError) as exc:
+        return Check("config unchanged since start", False, f"{path} no longer loads: {str(exc).splitlines()[0]}")
+    return Check("config unchanged since start", on_disk == running,
+                 running if on_disk == running else f"{path} changed since start ({on_disk} on disk, {running} "
+                 "running): restart to apply it")
 
 
 def _loop_timing(agent: Any) -> Check:
