@@ -22,6 +22,7 @@ from qrad_agent.clock import Clock
 from qrad_agent.config import AgentConfig
 from qrad_agent.control.pid import PidGains
 from qrad_agent.control.thermostat import Controller, PidStep, Thermostat
+from qrad_agent.loopwatch import LoopWatch
 from qrad_agent.ops.periodic import PeriodicSelftest
 from qrad_agent.ops.tuning import Tuner
 from qrad_agent.errors import ComponentDied, ResetRefused
@@ -91,6 +92,7 @@ class Agent:
         self.config_path: Path | None = None  # the file the configuration came from (selftest compares it)
         self.code_hash_at_start: str | None = None
         self.periodic_selftest = PeriodicSelftest(self)
+        self.loopwatch: LoopWatch | None = None  # the daemon watches its loop (cli); virtual-time runs do not
         if cfg.fire.enabled:
             fire_cfg = cfg.fire if cfg.fire.room_channels else cfg.fire.model_copy(
                 update={"room_channels": list(cfg.thermostat.room_channels)})
@@ -131,6 +133,8 @@ class Agent:
         api = ApiServer(self.cfg.api.socket_path, self.api_handlers(), self.cfg.api.group)
         components = {"safety": self.safety.run, "sensors": self.hub.run, "control": self.thermostat.run,
                       "api": api.run, "persist": self.persist, "selftest": self.periodic_selftest.run}
+        if self.loopwatch is not None:
+            components["loopwatch"] = self.loopwatch.run
         if self.jobs is not None:
             components["jobs"] = self.jobs.run
             from qrad_agent.jobs.launcher import RemoteLauncher
@@ -274,6 +278,8 @@ class Agent:
         if self.deadman is not None:
             status["deadman"] = self.deadman.status()
         status["selftest"] = self.periodic_selftest.status()
+        if self.loopwatch is not None:
+            status["event_loop"] = self.loopwatch.status()
         return status
 
     def reset_alarm(self, code: str, by: str) -> bool:

@@ -353,8 +353,11 @@ async def _serve(cfg: AgentConfig, config_path: Path | None = None) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    from qrad_agent.loopwatch import LoopWatch
+
     agent = Agent(cfg)
     agent.config_path = config_path
+    agent.loopwatch = LoopWatch()
     await agent.run(stop)
 
 

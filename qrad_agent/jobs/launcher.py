@@ -66,7 +66,13 @@ log = structlog.get_logger(component="launcher")
 MAX_MESSAGE = 1 << 16
 LAUNCHER_LOST = 124
 """Return code given to a job whose launcher connection broke (the launcher killed it or died)."""
-REQUEST_TIMEOUT_S = 30.0
+REQUEST_TIMEOUT_S = 3.0
+"""Longest wait for the launcher service's answer (s). The agent calls it from its event loop, so this bounds
+the stall a hung launcher can cause; it answers a local request in milliseconds."""
+SETUP_TIMEOUT_S = 30.0
+"""``setup`` may create the job user (useradd); the agent asks it once, before its components start."""
+SPAWN_TIMEOUT_S = 10.0
+"""``spawn`` hands the job its directory and starts bubblewrap; a slow one only delays that job."""
 
 
 class LauncherError(AgentError):
@@ -512,9 +518,9 @@ class RemoteLauncher:
         self.path = path
         self.user: JobUser | None = None
 
-    def _connect(self) -> socket.socket:
+    def _connect(self, timeout_s: float = REQUEST_TIMEOUT_S) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        sock.settimeout(REQUEST_TIMEOUT_S)
+        sock.settimeout(timeout_s)
         try:
             sock.connect(str(self.path))
         except OSError as exc:
@@ -522,8 +528,8 @@ class RemoteLauncher:
             raise LauncherUnavailable(f"launcher at {self.path} unreachable: {exc}") from exc
         return sock
 
-    def _call(self, request: dict[str, Any]) -> dict[str, Any]:
-        with self._connect() as sock:
+    def _call(self, request: dict[str, Any], timeout_s: float = REQUEST_TIMEOUT_S) -> dict[str, Any]:
+        with self._connect(timeout_s) as sock:
             try:
                 _send(sock, request)
                 answer, _ = _recv(sock)
@@ -537,7 +543,7 @@ class RemoteLauncher:
         return "reachable"
 
     def setup(self) -> JobUser:
-        answer = self._call({"op": "setup"})
+        answer = self._call({"op": "setup"}, SETUP_TIMEOUT_S)  # at start, before the loop runs anything
         self.user = JobUser(answer["user"], answer["uid"], answer["gid"])
         return self.user
 
@@ -546,7 +552,7 @@ class RemoteLauncher:
 
     def spawn(self, job_id: str, cores: int, output_bytes: int, command: list[str], stdout_fd: int,
               stderr_fd: int) -> RemoteProcess:
-        sock = self._connect()
+        sock = self._connect(SPAWN_TIMEOUT_S)
         try:
             _send(sock, {"op": "spawn", "job_id": job_id, "cores": cores, "output_bytes": output_bytes,
                          "command": command}, [stdout_fd, stderr_fd])
