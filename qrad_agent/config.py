@@ -230,7 +230,7 @@ class AgentConfig(Section):
 
     @model_validator(mode="after")
     def _channels_exist(self) -> AgentConfig:
-        names = [s.name for s in self.sensors]
+        names = [s.name for s in self.sensors]  # type: ignore[attr-defined]  # a union built at import
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"sensor names must be unique, repeated: {duplicates}")

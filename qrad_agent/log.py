@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 from collections import deque
+from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -31,7 +32,7 @@ class RecentEvents:
     def __init__(self, maxlen: int = RECENT_EVENTS) -> None:
         self.events: deque[dict[str, Any]] = deque(maxlen=maxlen)
 
-    def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         self.events.append({k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
                             for k, v in event.items()})
         return event
@@ -133,8 +134,8 @@ def setup_logging(device_id: str, level: str = "info", fmt: str = "auto", stream
 
     Without ``stream`` the log goes to the process's standard error through `sink`, which never raises.
     """
-    stream = stream or sink  # type: ignore[assignment]
-    use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
+    out: Any = stream or sink
+    use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(
@@ -147,7 +148,7 @@ def setup_logging(device_id: str, level: str = "info", fmt: str = "auto", stream
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.clear_contextvars()

@@ -73,8 +73,9 @@ def cmd_submit(args, cfg: JobsConfig) -> int:
         print(f"qrad-agent jobs: {store.spool} missing: is the agent running with jobs enabled?", file=sys.stderr)
         return EX_UNAVAILABLE
     job_id = _manifest_id(source)
-    if job_id and store.load(job_id) is not None:
-        print(f"qrad-agent jobs: job {job_id} exists ({store.load(job_id).status.value}); "
+    existing = store.load(job_id) if job_id else None
+    if existing is not None:
+        print(f"qrad-agent jobs: job {job_id} exists ({existing.status.value}); "
               "give the bundle a new id", file=sys.stderr)
         return 2
     spooled_at = time.time()

@@ -398,7 +398,8 @@ class LauncherServer:
                     os.close(fd)
 
     def _dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
-        op, job_id = request.get("op"), request.get("job_id")
+        op, raw_id = request.get("op"), request.get("job_id")
+        job_id = raw_id if isinstance(raw_id, str) else ""  # "" fails every operation's id check
         launcher = self.launcher
         if op == "ping":
             return {}
@@ -424,8 +425,9 @@ class LauncherServer:
     def _spawn(self, conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
         cfg = self.launcher.cfg
         try:
-            job_id, cores, output_bytes, command = (request.get(k) for k in ("job_id", "cores", "output_bytes",
+            raw_id, cores, output_bytes, command = (request.get(k) for k in ("job_id", "cores", "output_bytes",
                                                                              "command"))
+            job_id = raw_id if isinstance(raw_id, str) else ""  # "" fails the launcher's id check
             if len(fds) != 2:
                 raise LauncherError("spawn needs the stdout and stderr descriptors")
             if not isinstance(cores, int) or not 1 <= cores <= cfg.max_cores:

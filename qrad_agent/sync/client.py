@@ -279,7 +279,7 @@ class SyncClient:
 
     def _readable(self, client: mqtt.Client, sock: Any) -> None:
         client.loop_read()
-        while isinstance(sock, ssl.SSLSocket) and client.socket() is sock and sock.pending():
+        while client.socket() is sock and isinstance(sock, ssl.SSLSocket) and sock.pending():
             client.loop_read()  # TLS may hold decrypted records the fd will not signal again
 
     def _on_socket_close(self, client: mqtt.Client, _userdata: Any, _sock: Any) -> None:
@@ -354,7 +354,7 @@ class SyncClient:
             self._cmd_queue.put_nowait((bytes(msg.payload), response_topic, correlation))
         except asyncio.QueueFull:
             self.stats["commands_dropped"] += 1
-            busy = CommandResponse(command_id=_peek_id(msg.payload), command=None, ok=False,
+            busy = CommandResponse(command_id=_peek_id(bytes(msg.payload)), command=None, ok=False,
                                    reason=Reason.BUSY, detail="command queue full")
             self._spawn(self._respond(busy, response_topic, correlation))
 
@@ -399,8 +399,9 @@ class SyncClient:
         self.connected = False
         self._inflight.clear()
         self._unwatch()
-        if client is not None and client.socket() is not None:
-            client.socket().close()
+        sock = client.socket() if client is not None else None
+        if sock is not None:
+            sock.close()
 
     def _stop_cleanly(self) -> None:
         """On cancellation: retained "offline", DISCONNECT, written synchronously (non-blocking socket)."""

@@ -27,6 +27,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import Literal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,7 +252,7 @@ class _Tx:
     def __enter__(self) -> None:
         self._db.execute("BEGIN IMMEDIATE")
 
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> Literal[False]:
         if exc is None:
             self._db.execute("COMMIT")
             return False
