@@ -104,7 +104,9 @@ class Agent:
         self.safety.checks.append(PowerFollowCheck(self.power, mains_w, cfg.power.follow_margin_w,
                                                    cfg.power.follow_grace_s))
         if cfg.safety.surface_channel and cfg.safety.surface_channel in self.hub.specs:
-            self.safety.checks.append(thermal_check(self))
+            self.safety.checks.append(thermal_check(cfg.fire.thermal, cfg.safety.surface_channel,
+                                                    list(cfg.thermostat.room_channels),
+                                                    cfg.thermostat.stale_after_s, self.hub, self.power))
 
     def _audio_queue(self):
         """The microphone stream for fire detection: the first audio device's subscription, if any."""

@@ -14,7 +14,10 @@ from typing import Any
 
 import structlog
 
+from qrad_agent.fire.config import ThermalProtectionConfig
 from qrad_agent.fire.thermal_protection import ThermalProtection
+from qrad_agent.power.manager import PowerManager
+from qrad_agent.sensing.hub import SensorHub
 
 log = structlog.get_logger(component="fire")
 
@@ -74,18 +77,20 @@ class FireResponse:
             self.agent.safety.alarm_output(True)
 
 
-def thermal_check(agent: Any) -> Any:
-    """A safety check (t_s -> new faults) running the heater's thermal protection on the hub's readings."""
-    protection = ThermalProtection(agent.cfg.fire.thermal)
-    channel = agent.cfg.safety.surface_channel
+def thermal_check(cfg: ThermalProtectionConfig, surface_channel: str, room_channels: list[str],
+                  stale_after_s: float, hub: SensorHub, power: PowerManager) -> Any:
+    """A safety check (t_s -> new faults) running the heater's thermal protection on ``hub``'s readings of
+    ``surface_channel`` and the room, against what ``power`` commands and measures. The returned function
+    carries its ``protection`` (reset by reset-alarm)."""
+    protection = ThermalProtection(cfg)
 
     def thermal_protection(t_s: float) -> dict[str, str]:
-        reading = agent.hub.latest.get(channel)
+        reading = hub.latest.get(surface_channel)
         surface_c = reading.value if reading is not None and reading.ok else None
-        room = agent.hub.best(agent.cfg.thermostat.room_channels, agent.cfg.thermostat.stale_after_s).reading
-        commanded_w = agent.power.curve.power_w(agent.power.level)  # measured_w lags it by a control period
+        room = hub.best(room_channels, stale_after_s).reading
+        commanded_w = power.curve.power_w(power.level)  # measured_w lags it by a control period
         surface_t_s = None if reading is None else reading.t_s
-        return protection.update(t_s, agent.power.measured_w, surface_c, surface_t_s, None,
+        return protection.update(t_s, power.measured_w, surface_c, surface_t_s, None,
                                  None if room is None else room.value, commanded_w)
 
     thermal_protection.protection = protection  # type: ignore[attr-defined]
