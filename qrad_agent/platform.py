@@ -166,11 +166,14 @@ class Reporter:
         max_w = p.cfg.max_w
         cores = (self.agent.cfg.jobs.cpus if self.agent.jobs else 0) * min(1.0, demand / max_w)
         health = "safe_state" if self.agent.safety.forced else "ok"
+        energy = self.agent.energy.status() if getattr(self.agent, "energy", None) is not None else {}
         return StateMessage(mode=mode if mode in ("auto", "comfort", "eco", "frost", "off") else "auto",
                             setpoint_c=None if math.isnan(t.setpoint_c) else t.setpoint_c,
                             room_c=None if math.isnan(t.pv_c) else t.pv_c, power_w=p.measured_w,
                             heat_demand_w=demand, compute_capacity_cores=cores, health=health,
-                            jobs_running=self.agent.jobs.used_slots() if self.agent.jobs else 0)
+                            jobs_running=self.agent.jobs.used_slots() if self.agent.jobs else 0,
+                            heat_delivered_kwh=energy.get("heat_delivered_kwh"),
+                            compute_core_h_per_kwh=energy.get("compute_core_h_per_kwh"))
 
     def telemetry(self) -> TelemetryBatch:
         """The latest reading of each ``send`` channel and the closed periods of each ``aggregate`` one,
@@ -206,13 +209,14 @@ class Reporter:
             try:
                 message = JobStatusMessage(job_id=record.id, status=status,
                                            exit_code=record.exit_code, result=result,
-                                           cpu_s=record.usage.cpu_s or None)
+                                           cpu_s=record.usage.cpu_s or None, energy_wh=record.usage.energy_wh)
                 envelope_bytes(self.sync.device_id, 1, 0.0, Kind.JOB, message.model_dump(mode="json"))
             except (ValueError, TypeError) as exc:  # a result that cannot be sent is a failed one, said why
                 log.error("job result not encodable; reported as failed", job=record.id, error=str(exc)[:200])
                 status = "failed"
                 message = JobStatusMessage(job_id=record.id, status="failed", exit_code=record.exit_code,
-                                           result={"reason": "result_unencodable", "detail": str(exc)[:200]})
+                                           result={"reason": "result_unencodable", "detail": str(exc)[:200]},
+                                           energy_wh=record.usage.energy_wh)
             try:
                 await self.sync.enqueue(Kind.JOB, message)
             except OutboxError as exc:  # the outbox's disk is full: kept unreported, tried again next round

@@ -12,6 +12,7 @@ package powers. Every watt of it ends up as heat in the room.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,8 @@ class Board:
         self.r_th_k_w = spec.r_th_k_w  # package-to-air now: the heater raises it when its cooling fails
         self.coretemps = [CoretempDevice(self.root, p, n, start_c) for p in range(spec.n_packages)]
         self.cgroup = JobCgroup(self.root, spec.cgroup, spec.n_cores_total) if spec.cgroup else None
+        self.package_loads: Callable[[], list[float]] | None = None
+        """Per-package dynamic-power fraction (0..1) when jobs differ per package (job_energy.py)."""
 
     def _package(self, index: int, util: float) -> tuple[float, float]:
         """(frequency kHz, power W) of package ``index`` under the agent's current limits."""
@@ -118,7 +121,8 @@ class Board:
         """Advance ``dt_s`` s with the room air at ``air_c`` °C; read limits, publish readings."""
         spec = self.spec
         util = self.cgroup.util() if self.cgroup else 1.0
-        freqs, powers = zip(*(self._package(p, util) for p in range(spec.n_packages)), strict=True)
+        loads = self.package_loads() if self.package_loads is not None else [util] * spec.n_packages
+        freqs, powers = zip(*(self._package(p, loads[p]) for p in range(spec.n_packages)), strict=True)
         decay = math.exp(-dt_s / spec.tau_cpu_s) if spec.tau_cpu_s > 0 else 0.0
         for p, (f_khz, p_w) in enumerate(zip(freqs, powers, strict=True)):
             target_c = air_c + self.r_th_k_w * p_w
@@ -127,7 +131,9 @@ class Board:
             self.coretemps[p].publish(self.cpu_temp_c[p])
             if self.zones:
                 self.zones[p].add_energy(p_w, dt_s)
-        if self.cgroup:
+        if self.package_loads is not None:
+            self.cgroup.account(util, dt_s, freqs)  # type: ignore[union-attr, call-arg]
+        elif self.cgroup:
             self.cgroup.account(util, dt_s)
         core_equiv = sum(util * spec.cores_per_package * f / spec.f_nominal_khz for f in freqs)
         return BoardStep(

@@ -63,6 +63,9 @@ class JobsConfig(_Section):
                                "no job is accepted or started below it; the biggest writer is stopped")
     max_output_inodes: int = Field(20000, ge=16, description="files and directories one job may make; over it the "
                                    "job is stopped and its output deleted")
+    energy_interval_s: float = Field(10.0, gt=0, le=600, description="per-job energy accounting period")
+    mains_energy_channel: str | None = Field(None, description="sensor channel of the mains meter's "
+                                             "cumulative energy, kWh (e.g. an SDM120's energy channel)")
     poll_s: float = Field(0.2, gt=0, le=10, description="limit and status polling period")
     deadman_timeout_s: float = Field(
         10.0, ge=0.5, le=600, description="with a launcher service: the agent beats its dead-man every "

@@ -118,6 +118,7 @@ class Usage(BaseModel):
     pids_limit_hits: int = 0
     oom_kills: int = 0
     frozen_s: float = 0.0
+    energy_wh: float = Field(0.0, ge=0, description="electrical energy attributed to the job, Wh (jobs/energy.py)")
 
 
 class JobRecord(BaseModel):

@@ -19,6 +19,7 @@ import re
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +93,8 @@ class JobRunner:
         self._held_for_disk = False
         self._launcher_retry_at = 0.0  # time.monotonic() before which no start is tried
         self._removals: set[asyncio.Task] = set()  # deletions of job files in worker threads
+        self.update_hold = False  # an update is being prepared: no new start (agent.prepare_update)
+        self.on_job_end: Callable[[JobRecord], None] | None = None  # the energy monitor's, with final usage
 
     # -- setup and shutdown --
 
@@ -394,7 +397,7 @@ class JobRunner:
                 self._held_for_disk = True
             return
         self._held_for_disk = False
-        while self._queue and not self.hold and not self.frozen:
+        while self._queue and not self.hold and not self.frozen and not self.update_hold:
             if time.monotonic() < self._launcher_retry_at:
                 return
             _, _, job_id = self._queue[0]
@@ -534,6 +537,11 @@ class JobRunner:
             log.error("job output not measured", job=record.id, error=f"{type(exc).__name__}: {exc}")
         record.usage.output_bytes = active.output_bytes
         record.usage.output_inodes = active.output_inodes
+        if self.on_job_end is not None:
+            try:
+                self.on_job_end(record)
+            except Exception:  # accounting must never keep a job's cgroup alive
+                log.exception("job end hook failed", job=record.id)
         deadline = asyncio.get_running_loop().time() + CGROUP_REMOVE_TIMEOUT_S
         while True:
             self._privileged("kill", record.id)

@@ -122,6 +122,9 @@ class StateMessage(Model):
     compute_capacity_cores: float = Field(ge=0, description="compute that heat demand implies, cores")
     health: Literal["ok", "degraded", "safe_state"] = "ok"
     jobs_running: int = Field(0, ge=0)
+    heat_delivered_kwh: float | None = Field(None, ge=0, description="electrical energy turned into heat "
+                                             "since installation (all of it heats the room), kWh")
+    compute_core_h_per_kwh: float | None = Field(None, ge=0, description="jobs' CPU core-hours per kWh")
 
 
 class EventMessage(Model):

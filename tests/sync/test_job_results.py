@@ -93,6 +93,8 @@ async def test_job_result_reaches_the_platform_and_ack_deletes_it(tmp_path, heat
             "result.json": {"bytes": len(expected), "sha256": hashlib.sha256(expected.encode()).hexdigest()}}
         assert "job.py" not in body["result"]["outputs"]  # inputs are not results
         assert body["cpu_s"] and body["cpu_s"] > 0
+        assert body["energy_wh"] is not None and body["energy_wh"] > 0  # set for every job (jobs/energy.py)
+        assert "heat_delivered_kwh" in agent.status()["energy"]
 
         job_dir = base / "jobs" / "answer-1"
         assert job_dir.exists(), "kept until the platform acknowledges"
