@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+import qrad_agent
 from qrad_agent.api.server import ApiServer, Handler
 from qrad_agent.clock import Clock
 from qrad_agent.config import AgentConfig
@@ -39,6 +40,7 @@ from qrad_drivers.registry import build_driver
 from qrad_agent.state import load_state, save_state
 
 if TYPE_CHECKING:  # jobs and sync (cryptography, paho, SQLite) load only when configured
+    from qrad_agent.jobs.energy_monitor import EnergyMonitor
     from qrad_agent.jobs.runner import JobRunner
     from qrad_agent.sync.client import SyncClient
 
@@ -73,7 +75,13 @@ class Agent:
             jobs_heat = JobsHeat(self.jobs)
         self.safety_state = SafetyState(cfg.power.heartbeat_timeout_s, self.clock.monotonic,
                                         cfg.state_dir / LATCH_FILE)
+        self.energy: EnergyMonitor | None = None
         self.power = PowerManager(cfg.power, jobs=jobs_heat, safety_state=self.safety_state)
+        if self.jobs is not None:
+            from qrad_agent.jobs.energy_monitor import EnergyMonitor as Monitor
+
+            self.energy = Monitor(self)
+            self.jobs.on_job_end = self.energy.on_job_end
         context = DriverContext(sysfs_root=cfg.power.sysfs_root)
         self.hub = SensorHub([build_driver(s, context) for s in cfg.sensors], self.clock, cfg.sensor_hub,
                              cfg.thermostat.room_channels)
@@ -146,6 +154,8 @@ class Agent:
 
                 self.deadman = DeadmanBeat(self.jobs.launcher, self.cfg.jobs.deadman_timeout_s)
                 components["deadman"] = self.deadman.run
+        if self.energy is not None:
+            components["energy"] = self.energy.run
         if self.sync is not None:
             components["sync"] = self.sync.run
             from qrad_agent.platform import Reporter
@@ -203,7 +213,23 @@ class Agent:
         if self.jobs is not None:
             jobs = self.jobs
             changes["cancel_job"] = lambda params: {"cancelled": jobs.cancel(str(params.get("job_id")))}
+        changes["prepare_update"] = self.prepare_update
         return changes
+
+    def prepare_update(self, params: dict) -> dict:
+        """An update is coming (update/updater.py): start no new job and ask the checkpointable ones to save
+        and stop; ``release``: the update was refused, start jobs again. Returns the busy job slots."""
+        if self.jobs is None:
+            return {"running": 0}
+        if params.get("release"):
+            self.jobs.update_hold = False
+            self.jobs._wake.set()
+        else:
+            self.jobs.update_hold = True
+            for job_id, active in list(self.jobs.active.items()):
+                if active.manifest.checkpointable:
+                    self.jobs._stop(job_id, "checkpoint", None)
+        return {"running": self.jobs.used_slots()}
 
     def state(self) -> dict:
         """What survives a restart: controller state and the learned power curve."""
@@ -212,6 +238,8 @@ class Agent:
             state["pid"] = self.thermostat.controller.pid.state()
         if self.tuned_gains is not None:
             state["pid_gains"] = dataclasses.asdict(self.tuned_gains)
+        if self.energy is not None:
+            state["energy"] = self.energy.state()
         if self.fire_response.latched is not None:
             state["fire_alarm"] = self.fire_response.latched
         t = self.thermostat
@@ -244,6 +272,8 @@ class Agent:
             return
         self.power.curve.restore(state.get("power_curve", {}))
         self.fire_response.restore(state.get("fire_alarm"))
+        if self.energy is not None:
+            self.energy.restore(state.get("energy"))
         gains = state.get("pid_gains")
         if isinstance(gains, dict) and isinstance(self.thermostat.controller, PidStep):
             try:
@@ -269,10 +299,13 @@ class Agent:
         """Plain-JSON status of every component."""
         from qrad_agent.log import sink
 
-        status = {"device_id": self.cfg.device_id, "logging": sink.status(), "thermostat": self.thermostat.status(),
+        status = {"device_id": self.cfg.device_id, "version": qrad_agent.__version__, "logging": sink.status(),
+                  "thermostat": self.thermostat.status(),
                   "power": self.power.status(), "safety": self.safety.status(), "sensors": self.hub.status()}
         if self.jobs is not None:
             status["jobs"] = self.jobs.status()
+        if self.energy is not None:
+            status["energy"] = self.energy.status()
         if self.sync is not None:
             status["sync"] = self.sync.status()
         if self.fire is not None:

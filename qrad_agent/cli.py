@@ -22,6 +22,7 @@ from pathlib import Path
 
 import structlog
 
+from qrad_agent import fleet_cli
 from qrad_agent.config import AgentConfig, ApiConfig, load_config
 from qrad_agent.errors import EX_CONFIG, EX_SOFTWARE, EX_UNAVAILABLE, AgentError, ComponentDied, ConfigError
 from qrad_agent.files import set_agent_umask
@@ -31,7 +32,9 @@ from qrad_agent.log import make_stderr_nonblocking, protect_stderr, setup_loggin
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="qrad-agent", description="Node agent of a computing heater.")
+    parser.add_argument("--version", action="version", version=fleet_cli.version())
     sub = parser.add_subparsers(dest="command", required=True)
+    fleet_cli.add_parsers(sub)  # update, supervise, factory-reset
     run = sub.add_parser("run", help="run the daemon")
     run.add_argument("--config", type=Path, required=True, help="TOML configuration file")
     floor = sub.add_parser("floor", help="compute power to its floor without the agent (the unit's ExecStopPost)")
@@ -147,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("status", "power", "selftest", "logs", "override", "autotune", "identify",
                             "fire-test", "reset-alarm"):
             return cmd_api(args)
+        if args.command in fleet_cli.COMMANDS:
+            return fleet_cli.main(args)
         if args.command == "jobs":
             from qrad_agent.jobs import cli as jobs_cli
 

@@ -24,6 +24,7 @@ from qrad_agent.errors import ConfigError
 from qrad_agent.fire.config import FireConfig
 from qrad_agent.jobs.config import JobsConfig
 from qrad_agent.sync.config import SyncConfig
+from qrad_agent.update.config import UpdateConfig
 
 PositiveS = Annotated[float, Field(gt=0, description="seconds")]
 
@@ -227,6 +228,7 @@ class AgentConfig(Section):
     sync: SyncConfig | None = Field(None, description="platform sync over MQTT; None: no sync")
     fire: FireConfig = FireConfig()
     platform: PlatformConfig = PlatformConfig()
+    update: UpdateConfig = UpdateConfig()
 
     @model_validator(mode="after")
     def _channels_exist(self) -> AgentConfig:

@@ -20,11 +20,13 @@ from typing import Any
 
 import structlog
 
+import qrad_agent
 from qrad_agent.control.schedule import WeeklySchedule
 from qrad_agent.jobs.model import RejectReason
 from qrad_agent.sync.bundles import BundleError, BundleFetcher
 from qrad_agent.sync.commands import CommandRejected, JobManifest
 from qrad_agent.sync.contract import (
+    EventMessage,
     JobStatusMessage,
     Kind,
     Reading,
@@ -143,6 +145,25 @@ class AgentCommands:
         if not self.agent.reset_alarm(code, by="platform"):
             raise CommandRejected(f"no latched alarm {code!r}")
 
+    async def set_grid_intensity(self, g_per_kwh: float) -> None:
+        energy = getattr(self.agent, "energy", None)
+        if energy is None:
+            raise CommandRejected("jobs are disabled on this heater: no energy or carbon accounting")
+        try:
+            energy.carbon.set_intensity(g_per_kwh, "platform")
+        except ValueError as exc:
+            raise CommandRejected(str(exc)) from exc
+
+    async def update_agent(self, bundle_sha256: str) -> None:
+        """Start the updater as its own process (it restarts this agent; update/updater.py)."""
+        from qrad_agent.update.launch import UpdateLaunchError, launch_updater
+
+        try:
+            await asyncio.to_thread(launch_updater, self.agent.cfg, bundle_sha256)
+        except UpdateLaunchError as exc:
+            raise CommandRejected(str(exc)) from exc
+        log.warning("update started by the platform", bundle=bundle_sha256[:12])
+
 
 class Reporter:
     """Telemetry batches and the retained state, from the agent's components to the outbox."""
@@ -173,7 +194,9 @@ class Reporter:
                             heat_demand_w=demand, compute_capacity_cores=cores, health=health,
                             jobs_running=self.agent.jobs.used_slots() if self.agent.jobs else 0,
                             heat_delivered_kwh=energy.get("heat_delivered_kwh"),
-                            compute_core_h_per_kwh=energy.get("compute_core_h_per_kwh"))
+                            compute_core_h_per_kwh=energy.get("compute_core_h_per_kwh"),
+                            agent_version=qrad_agent.__version__,
+                            carbon_days=energy.get("carbon", {}).get("days") or None)
 
     def telemetry(self) -> TelemetryBatch:
         """The latest reading of each ``send`` channel and the closed periods of each ``aggregate`` one,
@@ -226,11 +249,40 @@ class Reporter:
             sent += 1
         return sent
 
+    async def report_updates(self) -> int:
+        """Each update outcome not reported yet (update-history.jsonl, newer than the last one reported) as
+        an ``update`` event with this agent's version. Returns how many."""
+        from qrad_agent.update.layout import Layout
+
+        layout = Layout(self.agent.cfg.update.root)
+        marker = self.agent.cfg.state_dir / "update-reported"
+        try:
+            last_at = float(marker.read_text().strip() or 0)
+        except (OSError, ValueError):
+            last_at = 0.0
+        sent = 0
+        for entry in await asyncio.to_thread(layout.history):
+            at = entry.get("at")
+            if not isinstance(at, (int, float)) or at <= last_at:
+                continue
+            detail = {k: v for k, v in entry.items() if isinstance(v, (str, int, float, bool)) or v is None}
+            await self.sync.enqueue(Kind.EVENT, EventMessage(name="update", detail={
+                **detail, "running_version": qrad_agent.__version__}))
+            last_at, sent = float(at), sent + 1
+        if sent:
+            try:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text(f"{last_at}\n")
+            except OSError as exc:
+                log.error("update report marker not written", error=str(exc))
+        return sent
+
     async def run(self) -> None:
         """Until cancelled: state every ``sync.state_period_s``, telemetry every ``sync.telemetry_period_s``."""
         cfg = self.agent.cfg.sync
         loop = asyncio.get_running_loop()
         next_telemetry = loop.time() + cfg.telemetry_period_s
+        await self.report_updates()
         while True:
             self.sync.set_state(self.state())
             if self.agent.jobs is not None:

@@ -66,6 +66,11 @@ class JobsConfig(_Section):
     energy_interval_s: float = Field(10.0, gt=0, le=600, description="per-job energy accounting period")
     mains_energy_channel: str | None = Field(None, description="sensor channel of the mains meter's "
                                              "cumulative energy, kWh (e.g. an SDM120's energy channel)")
+    grid_g_per_kwh: float | None = Field(None, ge=0, le=5000, description="grid carbon intensity, gCO2e/kWh, "
+                                         "for carbon facts (the platform may send a newer value); None: none")
+    displaced_heating_g_per_kwh: float | None = Field(None, ge=0, le=5000, description="emissions of the heating "
+                                                      "the heater displaces, gCO2e/kWh of heat; None: the grid's")
+    comfort_band_k: float = Field(0.5, ge=0, le=5, description="heat counts as reused up to setpoint + this, K")
     poll_s: float = Field(0.2, gt=0, le=10, description="limit and status polling period")
     deadman_timeout_s: float = Field(
         10.0, ge=0.5, le=600, description="with a launcher service: the agent beats its dead-man every "

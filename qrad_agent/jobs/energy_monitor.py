@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 
 from qrad_agent.errors import ActuatorError
+from qrad_agent.jobs.carbon import CarbonAccountant
 from qrad_agent.jobs.energy import JobCpuReader, JobEnergyAccountant, PackageEnergyReader
 
 log = structlog.get_logger(component="jobs.energy")
@@ -57,6 +58,8 @@ class EnergyMonitor:
         w_per_core = max(0.0, power_cfg.max_w - power_cfg.idle_w) / max(1, jobs_cfg.cpus)
         self.accountant = JobEnergyAccountant(n_packages, cores, power_cfg.platform_overhead_w,
                                               power_cfg.idle_w, w_per_core)
+        self.carbon = CarbonAccountant(jobs_cfg.grid_g_per_kwh, jobs_cfg.displaced_heating_g_per_kwh,
+                                       jobs_cfg.comfort_band_k)
         self.cpu = JobCpuReader(jobs_cfg.cgroup, power_cfg.sysfs_root)
         self._last_kwh: float | None = None
         self._last_t: float | None = None
@@ -83,16 +86,28 @@ class EnergyMonitor:
         last_t, self._last_t = self._last_t, t_s
         if last_t is None or t_s <= last_t or (self.rapl is not None and package_j is None):
             return
+        heat_before_j = self.accountant.heat_delivered_j
         try:
-            self.accountant.interval(t_s - last_t, cpu, packages, package_j, mains_j)
+            report = self.accountant.interval(t_s - last_t, cpu, packages, package_j, mains_j)
         except ValueError as exc:
             log.error("energy interval skipped", error=str(exc))
             return
+        t = self.agent.thermostat
+        self.carbon.interval(self.accountant.heat_delivered_j - heat_before_j, report.job_j, _finite(t.pv_c),
+                             _finite(t.setpoint_c))
         runner = self.agent.jobs
         for job_id in cpu:
             record = runner.records.get(job_id) if runner is not None else None
             if record is not None:
                 record.usage.energy_wh = round(self.accountant.energy_wh(job_id), 6)
+                self._carbon_into(record)
+
+    def _carbon_into(self, record: Any) -> None:
+        facts = self.carbon.job(record.id)
+        if facts is not None:
+            record.usage.heat_reused_wh = round(facts["heat_reused_kwh"] * 1000.0, 6)
+            record.usage.emitted_g = facts["emitted_g"]
+            record.usage.avoided_g = facts["avoided_g"]
 
     def on_job_end(self, record: Any) -> None:
         """The runner read the job's final CPU seconds: add what was not sampled, set ``energy_wh``."""
@@ -103,10 +118,12 @@ class EnergyMonitor:
             acc.weight(record.id) + acc.floor_w / acc.cores_per_package)
         energy_j = acc.job_j.get(record.id, 0.0) + rest_s * per_s
         record.usage.energy_wh = round(energy_j / 3600.0, 6) if math.isfinite(energy_j) else 0.0
+        self._carbon_into(record)
         acc.forget(record.id)
+        self.carbon.forget(record.id)
 
     def status(self) -> dict:
-        return self.accountant.status()
+        return {**self.accountant.status(), "carbon": self.carbon.status()}
 
     def state(self) -> dict:
         """Totals that survive a restart (J, CPU s)."""
@@ -132,3 +149,7 @@ class EnergyMonitor:
         while True:
             self.sample(loop.time())
             await asyncio.sleep(self.interval_s)
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None

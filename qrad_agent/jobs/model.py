@@ -118,6 +118,9 @@ class Usage(BaseModel):
     pids_limit_hits: int = 0
     oom_kills: int = 0
     frozen_s: float = 0.0
+    heat_reused_wh: float = Field(0.0, ge=0, description="of energy_wh, heat the room needed, Wh (carbon.py)")
+    emitted_g: float = Field(0.0, ge=0, description="grid emissions of energy_wh, gCO2e (carbon.py)")
+    avoided_g: float = Field(0.0, ge=0, description="heating emissions the reused heat avoided, gCO2e")
     energy_wh: float = Field(0.0, ge=0, description="electrical energy attributed to the job, Wh (jobs/energy.py)")
 
 

@@ -151,8 +151,23 @@ class ResetAlarm(_Signed):
     code: str = Field(pattern=COMMAND_ID)
 
 
+class UpdateAgent(_Command):
+    """Install the update bundle with this SHA-256 from the bundle store (its own release signature is checked
+    by the updater: docs/update.md); the outcome comes back as an ``update`` event."""
+
+    command: Literal["update_agent"]
+    bundle_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class SetGridIntensity(_Command):
+    """The grid's carbon intensity now, gCO2e/kWh, for the heater's carbon facts (jobs/carbon.py)."""
+
+    command: Literal["set_grid_intensity"]
+    g_per_kwh: float = Field(ge=0, le=5000)
+
+
 COMMANDS: tuple[type[_Command], ...] = (SetSetpoint, SetMode, SetSchedule, SubmitJob, CancelJob, AckJob,
-                                        RequestDiagnostics, ResetAlarm)
+                                        RequestDiagnostics, ResetAlarm, UpdateAgent, SetGridIntensity)
 COMMAND_NAMES = frozenset(m.model_fields["command"].annotation.__args__[0] for m in COMMANDS)  # type: ignore
 Command = Annotated[Union[COMMANDS], Field(discriminator="command")]  # type: ignore[valid-type]  # noqa: UP007
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(Command)
@@ -187,6 +202,8 @@ class CommandTarget(Protocol):
     async def ack_job(self, job_id: str) -> None: ...
     async def diagnostics(self) -> dict[str, Any]: ...
     async def reset_alarm(self, code: str) -> None: ...
+    async def update_agent(self, bundle_sha256: str) -> None: ...
+    async def set_grid_intensity(self, g_per_kwh: float) -> None: ...
 
 
 class ReplayWindow:
@@ -318,6 +335,10 @@ class CommandHandler:
                 return {"diagnostics": await t.diagnostics()}
             case ResetAlarm():
                 await t.reset_alarm(cmd.code)
+            case UpdateAgent():
+                await t.update_agent(cmd.bundle_sha256)
+            case SetGridIntensity():
+                await t.set_grid_intensity(cmd.g_per_kwh)
         return None
 
 

@@ -125,6 +125,9 @@ class StateMessage(Model):
     heat_delivered_kwh: float | None = Field(None, ge=0, description="electrical energy turned into heat "
                                              "since installation (all of it heats the room), kWh")
     compute_core_h_per_kwh: float | None = Field(None, ge=0, description="jobs' CPU core-hours per kWh")
+    agent_version: str | None = Field(None, max_length=64, description="the running agent's version")
+    carbon_days: dict[str, dict[str, float]] | None = Field(
+        None, description="per local day: energy_kwh, heat_reused_kwh, emitted_g, avoided_g, net_g (gCO2e)")
 
 
 class EventMessage(Model):

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason=
 def _installed_copy(tmp_path: Path, name: str) -> Path:
     """The unit with ExecStart pointing at this venv's console script (verify checks that it exists)."""
     agent = Path(sys.executable).with_name("qrad-agent")
-    text = (SYSTEMD / name).read_text().replace("/opt/qrad-agent/venv/bin/qrad-agent", str(agent))
+    text = (SYSTEMD / name).read_text().replace("/opt/qrad-agent/current/venv/bin/qrad-agent", str(agent))
     copy = tmp_path / name
     copy.write_text(text)
     return copy
