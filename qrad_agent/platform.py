@@ -159,7 +159,8 @@ class AgentCommands:
         from qrad_agent.update.launch import UpdateLaunchError, launch_updater
 
         try:
-            await asyncio.to_thread(launch_updater, self.agent.cfg, bundle_sha256)
+            await asyncio.to_thread(launch_updater, self.agent.cfg, bundle_sha256,
+                                    getattr(self.agent, "config_path", None))
         except UpdateLaunchError as exc:
             raise CommandRejected(str(exc)) from exc
         log.warning("update started by the platform", bundle=bundle_sha256[:12])
@@ -178,6 +179,7 @@ class Reporter:
             for name, spec in agent.hub.specs.items() if self.policies[name] is Policy.AGGREGATE
             for kind in [personal_kind(name, spec.quantity, agent.cfg.fire.occupancy_channels)] if kind is not None}
         self._consumed: dict[str, float] = {}  # per aggregated channel: the hub time of the last sample taken
+        self._update_marker = agent.cfg.state_dir / "update-reported"
 
     def state(self) -> StateMessage:
         """The retained state now."""
@@ -249,42 +251,41 @@ class Reporter:
             sent += 1
         return sent
 
-    async def report_updates(self) -> int:
-        """Each update outcome not reported yet (update-history.jsonl, newer than the last one reported) as
-        an ``update`` event with this agent's version. Returns how many."""
+    def _pending_updates(self) -> list[dict[str, Any]]:
+        """Update outcomes newer than the last one reported (blocking file reads: run in a thread)."""
         from qrad_agent.update.layout import Layout
 
-        layout = Layout(self.agent.cfg.update.root)
-        marker = self.agent.cfg.state_dir / "update-reported"
         try:
-            last_at = float(marker.read_text().strip() or 0)
+            last_at = float(self._update_marker.read_text().strip() or 0)
         except (OSError, ValueError):
             last_at = 0.0
-        sent = 0
-        for entry in await asyncio.to_thread(layout.history):
-            at = entry.get("at")
-            if not isinstance(at, (int, float)) or at <= last_at:
-                continue
+        return [e for e in Layout(self.agent.cfg.update.root).history()
+                if isinstance(e.get("at"), (int, float)) and e["at"] > last_at]
+
+    async def report_updates(self) -> int:
+        """Each update outcome not reported yet (update-history.jsonl) as an ``update`` event with this agent's
+        version; the last one reported is remembered in ``<state_dir>/update-reported``. Returns how many."""
+        entries = await asyncio.to_thread(self._pending_updates)
+        for entry in entries:
             detail = {k: v for k, v in entry.items() if isinstance(v, (str, int, float, bool)) or v is None}
             await self.sync.enqueue(Kind.EVENT, EventMessage(name="update", detail={
                 **detail, "running_version": qrad_agent.__version__}))
-            last_at, sent = float(at), sent + 1
-        if sent:
+        if entries:
             try:
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.write_text(f"{last_at}\n")
+                self._update_marker.parent.mkdir(parents=True, exist_ok=True)
+                self._update_marker.write_text(f"{entries[-1]['at']}\n")
             except OSError as exc:
                 log.error("update report marker not written", error=str(exc))
-        return sent
+        return len(entries)
 
     async def run(self) -> None:
         """Until cancelled: state every ``sync.state_period_s``, telemetry every ``sync.telemetry_period_s``."""
         cfg = self.agent.cfg.sync
         loop = asyncio.get_running_loop()
         next_telemetry = loop.time() + cfg.telemetry_period_s
-        await self.report_updates()
         while True:
             self.sync.set_state(self.state())
+            await self.report_updates()
             if self.agent.jobs is not None:
                 await self.report_jobs()
             if loop.time() >= next_telemetry:

@@ -31,14 +31,17 @@ def agent_config_path(argv: list[str]) -> Path | None:
     return None
 
 
-def launch_updater(cfg: AgentConfig, bundle_sha256: str, argv: list[str] | None = None) -> list[str]:
-    """Start ``qrad-agent update --sha256`` detached; returns the command. Raises UpdateLaunchError."""
+def launch_updater(cfg: AgentConfig, bundle_sha256: str, config_path: Path | None = None,
+                   argv: list[str] | None = None) -> list[str]:
+    """Start ``qrad-agent update --sha256`` detached; returns the command. ``config_path``: the agent's
+    configuration file (default: the ``--config`` of ``argv``, this process's arguments). Raises
+    UpdateLaunchError."""
     if cfg.update.release_public_key is None:
         raise UpdateLaunchError("update.release_public_key is not configured: updates refused")
     if cfg.sync is None or not cfg.sync.bundle_url:
         raise UpdateLaunchError("sync.bundle_url is not configured: nowhere to fetch the bundle from")
     argv = sys.argv if argv is None else argv
-    config = agent_config_path(argv)
+    config = config_path or agent_config_path(argv)
     if config is None:
         raise UpdateLaunchError("the agent's --config is unknown: cannot start the updater")
     exe = str(Path(sys.executable).with_name("qrad-agent"))
