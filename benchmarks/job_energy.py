@@ -9,8 +9,9 @@ against its ground truth and the largest |error|:
   - mains meter only (the accountant, learned model);
   - baseline: the mains energy above the configured idle power, shared by CPU seconds.
 It also prints each set-up's residual (% of the measured energy). ``--freq-steps`` changes the P-state cap
-every 10 minutes (the model is linear at one frequency; this measures how far that carries). No outside
-data is read.
+every 10 minutes; ``--meter-noise 0.01`` adds 1 % Gaussian noise to each interval's mains energy (hw-sim's
+model is exactly the accountant's form, so without noise both set-ups fit it almost perfectly; the noise
+shows the sensitivity). No outside data is read.
 """
 
 from __future__ import annotations
@@ -22,13 +23,18 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-
-from qrad_agent.jobs.energy import JobCpuReader, JobEnergyAccountant, PackageEnergyReader
 from qrad_hwsim.board import BoardSpec
 from qrad_hwsim.devices.sdm120 import Sdm120Device
 from qrad_hwsim.heater import HeaterSpec, SimulatedHeater
 from qrad_hwsim.job_energy import SimJob, SimulatedJobs
 from qrad_hwsim.weather import Weather
+
+from qrad_agent.jobs.energy import (
+    JobCpuReader,
+    JobEnergyAccountant,
+    PackageEnergyReader,
+    PackageFrequencyReader,
+)
 
 STEP_S = 10.0
 
@@ -54,7 +60,7 @@ FREQ_STEPS_KHZ = (2_400_000, 1_600_000, 2_000_000, 1_000_000)
 manager would: a job's watts per busy core change with the frequency, which the linear model must follow."""
 
 
-def run(jobs: list[SimJob], rapl: bool, minutes: float, freq_steps: bool = False) -> tuple[dict[str, float], dict[str, float],
+def run(jobs: list[SimJob], rapl: bool, minutes: float, freq_steps: bool = False, noise: float = 0.0) -> tuple[dict[str, float], dict[str, float],
                                                                    dict[str, float], float | None]:
     """(accountant Wh, baseline Wh, truth Wh, residual %) per job for one set-up."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,11 +73,13 @@ def run(jobs: list[SimJob], rapl: bool, minutes: float, freq_steps: bool = False
         acc = JobEnergyAccountant(b.n_packages, b.cores_per_package, b.platform_overhead_w, idle_w=50.0,
                                   w_per_core=25.0)
         cpu_reader = JobCpuReader(root / "fs/cgroup/qrad-jobs", root)
+        freq_reader = PackageFrequencyReader(root, b.n_packages)
         rapl_reader = PackageEnergyReader(root) if rapl else None
         if rapl_reader:
             rapl_reader.sample()
         cpu_reader.sample()
         baseline: dict[str, float] = {}
+        rng = np.random.default_rng(1)
         last_kwh = meter.energy_kwh
         t = 0.0
         while t < minutes * 60:
@@ -83,10 +91,11 @@ def run(jobs: list[SimJob], rapl: bool, minutes: float, freq_steps: bool = False
             meter.update(state.power_w, STEP_S)
             t += STEP_S
             kwh = struct.unpack(">f", struct.pack(">f", meter.energy_kwh))[0]  # the register's float32
-            mains_j = (kwh - last_kwh) * 3.6e6
+            mains_j = (kwh - last_kwh) * 3.6e6 * (1.0 + noise * float(rng.standard_normal()))
             last_kwh = kwh
             cpu, packages = cpu_reader.sample()
-            acc.interval(STEP_S, cpu, packages, rapl_reader.sample() if rapl_reader else None, mains_j)
+            acc.interval(STEP_S, cpu, packages, rapl_reader.sample() if rapl_reader else None, mains_j,
+                         freq_reader.sample())
             total_cpu = sum(cpu.values())
             above_idle = max(0.0, mains_j - 50.0 * STEP_S)
             for j, c in cpu.items():
@@ -101,10 +110,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=55.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--freq-steps", action="store_true", help="change the P-state cap every 10 min")
+    parser.add_argument("--meter-noise", type=float, default=0.0, metavar="FRACTION",
+                        help="relative Gaussian noise on each interval's mains energy (e.g. 0.01)")
     args = parser.parse_args()
     jobs = scenario(args.seed, args.minutes)
-    with_rapl = run(jobs, True, args.minutes, args.freq_steps)
-    meter_only = run(jobs, False, args.minutes, args.freq_steps)
+    with_rapl = run(jobs, True, args.minutes, args.freq_steps, args.meter_noise)
+    meter_only = run(jobs, False, args.minutes, args.freq_steps, args.meter_noise)
     print(f"{'job':4} {'cores':>5} {'pkg':>3} {'intens.':>7} {'truth Wh':>9} | {'RAPL+meter':>10} "
           f"{'meter only':>10} {'baseline':>9}   (error vs truth)")
     worst = {"RAPL+meter": 0.0, "meter only": 0.0, "baseline": 0.0}

@@ -20,7 +20,12 @@ import structlog
 
 from qrad_agent.errors import ActuatorError
 from qrad_agent.jobs.carbon import CarbonAccountant
-from qrad_agent.jobs.energy import JobCpuReader, JobEnergyAccountant, PackageEnergyReader
+from qrad_agent.jobs.energy import (
+    JobCpuReader,
+    JobEnergyAccountant,
+    PackageEnergyReader,
+    PackageFrequencyReader,
+)
 
 log = structlog.get_logger(component="jobs.energy")
 
@@ -61,6 +66,7 @@ class EnergyMonitor:
         self.carbon = CarbonAccountant(jobs_cfg.grid_g_per_kwh, jobs_cfg.displaced_heating_g_per_kwh,
                                        jobs_cfg.comfort_band_k)
         self.cpu = JobCpuReader(jobs_cfg.cgroup, power_cfg.sysfs_root)
+        self.freq = PackageFrequencyReader(power_cfg.sysfs_root, n_packages)
         self._last_kwh: float | None = None
         self._last_t: float | None = None
 
@@ -88,7 +94,7 @@ class EnergyMonitor:
             return
         heat_before_j = self.accountant.heat_delivered_j
         try:
-            report = self.accountant.interval(t_s - last_t, cpu, packages, package_j, mains_j)
+            report = self.accountant.interval(t_s - last_t, cpu, packages, package_j, mains_j, self.freq.sample())
         except ValueError as exc:
             log.error("energy interval skipped", error=str(exc))
             return

@@ -18,9 +18,16 @@ from qrad_hwsim.heater import HeaterSpec, SimulatedHeater
 from qrad_hwsim.job_energy import SimJob, SimulatedJobs
 from qrad_hwsim.weather import Weather
 
-from qrad_agent.jobs.energy import JobCpuReader, JobEnergyAccountant, PackageEnergyReader, parse_cpu_list
+from qrad_agent.jobs.energy import (
+    JobCpuReader,
+    JobEnergyAccountant,
+    PackageEnergyReader,
+    PackageFrequencyReader,
+    parse_cpu_list,
+)
 
 STEP_S = 10.0
+FREQS_KHZ = (2_400_000, 1_600_000, 2_000_000, 1_000_000)
 JOBS = [  # idle for the first 300 s; B and C share package 1 with different intensities
     SimJob("A", cores=4, intensity=1.0, package=0, start_s=300, end_s=2100),
     SimJob("B", cores=2, intensity=0.35, package=1, start_s=600, end_s=2700),
@@ -43,6 +50,7 @@ def run(root: Path, rapl: bool, duration_s: float = 3300.0):
     acc = JobEnergyAccountant(b.n_packages, b.cores_per_package, platform_overhead_w=b.platform_overhead_w,
                               idle_w=40.0, w_per_core=20.0)  # priors off on purpose: the data must win
     cpu_reader = JobCpuReader(root / "fs/cgroup/qrad-jobs", root)
+    freq_reader = PackageFrequencyReader(root, b.n_packages)
     rapl_reader = PackageEnergyReader(root) if rapl else None
     if rapl_reader is not None:
         rapl_reader.sample()
@@ -51,13 +59,16 @@ def run(root: Path, rapl: bool, duration_s: float = 3300.0):
     residuals = []
     t = 0.0
     while t < duration_s:
+        if t % 600 == 0:  # the power manager moves the P-state cap: watts per busy core change with it
+            for policy in (root / "devices/system/cpu/cpufreq").glob("policy*"):
+                (policy / "scaling_max_freq").write_text(f"{FREQS_KHZ[int(t // 600) % len(FREQS_KHZ)]}\n")
         state = heater.step(STEP_S)
         meter.update(state.power_w, STEP_S)
         t += STEP_S
         kwh = _float32(meter.energy_kwh)
         cpu, packages = cpu_reader.sample()
         report = acc.interval(STEP_S, cpu, packages, rapl_reader.sample() if rapl_reader else None,
-                              (kwh - last_kwh) * 3.6e6)
+                              (kwh - last_kwh) * 3.6e6, freq_reader.sample())
         last_kwh = kwh
         residuals.append(report.residual_j)
     return acc, jobs, residuals
