@@ -228,9 +228,10 @@ class Agent:
             self.jobs._wake.set()
         else:
             self.jobs.update_hold = True
-            for job_id, active in list(self.jobs.active.items()):
-                if active.manifest.checkpointable:
-                    self.jobs._stop(job_id, "checkpoint", None)
+            if not self.jobs.frozen:  # frozen jobs cannot save: the stop's checkpoint_all thaws them first
+                for job_id, active in list(self.jobs.active.items()):
+                    if active.manifest.checkpointable:
+                        self.jobs._stop(job_id, "checkpoint", None)
         return {"running": self.jobs.used_slots()}
 
     def state(self) -> dict:
