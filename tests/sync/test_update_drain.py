@@ -8,11 +8,12 @@ import asyncio
 import time
 from datetime import datetime
 
-from qrad_agent.jobs.bundle import write_manifest
-from qrad_agent.update.updater import Updater
 from qrad_hwsim.heater import HeaterSpec, SimulatedHeater
 from qrad_hwsim.weather import Weather
 from test_job_results import _agent, jobs_base, pytestmark  # noqa: F401 - the fixture and the skip
+
+from qrad_agent.jobs.bundle import write_manifest
+from qrad_agent.update.updater import Updater
 
 CHECKPOINTING = """import signal, sys, time
 def stop(*_):

@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from qrad_hwsim.heater import HeaterSpec, SimulatedHeater
+from qrad_hwsim.weather import Weather
+from test_job_results import _BundleStore
 
 import qrad_agent
 from qrad_agent.agent import Agent
@@ -26,12 +29,9 @@ from qrad_agent.sdnotify import Notifier
 from qrad_agent.update.bundle import build_bundle
 from qrad_agent.update.install import this_python
 from qrad_agent.update.layout import Layout
-from qrad_hwsim.heater import HeaterSpec, SimulatedHeater
-from qrad_hwsim.weather import Weather
-from test_job_results import _BundleStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "update"))
-from release_helpers import build_agent_wheel  # noqa: E402
+from release_helpers import build_agent_wheel
 
 pytestmark = pytest.mark.slow
 
