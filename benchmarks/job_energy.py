@@ -60,8 +60,10 @@ FREQ_STEPS_KHZ = (2_400_000, 1_600_000, 2_000_000, 1_000_000)
 manager would: a job's watts per busy core change with the frequency, which the linear model must follow."""
 
 
-def run(jobs: list[SimJob], rapl: bool, minutes: float, freq_steps: bool = False, noise: float = 0.0) -> tuple[dict[str, float], dict[str, float],
-                                                                   dict[str, float], float | None]:
+Result = tuple[dict[str, float], dict[str, float], dict[str, float], float | None]
+
+
+def run(jobs: list[SimJob], rapl: bool, minutes: float, freq_steps: bool = False, noise: float = 0.0) -> Result:
     """(accountant Wh, baseline Wh, truth Wh, residual %) per job for one set-up."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -81,7 +81,8 @@ def _update(args: argparse.Namespace, cfg) -> int:
 
     updater = Updater(cfg, say)
     if args.status:
-        data: dict[str, Any] = {"current": updater.layout.current_version(), "previous": updater.layout.previous_version(),
+        data: dict[str, Any] = {"current": updater.layout.current_version(),
+                                "previous": updater.layout.previous_version(),
                 "running": qrad_agent.__version__, "history": updater.layout.history()[-20:]}
         print(json.dumps(data, indent=2) if args.json else
               f"current {data['current']}, previous {data['previous']}\n"

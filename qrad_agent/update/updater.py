@@ -165,7 +165,8 @@ class Updater:
             pid = int((self.layout.root / "supervisor.pid").read_text().strip())
             os.kill(pid, signal.SIGHUP)
             return
-        done = subprocess.run(["systemctl", "restart", *self.ucfg.systemd_units], capture_output=True, text=True, check=False,
+        done = subprocess.run(["systemctl", "restart", *self.ucfg.systemd_units], capture_output=True, text=True,
+                              check=False,
                               timeout=120)
         if done.returncode != 0:
             raise OSError(f"systemctl restart: {done.stderr.strip()}")
@@ -263,7 +264,7 @@ class Updater:
         except OSError as exc:
             reason = f"restart failed: {exc}"
         if reason is None:
-            self.layout.prune({new, old} - {None})  # type: ignore[arg-type]
+            self.layout.prune({v for v in (new, old) if v is not None})
             self.layout.clear_journal()
             entry = self.layout.record({"outcome": "succeeded", "from": old, "to": new})
             self.say(f"update: {old} -> {new} succeeded")
@@ -324,7 +325,8 @@ class Updater:
         self.layout.clear_journal()
         self.layout.crash_flag.unlink(missing_ok=True)
         return self.layout.record({"outcome": outcome, "from": old, "to": new,
-                                   "reason": f"updater stopped during {phase}" + (" (crash loop)" if crash_loop else "")})
+                                   "reason": f"updater stopped during {phase}"
+                                             + (" (crash loop)" if crash_loop else "")})
 
     def _crash_loop_rollback(self) -> dict[str, Any] | None:
         history = [e for e in self.layout.history() if e.get("outcome") == "succeeded"]

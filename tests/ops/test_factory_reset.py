@@ -97,7 +97,8 @@ def used_heater():
 
 
 def _reset(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([AGENT, "factory-reset", "--config", str(config), *args], capture_output=True, text=True, check=False,
+    return subprocess.run([AGENT, "factory-reset", "--config", str(config), *args], capture_output=True, text=True,
+                          check=False,
                           input=stdin, timeout=60)
 
 
