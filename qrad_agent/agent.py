@@ -13,7 +13,6 @@ import dataclasses
 import time
 from pathlib import Path
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -63,7 +62,6 @@ class Agent:
     def __init__(self, cfg: AgentConfig, clock: Clock | None = None, notifier: Notifier | None = None,
                  controller: Controller | None = None) -> None:
         self.cfg = cfg
-        self.config_path: Path | None = None  # the file cfg came from, when known (the updater needs it)
         self.clock = clock or Clock()
         self.notifier = notifier or Notifier()
         self.jobs: JobRunner | None = None
