@@ -15,13 +15,16 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parents[2]
 
 BREAKS = {
+    # Each break is appended to its module, rebinding a name the rest of the code looks up at call time.
     # the self-test fails: the agent runs, but never reports healthy
-    "selftest": ("qrad_agent/ops/selftest.py", "    return checks\n\n\ndef _loop_timing",
-                 ("    checks.append(Check(\"test release\", False, \"built to fail its health check\"))\n"
-                  "    return checks\n\n\ndef _loop_timing")),
+    "selftest": ("qrad_agent/ops/selftest.py", None,
+                 ("\n\n_run_selftest = run_selftest\n\n\n"
+                  "def run_selftest(agent):  # test release: one check always fails\n"
+                  "    failing = Check(\"test release\", False, \"built to fail its health check\")\n"
+                  "    return [*_run_selftest(agent), failing]\n")),
     # the process exits at once, every time: a crash loop
-    "crash": ("qrad_agent/cli.py", "def cmd_run(cfg: AgentConfig) -> int:\n",
-              "def cmd_run(cfg: AgentConfig) -> int:\n    raise SystemExit(70)  # test release: crashes at start\n"),
+    "crash": ("qrad_agent/cli.py", None,
+              "\n\ndef cmd_run(*args, **kwargs):  # test release: crashes at start\n    raise SystemExit(70)\n"),
 }
 
 
@@ -43,8 +46,11 @@ def build_agent_wheel(out_dir: Path, version: str, breaks: str | None = None) ->
     if breaks is not None:
         name, old, new = BREAKS[breaks]
         text = files[name].decode()
-        assert old in text, f"{name} changed: the {breaks} break no longer applies"
-        files[name] = text.replace(old, new, 1).encode()
+        if old is None:  # appended: the module's name is rebound before anyone imports it
+            files[name] = (text + new).encode()
+        else:
+            assert old in text, f"{name} changed: the {breaks} break no longer applies"
+            files[name] = text.replace(old, new, 1).encode()
     dist = f"qrad_agent-{version}.dist-info"
     files[f"{dist}/METADATA"] = f"Metadata-Version: 2.1\nName: qrad-agent\nVersion: {version}\n".encode()
     files[f"{dist}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: qrad-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
