@@ -208,7 +208,9 @@ class SafetyLayer:
                 self._fan_low_since_s.pop(channel, None)
                 continue
             if channel not in self._fan_low_since_s:
-                if not under_power:  # a fan may stop at idle (fan-stop): judged only under power
+                # A fan may stop at idle (fan-stop): judged only under power, or while the CPUs overheat
+                # (their over-temperature has put power at the floor, and a stopped fan is the likely cause).
+                if not (under_power or "cpu_overtemperature" in self.conditions):
                     continue
                 self._fan_low_since_s[channel] = now_s
             # Once seen stopped under power, it stays suspect until it turns, even if another condition

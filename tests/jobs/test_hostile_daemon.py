@@ -178,7 +178,7 @@ def test_hostile_jobs_never_stop_the_daemon(base_dir: Path) -> None:
                                     stderr=(base_dir / "launcher.log").open("w"))
         procs.append(launcher)
         _wait((base_dir / "launcher" / "launcher.sock").exists, 20, "launcher socket", launcher)
-        with Platform("127.0.0.1", broker.port, pki.ca, pcert, pkey) as platform:
+        with Platform("127.0.0.1", broker.platform_port, pki.ca, pcert, pkey) as platform:
             agent = start_agent()
             _wait((base_dir / "jobs" / "spool").is_dir, 30, "jobs spool", agent)
             for job_id, (code, limits, _, _) in HOSTILE.items():

@@ -102,7 +102,7 @@ def _cli(*args: str, user: int | None = None) -> subprocess.CompletedProcess[str
 @pytest.mark.parametrize("command, key, words", [
     (["status"], "thermostat", ["mode", "limited by", "interfaces"]),
     (["power", "explain"], "applied", ["heat demand", "cpufreq", "policy0"]),
-    (["selftest"], "checks", ["PASS", "actuator cpufreq", "control loop timing", "code hash"]),
+    (["selftest"], "checks", ["PASS", "actuator cpufreq", "control loop timing", "code unchanged since start"]),
     (["logs", "--component", "power"], None, ["interfaces"]),
     (["sensors"], "channels", ["room_temp", "cpu0_temp"]),
     (["autotune", "--dry-run"], "plan", ["plan", "step"]),
