@@ -149,3 +149,41 @@ class Driver(abc.ABC):
     def faults(self, t_s: float, reason: str) -> list[Reading]:
         """A FAULT reading with ``reason`` for every channel."""
         return [fault(spec, t_s, reason) for spec in self.channels]
+
+
+class FreezeWatch:
+    """Frozen-value detection that only suspects a channel whose own noise says it should move.
+
+    A live sensor whose noise exceeds its resolution changes on most reads; when such a channel then shows
+    the same raw value for ``stuck_after_s``, the chip or its driver has hung. A channel that rarely or
+    never changed (a quantity steadier than the sensor's resolution, or a simulator's constant value such as
+    hw-sim's 40.0 %RH) is never called stale for being constant. ``NOISY_FRACTION`` of reads changing (an
+    exponential average over about ``1 / ALPHA`` reads, taken when the value last changed) makes a channel
+    noisy.
+    """
+
+    ALPHA = 0.1
+    NOISY_FRACTION = 0.5
+
+    def __init__(self) -> None:
+        self._last: dict[str, object] = {}
+        self._changed_at_s: dict[str, float] = {}
+        self._change_rate: dict[str, float] = {}
+        self._noisy_at_change: dict[str, bool] = {}
+
+    def frozen_for(self, channel: str, raw: object, t_s: float, stuck_after_s: float) -> float | None:
+        """Record ``raw`` read at ``t_s``; how long (s) a noisy channel has shown it, when at least
+        ``stuck_after_s`` (> 0), else None."""
+        first = channel not in self._last
+        changed = not first and raw != self._last[channel]
+        rate = self._change_rate.get(channel, 0.0)
+        if not first:
+            rate += self.ALPHA * ((1.0 if changed else 0.0) - rate)
+            self._change_rate[channel] = rate
+        if first or changed:
+            self._last[channel], self._changed_at_s[channel] = raw, t_s
+            self._noisy_at_change[channel] = rate >= self.NOISY_FRACTION
+        frozen_s = t_s - self._changed_at_s[channel]
+        if stuck_after_s > 0 and self._noisy_at_change[channel] and frozen_s >= stuck_after_s:
+            return frozen_s
+        return None

@@ -7,20 +7,28 @@ found by its chip name under ``<sysfs_root>/class/hwmon``; its hwmonN number may
 
 sysfs reads are served from kernel memory or a short bus transfer and are done synchronously. A failed read
 (ENODATA, EIO, file gone) is a FAULT reading; a value that has not changed for ``stuck_after_s`` is STALE:
-a live sensor with 0.01 °C resolution always jitters, so a frozen value means a hung chip or driver.
+a live sensor with 0.01 °C resolution always jitters, so a frozen value means a hung chip or driver; a
+channel that never jittered is not suspected for holding still (`FreezeWatch`).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
-
-from qrad_drivers.base import (ChannelSpec, Driver, DriverConfig, DriverError, Quality, Reading, check_range,
-                               fault)
+from qrad_drivers.base import (
+    ChannelSpec,
+    Driver,
+    DriverConfig,
+    DriverError,
+    FreezeWatch,
+    Quality,
+    Reading,
+    check_range,
+    fault,
+)
 
 KINDS: dict[str, tuple[str, str, float, float, float]] = {
     "temp": ("temperature", "°C", 1e-3, -40.0, 125.0),
@@ -80,8 +88,7 @@ class HwmonDriver(Driver):
             specs.append(ChannelSpec(channel, quantity, unit, low, high, self.period_s))
             self._scale[channel] = scale
         self._device: Path | None = None
-        self._last_raw: dict[str, str] = {}
-        self._changed_at_s: dict[str, float] = {}
+        self._freeze = FreezeWatch()
         return tuple(specs)
 
     async def open(self) -> None:
@@ -101,12 +108,10 @@ class HwmonDriver(Driver):
             value = int(raw) * self._scale[spec.name]
         except (OSError, ValueError) as exc:
             return fault(spec, t_s, f"{path}: {exc}")
-        if raw != self._last_raw.get(spec.name):
-            self._last_raw[spec.name], self._changed_at_s[spec.name] = raw, t_s
         reading = check_range(spec, value, t_s)
-        stuck_for = t_s - self._changed_at_s.get(spec.name, math.nan)
-        watch = spec.quantity in ("temperature", "relative_humidity") and self.cfg.stuck_after_s > 0
-        if reading.ok and watch and stuck_for >= self.cfg.stuck_after_s:
+        watched = spec.quantity in ("temperature", "relative_humidity")
+        stuck_for = self._freeze.frozen_for(spec.name, raw, t_s, self.cfg.stuck_after_s if watched else 0.0)
+        if reading.ok and stuck_for is not None:
             reason = f"{path}: value {raw} unchanged for {stuck_for:.0f} s"
             return Reading(spec.name, value, spec.unit, t_s, Quality.STALE, reason)
         return reading

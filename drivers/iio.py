@@ -8,7 +8,8 @@ converted as ``(raw + offset) * scale`` (``in_<type>[N]_offset``/``_scale``, off
 same units. Values may be fractional ("100.337250000"): parsed as floats.
 
 Reported units: hPa (kPa * 10, the weather unit), °C, %RH, lx. A failed read is FAULT; a value outside the
-channel's range is OUT_OF_RANGE; a frozen temperature/humidity is STALE after ``stuck_after_s``; pressure
+channel's range is OUT_OF_RANGE; a frozen temperature/humidity that used to jitter is STALE after
+``stuck_after_s`` (a constant one is not suspected: `FreezeWatch`); pressure
 and light may legitimately hold still and are only marked STALE with a frozen temperature/humidity sibling
 of the same chip (a hung chip). Spikes (rate of change) are the sensor hub's check, configured there.
 """
@@ -21,9 +22,17 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
-
-from qrad_drivers.base import (ChannelSpec, Driver, DriverConfig, DriverError, Quality, Reading, check_range,
-                               fault)
+from qrad_drivers.base import (
+    ChannelSpec,
+    Driver,
+    DriverConfig,
+    DriverError,
+    FreezeWatch,
+    Quality,
+    Reading,
+    check_range,
+    fault,
+)
 
 KINDS: dict[str, tuple[str, str, float, float, float]] = {
     "pressure": ("pressure", "hPa", 10.0, 300.0, 1100.0),
@@ -107,8 +116,8 @@ class IioDriver(Driver):
             specs.append(ChannelSpec(channel, quantity, unit, low, high, self.period_s))
             self._scale[channel] = scale
         self._device: Path | None = None
-        self._last_raw: dict[str, float] = {}
-        self._changed_at_s: dict[str, float] = {}
+        self._freeze = FreezeWatch()
+        self._frozen: dict[str, float | None] = {}
         return tuple(specs)
 
     async def open(self) -> None:
@@ -132,22 +141,18 @@ class IioDriver(Driver):
                 raw = read_number(device / attribute)
         except (OSError, ValueError) as exc:
             return fault(spec, t_s, f"{device / attribute}: {exc}")
-        if raw != self._last_raw.get(spec.name):
-            self._last_raw[spec.name], self._changed_at_s[spec.name] = raw, t_s
         value = raw * self._scale[spec.name]
         reading = check_range(spec, value, t_s)
-        stuck_for = self._frozen_for(spec, t_s)
+        stuck_for = self._frozen[spec.name] = self._freeze.frozen_for(spec.name, raw, t_s, self.cfg.stuck_after_s)
         if reading.ok and spec.quantity in WATCHED and stuck_for is not None:
             reason = f"{attribute}: value unchanged for {stuck_for:.0f} s"
             return Reading(spec.name, value, spec.unit, t_s, Quality.STALE, reason)
         return reading
 
     def _frozen_for(self, spec: ChannelSpec, t_s: float) -> float | None:
-        """How long the channel has shown the same value, when at least ``stuck_after_s``, else None."""
-        stuck_for = t_s - self._changed_at_s.get(spec.name, math.nan)
-        if self.cfg.stuck_after_s > 0 and stuck_for >= self.cfg.stuck_after_s:
-            return stuck_for
-        return None
+        """How long a noisy channel has shown the same value, when at least ``stuck_after_s``, else None
+        (as of the read at ``t_s``)."""
+        return self._frozen.get(spec.name)
 
     def _hung_chip(self, readings: list[Reading], t_s: float) -> list[Reading]:
         """With a frozen temperature/humidity, also mark the chip's frozen pressure/light STALE."""

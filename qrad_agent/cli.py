@@ -15,10 +15,15 @@ import argparse
 import asyncio
 import json
 import math
+import os
+import re
+import select
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -58,45 +63,49 @@ def build_parser() -> argparse.ArgumentParser:
     power_sub = power.add_subparsers(dest="power_command", required=True)
     explain = power_sub.add_parser("explain", help="setpoint -> demand -> P-states/RAPL/quota, read back")
     _add_socket_args(explain)
+    _add_socket_args(power)
     selftest = sub.add_parser("selftest", help="check every sensor, actuator, the loop timing, clock, disk")
     _add_socket_args(selftest)
     logs = sub.add_parser("logs", help="the agent's recent structured log")
     _add_socket_args(logs)
     logs.add_argument("--component", help="only this component (power, thermostat, sensors, safety ...)")
     logs.add_argument("--level", choices=["debug", "info", "warning", "error"], help="this level or above")
-    logs.add_argument("--limit", type=int, default=50)
+    logs.add_argument("--limit", type=_positive_int, default=50, help="at most this many events (default 50)")
+    logs.add_argument("--since", type=_age_s, metavar="AGE",
+                      help="only events of the last AGE: 90s, 10m, 2h, 1d (a plain number is seconds)")
+    logs.add_argument("-f", "--follow", action="store_true", help="then print new events as they come")
     override = sub.add_parser("override", help="hold a setpoint instead of the schedule (privileged)")
     _add_socket_args(override)
     override.add_argument("setpoint_c", nargs="?", type=float, help="°C; omit with --clear")
-    override.add_argument("--hours", type=float, help="for this long (default: until cleared)")
+    override.add_argument("--hours", type=float, help="for this long, > 0 (default: until cleared)")
     override.add_argument("--clear", action="store_true", help="back to the schedule")
     jobs = sub.add_parser("jobs", help="sandboxed compute jobs: list, show, submit, cancel")
-    jobs.add_argument("--config", type=Path, required=True, help="the agent's config file")
+    _add_config_arg(jobs)
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
     jobs_list = jobs_sub.add_parser("list", help="every job and its status")
-    jobs_list.add_argument("--json", action="store_true")
     jobs_show = jobs_sub.add_parser("show", help="one job's record")
     jobs_show.add_argument("job_id")
-    jobs_show.add_argument("--json", action="store_true")
     jobs_submit = jobs_sub.add_parser("submit", help="submit a local job bundle (technicians' tests)")
     jobs_submit.add_argument("bundle", type=Path)
     jobs_submit.add_argument("--wait", type=float, default=0.0, metavar="S", help="wait up to S s for the end")
-    jobs_submit.add_argument("--json", action="store_true")
     jobs_cancel = jobs_sub.add_parser("cancel", help="cancel a job (checkpointable jobs get their grace)")
     jobs_cancel.add_argument("job_id")
-    jobs_cancel.add_argument("--json", action="store_true")
+    for leaf in (jobs_list, jobs_show, jobs_submit, jobs_cancel):
+        _add_config_arg(leaf)
+        leaf.add_argument("--json", action="store_true", help="machine-readable output")
     tune = sub.add_parser("autotune", help="identify the room and propose PID gains (privileged)")
     _add_socket_args(tune)
     tune_mode = tune.add_mutually_exclusive_group()
     tune_mode.add_argument("--dry-run", action="store_true", help="show the step-test plan only")
     tune_mode.add_argument("--status", action="store_true", help="progress, and the proposed gains")
     tune_mode.add_argument("--confirm", action="store_true", help="apply and save the proposed gains")
+    tune_mode.add_argument("--cancel", action="store_true", help="stop the running test; the thermostat takes over")
     ident = sub.add_parser("identify", help="blink the front LED so the heater can be found (privileged)")
     _add_socket_args(ident)
     ident.add_argument("--count", type=int, default=10)
     firetest = sub.add_parser("fire-test", help="drive the alarm path in test mode (privileged)")
     _add_socket_args(firetest)
-    firetest.add_argument("--seconds", type=float, default=5.0)
+    firetest.add_argument("--seconds", type=float, default=5.0, help="length of the test, (0, 300] s")
     firetest.add_argument("--cut-power", action="store_true", help="also hold compute power at minimum")
     reset = sub.add_parser("reset-alarm", help="reset a latched alarm after inspection (privileged)")
     _add_socket_args(reset)
@@ -115,23 +124,81 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_socket_args(parser: argparse.ArgumentParser) -> None:
+    """--config / --socket / --json on a (sub)command; SUPPRESS defaults, so a subcommand's parser does not
+    overwrite what its parent parsed (`power --config F explain` and `power explain --config F` both work)."""
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--config", type=Path, help="the agent's config file (to find its API socket)")
-    where.add_argument("--socket", type=Path, help="the agent's API socket")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    where.add_argument("--config", type=Path, default=argparse.SUPPRESS,
+                       help="the agent's config file (to find its API socket)")
+    where.add_argument("--socket", type=Path, default=argparse.SUPPRESS, help="the agent's API socket")
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+
+
+def _add_config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="the agent's config file")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+AGE_UNITS_S = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _age_s(text: str) -> float:
+    """"90s", "10m", "2h", "1d" or a plain number of seconds -> seconds (> 0)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(s|m|min|h|d)?\s*", text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an age such as 90s, 10m, 2h or 1d")
+    value = float(match.group(1)) * AGE_UNITS_S[match.group(2) or "s"]
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the age must be > 0")
+    return value
 
 
 def _socket_path(args: argparse.Namespace) -> Path:
-    if args.socket:
+    if getattr(args, "socket", None):
         return args.socket
-    if args.config:
+    if getattr(args, "config", None):
         return load_config(args.config).api.socket_path
     return ApiConfig().socket_path
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit status."""
+    """Entry point of the console script; returns the exit status. A closed pipe (``| head``) ends the
+    command quietly with 141 (128 + SIGPIPE, what a shell reports for a tool killed by it)."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        return quiet_broken_pipe()
+    except KeyboardInterrupt:  # Ctrl-C ends `sensors --watch` and `logs --follow` normally
+        watching = argv_has(argv, "--watch", "--follow", "-f")
+        return 0 if watching else 130
+
+
+def argv_has(argv: list[str] | None, *options: str) -> bool:
+    """Whether the command line (``argv`` or the process's) names one of ``options``."""
+    return any(arg in options or arg.split("=", 1)[0] in options for arg in (sys.argv[1:] if argv is None else argv))
+
+
+def quiet_broken_pipe() -> int:
+    """After EPIPE on stdout: point stdout at /dev/null so the interpreter's final flush cannot fail again
+    (it would print "Exception ignored ... BrokenPipeError"); returns 141."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return 141
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if not hasattr(args, "json"):
+        args.json = False
     try:
         if args.command == "run":
             set_agent_umask()  # before anything is created: state, outbox, replay db are the agent's own
@@ -153,10 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in fleet_cli.COMMANDS:
             return fleet_cli.main(args)
         if args.command == "jobs":
-            from qrad_agent.jobs import cli as jobs_cli
-
-            handler = getattr(jobs_cli, f"cmd_{args.jobs_command}")
-            return handler(args, load_config(args.config).jobs)
+            return cmd_jobs(args)
         return cmd_sim(args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
@@ -185,9 +249,35 @@ def check_identity(cfg: AgentConfig, path: Path) -> AgentConfig:
     return cfg
 
 
+def cmd_jobs(args: argparse.Namespace) -> int:
+    """`jobs list|show|submit|cancel` (qrad_agent/jobs/cli.py); 2 without --config, 78 a bad config, and a
+    notice with exit 69 when jobs are disabled in that config."""
+    from qrad_agent.jobs import cli as jobs_cli
+
+    if getattr(args, "config", None) is None:
+        print(f"qrad-agent jobs {args.jobs_command}: --config FILE is required (before or after "
+              f"{args.jobs_command})", file=sys.stderr)
+        return 2
+    cfg = load_config(args.config)
+    if not cfg.jobs.enabled:
+        print(f"qrad-agent jobs: jobs are disabled on this heater ([jobs] enabled = false in {args.config})",
+              file=sys.stderr)
+        return EX_UNAVAILABLE
+    handler = getattr(jobs_cli, f"cmd_{args.jobs_command}")
+    return handler(args, cfg.jobs)
+
+
 def cmd_config_check(path: Path, as_json: bool) -> int:
-    """Validate ``path``; print the effective configuration or "ok". Raises ConfigError."""
-    cfg = check_identity(load_config(path, strict_env=True), path)
+    """Validate ``path``; print the effective configuration or "ok"; 78 with every problem (as JSON on
+    stdout with ``--json``: {"ok": false, "file", "problems": [{"path", "reason"}]})."""
+    try:
+        cfg = check_identity(load_config(path, strict_env=True), path)
+    except ConfigError as exc:
+        if not as_json:
+            raise
+        print(json.dumps({"ok": False, "file": str(path),
+                          "problems": [{"path": p, "reason": r} for p, r in exc.problems]}, indent=2))
+        return EX_CONFIG
     if as_json:
         print(json.dumps(cfg.model_dump(mode="json"), indent=2))
     else:
@@ -198,76 +288,166 @@ def cmd_config_check(path: Path, as_json: bool) -> int:
 
 def cmd_sensors(args: argparse.Namespace) -> int:
     """Print the agent's channels once, or every ``--watch`` seconds. 69 if the agent is unreachable."""
-    from qrad_agent.api.client import AgentUnreachable, RequestFailed, call
     from qrad_agent.api.views import sensors_table
 
+    if args.watch is not None and not args.watch > 0:
+        print("qrad-agent sensors: --watch needs a period > 0 s", file=sys.stderr)
+        return 2
     path = _socket_path(args)
     while True:
-        try:
-            status = call(path, "sensors")
-        except AgentUnreachable as exc:
-            print(f"qrad-agent: agent unreachable: {exc}", file=sys.stderr)
-            return EX_UNAVAILABLE
-        except RequestFailed as exc:
-            print(f"qrad-agent: {exc}", file=sys.stderr)
-            return 1
+        status = _request(path, "sensors")
+        if isinstance(status, int):
+            return status
         text = json.dumps(json_safe(status), indent=2) if args.json else sensors_table(status)
         if args.watch is None:
             print(text)
             return 0
         print("\033[H\033[J" + text if sys.stdout.isatty() else text, flush=True)
-        try:
-            time.sleep(args.watch)  # the CLI process, not the agent: a plain wait between refreshes
-        except KeyboardInterrupt:
-            return 0
+        if stdout_closed(args.watch):  # the wait between refreshes, cut short when the reader has gone
+            return quiet_broken_pipe()
 
 
-def cmd_api(args: argparse.Namespace) -> int:
-    """One local API request and its output; exit 0, 1 (failure found / refused), 2 (usage), 69."""
+def _request(path: Path, method: str, params: dict | None = None) -> Any:
+    """The agent's answer, or the exit status after printing why there is none: 69 unreachable, 2 a
+    request the agent calls wrong (usage), 1 refused."""
     from qrad_agent.api.client import AgentUnreachable, RequestFailed, call
-    from qrad_agent.api.views import logs_table, status_table
-    from qrad_agent.ops.explain import explain_table
-    from qrad_agent.ops.selftest import as_table
 
-    if args.command in ("identify", "fire-test", "reset-alarm"):
-        method, params = {
-            "identify": ("identify", {"count": getattr(args, "count", 10)}),
-            "fire-test": ("fire_test", {"seconds": getattr(args, "seconds", 5.0),
-                                        "cut_power": getattr(args, "cut_power", False)}),
-            "reset-alarm": ("reset_alarm", {"code": getattr(args, "code", "fire_alarm")}),
-        }[args.command]
-        render = _pretty
-    elif args.command == "autotune":
-        method = "autotune_status" if args.status else "autotune"
-        params = {"dry_run": args.dry_run, "confirm": args.confirm}
-        render = _pretty
-    elif args.command == "override":
-        if args.clear == (args.setpoint_c is not None):
-            print("qrad-agent override: give a setpoint in °C, or --clear", file=sys.stderr)
-            return 2
-        method, params = ("clear_override", {}) if args.clear else (
-            "set_override", {"setpoint_c": args.setpoint_c,
-                             "duration_s": None if args.hours is None else args.hours * 3600})
-        render = _override_view
-    else:
-        method, params, render = {
-            "status": ("status", {}, status_table),
-            "power": ("power_explain", {}, explain_table),
-            "selftest": ("selftest", {}, as_table),
-            "logs": ("logs", {"component": getattr(args, "component", None),
-                              "level": getattr(args, "level", None), "limit": getattr(args, "limit", 50)},
-                     logs_table),
-        }[args.command]
     try:
-        result = call(_socket_path(args), method, params)
+        return call(path, method, params)
     except AgentUnreachable as exc:
         print(f"qrad-agent: agent unreachable: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE
     except RequestFailed as exc:
         print(f"qrad-agent: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(json_safe(result), indent=2, default=str) if args.json else render(result))
-    return 1 if args.command == "selftest" and not result["ok"] else 0
+        return 2 if exc.usage else 1
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    """One local API request and its output; exit 0, 1 (failure found / refused), 2 (usage), 69."""
+    from qrad_agent.api import views
+    from qrad_agent.ops.explain import explain_table
+    from qrad_agent.ops.selftest import as_table
+
+    if args.command == "override":
+        if args.clear == (args.setpoint_c is not None):
+            print("qrad-agent override: give a setpoint in °C, or --clear (not both)", file=sys.stderr)
+            return 2
+        if args.clear and args.hours is not None:
+            print("qrad-agent override: --clear takes no --hours", file=sys.stderr)
+            return 2
+        if args.hours is not None and not (math.isfinite(args.hours) and args.hours > 0):
+            print(f"qrad-agent override: --hours must be > 0 (got {args.hours:g}); omit it to hold until "
+                  "cleared", file=sys.stderr)
+            return 2
+    if args.command == "fire-test" and not 0 < args.seconds <= 300:
+        print("qrad-agent fire-test: --seconds must be in (0, 300]", file=sys.stderr)
+        return 2
+    if args.command == "identify" and not 1 <= args.count <= 600:
+        print("qrad-agent identify: --count must be 1..600", file=sys.stderr)
+        return 2
+    path = _socket_path(args)
+    if args.command == "logs" and args.follow:
+        return _follow_logs(path, args)
+    method, params, render = _api_call(args)
+    result = _request(path, method, params)
+    if isinstance(result, int):
+        return result
+    if args.command == "fire-test":
+        result = _wait_fire_test(path, args.seconds)
+        if isinstance(result, int):
+            return result
+    renderers: dict[str, Callable[[Any], str]] = {"status": views.status_table, "power": explain_table, "selftest": as_table,
+                 "logs": views.logs_table, "override": views.override_view, "autotune": views.autotune_view,
+                 "identify": views.identify_view, "fire-test": views.fire_test_view,
+                 "reset-alarm": views.safety_view}
+    print(json.dumps(json_safe(result), indent=2, default=str) if args.json else renderers[render](result))
+    if args.command in ("selftest", "fire-test"):
+        return 0 if result.get("ok") else 1
+    return 0
+
+
+def _api_call(args: argparse.Namespace) -> tuple[str, dict, str]:
+    """(method, params, renderer name) of a technician command."""
+    command = args.command
+    if command == "override":
+        if args.clear:
+            return "clear_override", {}, command
+        return ("set_override", {"setpoint_c": args.setpoint_c,
+                                 "duration_s": None if args.hours is None else args.hours * 3600}, command)
+    if command == "autotune":
+        if args.status:
+            return "autotune_status", {}, command
+        return "autotune", {"dry_run": args.dry_run, "confirm": args.confirm, "cancel": args.cancel}, command
+    if command == "logs":
+        return "logs", {"component": args.component, "level": args.level, "limit": args.limit,
+                        "since_s": args.since}, command
+    if command == "identify":
+        return "identify", {"count": args.count}, command
+    if command == "fire-test":
+        return "fire_test", {"seconds": args.seconds, "cut_power": args.cut_power}, command
+    if command == "reset-alarm":
+        return "reset_alarm", {"code": args.code}, command
+    return {"status": "status", "power": "power_explain", "selftest": "selftest"}[command], {}, command
+
+
+FIRE_TEST_MARGIN_S = 10.0
+"""How long past its own length the CLI waits for a fire test's result."""
+POLL_S = 0.2
+
+
+def _wait_fire_test(path: Path, seconds: float) -> Any:
+    """Poll the agent until the fire test it started is over; its result, or an exit status."""
+    deadline = time.monotonic() + seconds + FIRE_TEST_MARGIN_S
+    if sys.stderr.isatty():
+        print(f"fire test running for {seconds:g} s ...", file=sys.stderr)
+    while True:
+        result = _request(path, "fire_test_status")
+        if isinstance(result, int) or not result.get("running"):
+            return result
+        if time.monotonic() > deadline:
+            print(f"qrad-agent fire-test: no result {seconds + FIRE_TEST_MARGIN_S:g} s after the start",
+                  file=sys.stderr)
+            return 1
+        time.sleep(POLL_S)
+
+
+FOLLOW_POLL_S = 1.0
+
+
+def _follow_logs(path: Path, args: argparse.Namespace) -> int:
+    """`logs --follow`: the recent events, then every new one (polled each second) until interrupted."""
+    from qrad_agent.api.views import logs_table
+
+    params = {"component": args.component, "level": args.level, "limit": args.limit, "since_s": args.since}
+    after = 0
+    while True:
+        events = _request(path, "logs", {**params, "after_seq": after})
+        if isinstance(events, int):
+            return events
+        assert isinstance(events, list)
+        for event in events:
+            print(json.dumps(json_safe(event), default=str) if args.json else logs_table([event]), flush=True)
+        if events:
+            after = int(events[-1]["seq"])
+        params["limit"], params["since_s"] = 1000, None
+        if stdout_closed(FOLLOW_POLL_S):  # as tail -f: a reader gone ends it without waiting for a write
+            return quiet_broken_pipe()
+
+
+def stdout_closed(timeout_s: float) -> bool:
+    """Wait up to ``timeout_s``; True as soon as standard output is a pipe whose reader has gone (poll(2)
+    reports POLLERR on such a pipe's write end), False after the wait otherwise."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)  # no event asked: only POLLERR / POLLHUP / POLLNVAL come
+    except (OSError, ValueError, AttributeError):
+        time.sleep(timeout_s)
+        return False
+    events = poller.poll(timeout_s * 1000)
+    closed = any(mask & (select.POLLERR | select.POLLHUP) for _, mask in events)
+    if events and not closed:  # e.g. POLLNVAL: no way to tell, a plain wait
+        time.sleep(timeout_s)
+    return closed
 
 
 def json_safe(value: object) -> object:
@@ -279,19 +459,6 @@ def json_safe(value: object) -> object:
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     return value
-
-
-def _override_view(status: dict) -> str:
-    override = status.get("override_c")
-    if override is None:
-        return f"override cleared: back to mode {status.get('mode')} from the next control step"
-    return f"override: holding {override:.1f} °C from the next control step"
-
-
-def _pretty(result: object) -> str:
-    if isinstance(result, dict):
-        return "\n".join(f"{k}: {v}" for k, v in result.items())
-    return str(result)
 
 
 def cmd_run(cfg: AgentConfig, config_path: Path | None = None) -> int:

@@ -9,11 +9,12 @@ Environment variables override the device id and the secrets, so that a fleet im
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from qrad_drivers.base import DriverContext
@@ -159,9 +160,14 @@ class SensorHubConfig(Section):
     over the first minutes: UL FSRI armchair test, ../shared/data/fire_compartment_fsri), CO2 200 ppm/s.
     ``redundancy_tolerance_k``: redundant room temperatures further than this from their median are
     flagged (with three or more sensors) or reported as disagreeing (with two).
+    ``frozen_vs_redundant_s``: a room temperature unchanged for this long (s) while another room channel
+    moved over the same time by more than ``frozen_move_k`` (and three of the frozen one's own steps) is
+    STALE, even if it never showed noise of its own; 0 turns the check off.
     """
 
     history_len: int = Field(360, ge=2, le=100_000)
+    frozen_vs_redundant_s: float = Field(1800.0, ge=0)
+    frozen_move_k: float = Field(0.2, gt=0)
     max_rate_per_s: dict[str, float] = Field(default_factory=lambda: {
         "temperature": 1.0, "relative_humidity": 5.0, "carbon_dioxide": 200.0, "pressure": 5.0})
     spike_floor: dict[str, float] = Field(default_factory=lambda: {
@@ -296,7 +302,46 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> AgentConfig:
     try:
         return AgentConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, [(_loc(e["loc"]), e["msg"]) for e in exc.errors()]) from exc
+        raise ConfigError(source, [(_loc(e["loc"]), _reason(e)) for e in exc.errors()]) from exc
+
+
+def _reason(error: Any) -> str:
+    """A pydantic error as a reason a technician can act on: the bad value, or for an unknown key the
+    nearest valid one (difflib) or the valid ones."""
+    loc = tuple(error["loc"])
+    if error["type"] == "extra_forbidden" and loc:
+        valid = sorted(valid_keys(loc[:-1]))
+        near = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
+        if near:
+            return f"unknown key {loc[-1]!r}; did you mean {near[0]!r}?"
+        return f"unknown key {loc[-1]!r}; valid keys here: {', '.join(valid) or 'none'}"
+    value = error.get("input")
+    if error["type"] == "missing" or isinstance(value, (dict, list)):
+        return str(error["msg"])
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    return f"{error['msg']} (got {shown})"
+
+
+def valid_keys(loc: tuple[int | str, ...]) -> set[str]:
+    """The keys allowed at ``loc`` (a pydantic error location without its last part) of `AgentConfig`."""
+    models: list[type[BaseModel]] = [AgentConfig]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = [m.model_fields[part] for m in models if part in m.model_fields]
+        if fields:
+            models = [m for f in fields for m in _models(f.annotation)]
+        else:  # a union member's tag (e.g. the sensor type "hwmon")
+            tagged = [m for m in models if "type" in m.model_fields and m.model_fields["type"].default == part]
+            models = tagged or models
+    return {name for m in models for name in m.model_fields}
+
+
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models inside an annotation (through Optional, unions, lists, dicts, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models(arg)]
 
 
 def load_config(path: Path, environ: dict[str, str] | None = None, *, strict_env: bool = False) -> AgentConfig:

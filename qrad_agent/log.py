@@ -17,6 +17,7 @@ import os
 import sys
 from collections import deque
 from collections.abc import MutableMapping
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import structlog
@@ -24,6 +25,9 @@ import structlog
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 RECENT_EVENTS = 2000
 """How many recent log events the agent keeps in memory for `qrad-agent logs`."""
+COMPONENTS = ("api", "autotune", "deadman", "field", "fire", "jobs", "launcher", "loopwatch", "main", "platform",
+              "power", "safety", "selftest", "sensors", "state", "supervisor", "sync", "thermostat")
+"""Every ``component`` the agent's loggers bind (tests/ops/test_views.py checks it against the sources)."""
 
 
 class RecentEvents:
@@ -31,18 +35,48 @@ class RecentEvents:
 
     def __init__(self, maxlen: int = RECENT_EVENTS) -> None:
         self.events: deque[dict[str, Any]] = deque(maxlen=maxlen)
+        self.seq = 0
 
     def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-        self.events.append({k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
-                            for k, v in event.items()})
+        self.seq += 1
+        kept = {k: _plain_json(v) for k, v in event.items()}
+        kept["seq"] = self.seq  # only in the ring (for `logs --follow`), not in the log stream
+        self.events.append(kept)
         return event
 
-    def query(self, component: str | None = None, level: str | None = None, limit: int = 200) -> list[dict]:
-        """The newest ``limit`` events of ``component`` at ``level`` or above, oldest first."""
+    def components(self) -> list[str]:
+        """Every known component: the loggers' own and any other seen in the ring."""
+        return sorted(set(COMPONENTS) | {str(e["component"]) for e in self.events if "component" in e})
+
+    def query(self, component: str | None = None, level: str | None = None, limit: int = 200,
+              after_seq: int = 0, since: datetime | None = None) -> list[dict]:
+        """The newest ``limit`` events of ``component`` at ``level`` or above, oldest first; only those after
+        sequence number ``after_seq`` and stamped at or after ``since`` (UTC)."""
         floor = LEVELS.get(level or "debug", logging.DEBUG)
         picked = [e for e in self.events if (component is None or e.get("component") == component)
-                  and LEVELS.get(str(e.get("level")), logging.INFO) >= floor]
-        return picked[-limit:]
+                  and LEVELS.get(str(e.get("level")), logging.INFO) >= floor and e["seq"] > after_seq
+                  and (since is None or _stamp(e) >= since)]
+        return picked[-limit:] if limit > 0 else []
+
+
+def _plain_json(value: Any) -> Any:
+    """``value`` as plain JSON data (dicts and lists kept as such, anything else as its str)."""
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_plain_json(v) for v in value]
+    return str(value)
+
+
+def _stamp(event: dict[str, Any]) -> datetime:
+    """The event's UTC timestamp (TimeStamper iso), the epoch when missing or unreadable."""
+    try:
+        stamp = datetime.fromisoformat(str(event.get("timestamp", "")))
+    except ValueError:
+        return datetime.fromtimestamp(0, UTC)
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
 recent = RecentEvents()

@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import csv
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .board import BoardSpec
-from .faults import load_scenario, outcome_path, request_fault
+from .faults import live_simulator, load_scenario, outcome_path, request_fault
 from .heater import HeaterSpec, HeaterState, sensor_fault_path
 from .live import LiveSimulator, stop_on_signals
 from .rig import run_rig
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--device", help="device name (co2, pm, meter, board, surface, bme280, light, "
                                          "ds18b20, gpio, audio, room, heater)")
     fault.add_argument("--wait", type=float, default=5.0,
-                       help="seconds to wait for the simulator's answer (0: queue it and return)")
+                       help="seconds to wait for the answer, at least two of the running simulator's steps (0: queue it and return)")
     fault.add_argument("--kind", help="fault kind for --device (ok, unplugged, garbage, partial, "
                                       "bad_checksum, stuck, out_of_range, spike, drift, ...; heater: "
                                       "fan_failure, outlet_blocked; surface: detached, misplaced, "
@@ -128,34 +129,47 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+ANSWER_STEPS = 2.0
+"""A live simulator answers a fault at its next step: the wait covers this many of its steps ..."""
+ANSWER_MARGIN_S = 2.0
+"""... plus this margin (s), whatever --wait says, so a slow simulator's answer is still reported."""
+
+
 def inject_device_fault(root: Path, device: str, kind: str | None, wait_s: float = 5.0) -> int:
     """Queue a device fault for a running serve (``<root>/.hwsim/faults.json``) and wait for its answer:
-    0 applied, 2 refused (the reason printed), 69 no answer within ``wait_s`` (no simulator running there).
-    ``wait_s`` <= 0: queue it and return 0 without waiting (a simulator stepped by the caller)."""
+    0 applied (or already so), 2 refused (the reason printed), 69 no simulator running there or no answer.
+    Each request carries an id the answer repeats, so a repeated request is answered too. The wait is
+    at least two of the running simulator's steps (its live.json), so a slow one (speed 1: a step every
+    10 s) is waited for. ``wait_s`` <= 0: queue it and return 0 without waiting (a simulator stepped by
+    the caller)."""
     if not root.is_dir() or kind is None:
         print("qrad-hwsim: --device needs --kind and a running simulator's --root", file=sys.stderr)
         return 2
     outcomes = outcome_path(root)
-    before = outcomes.stat().st_mtime_ns if outcomes.exists() else 0
-    request_fault(root, device, kind)
+    request_id = request_fault(root, device, kind)
     if wait_s <= 0:
         return 0
+    live = live_simulator(root)
+    if live is None:
+        print(f"qrad-hwsim: no simulator is running under {root} (the fault stays queued for the next one)",
+              file=sys.stderr)
+        return 69
+    wait_s = max(wait_s, ANSWER_STEPS * float(live.get("step_period_s", 0.0)) + ANSWER_MARGIN_S)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         try:
-            if outcomes.stat().st_mtime_ns != before:
-                answer = json.loads(outcomes.read_text()).get(device)
-                if answer is not None and answer.get("kind") == kind:
-                    if answer["ok"]:
-                        print(f"{device}: {kind} applied")
-                        return 0
-                    print(f"qrad-hwsim: fault {device}={kind} refused: {answer['detail']}", file=sys.stderr)
-                    return 2
-        except (OSError, ValueError):
-            pass
+            answer = json.loads(outcomes.read_text()).get(device)
+        except (OSError, ValueError, AttributeError):
+            answer = None
+        if isinstance(answer, dict) and answer.get("id") == request_id:  # this request's answer, not an older one
+            if answer.get("ok"):
+                print(f"{device}: {kind} {answer.get('detail', 'applied')}")
+                return 0
+            print(f"qrad-hwsim: fault {device}={kind} refused: {answer.get('detail')}", file=sys.stderr)
+            return 2
         time.sleep(0.05)
-    print(f"qrad-hwsim: no simulator answered under {root} within {wait_s:g} s (the fault stays queued)",
-          file=sys.stderr)
+    print(f"qrad-hwsim: the simulator under {root} (pid {live.get('pid')}) did not answer within {wait_s:g} s "
+          "(the fault stays queued)", file=sys.stderr)
     return 69
 
 
@@ -171,7 +185,19 @@ def inject_fault(root: Path, sensor_fault: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``qrad-hwsim`` console script."""
+    """Entry point of the ``qrad-hwsim`` console script; a closed pipe ends it quietly (141)."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "fault":
         if args.device:

@@ -15,7 +15,9 @@ over its limit in temp3), ``surface detached`` (power applied, the probe does no
 from __future__ import annotations
 
 import json
+import os
 import tomllib
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,21 +37,41 @@ def outcome_path(root: Path) -> Path:
     return root / CONTROL_DIR / "fault_outcomes.json"
 
 
+def live_path(root: Path) -> Path:
+    """Where a running simulator says who it is and how often it steps: {"pid", "step_period_s"} (real s)."""
+    return root / CONTROL_DIR / "live.json"
+
+
+def live_simulator(root: Path) -> dict | None:
+    """The running simulator's live.json when its process is alive, else None."""
+    try:
+        live = json.loads(live_path(root).read_text())
+        os.kill(int(live["pid"]), 0)
+    except PermissionError:  # alive, another user's
+        return live
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return live
+
+
 def truth_path(root: Path) -> Path:
     """Where the simulator writes what every device shows."""
     return root / CONTROL_DIR / "truth.json"
 
 
-def request_fault(root: Path, device: str, kind: str) -> None:
-    """Add ``device: kind`` to the control file (read by the running serve on its next step)."""
+def request_fault(root: Path, device: str, kind: str) -> str:
+    """Add ``device: {"kind", "id"}`` to the control file (read by the running serve on its next step);
+    returns the request's id, which the simulator's answer carries (a repeated request is answered too)."""
     path = faults_path(root)
     path.parent.mkdir(exist_ok=True)
     try:
         current = json.loads(path.read_text())
     except (OSError, ValueError):
         current = {}
-    current[device] = kind
+    request_id = uuid.uuid4().hex[:12]
+    current[device] = {"kind": kind, "id": request_id}
     write_text_atomic(path, json.dumps(current))
+    return request_id
 
 
 @dataclass(frozen=True)
@@ -81,6 +103,7 @@ class FaultControl:
         self.pending = list(scenario)
         self._applied: dict[str, str] = {}
         self._outcomes: dict[str, dict] = {}
+        self._answered: dict[str, str | None] = {}
         self._last_t_s = 0.0
 
     def apply(self, device: str, kind: str) -> None:
@@ -104,17 +127,26 @@ class FaultControl:
         except (OSError, ValueError):
             requested = {}
         answered = False
-        for device, kind in requested.items():
+        for device, request in requested.items():
+            kind, request_id = (request, None) if isinstance(request, str) else (
+                str(request.get("kind")), request.get("id"))
+            new_id = request_id is not None and request_id != self._answered.get(device)
             if self._applied.get(device) != kind:
                 try:
                     self.apply(device, kind)
-                    self._outcomes[device] = {"kind": kind, "ok": True, "detail": "applied"}
+                    self._outcomes[device] = {"kind": kind, "ok": True, "detail": "applied", "id": request_id}
                 except (KeyError, ValueError) as exc:
                     detail = str(exc.args[0]) if exc.args else str(exc)
                     print(f"qrad-hwsim: fault {device}={kind} refused: {detail}", flush=True)
-                    self._outcomes[device] = {"kind": kind, "ok": False, "detail": detail}
+                    self._outcomes[device] = {"kind": kind, "ok": False, "detail": detail, "id": request_id}
                     self._applied[device] = kind
                 answered = True
+            elif new_id:  # the same state asked again: answered, nothing to change
+                previous = self._outcomes.get(device, {"ok": True, "detail": "applied"})
+                self._outcomes[device] = {**previous, "kind": kind, "id": request_id,
+                                          "detail": "already so" if previous.get("ok") else previous["detail"]}
+                answered = True
+            self._answered[device] = request_id
         if answered:
             write_text_atomic(outcome_path(self.root), json.dumps(self._outcomes))
         if self.suite is None:

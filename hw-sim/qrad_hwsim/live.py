@@ -10,6 +10,8 @@ commanded faults (faults.py) and moving every device after each step, then calli
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import signal
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -19,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from .devices.suite import DeviceSuite
-from .faults import FaultControl, TimedFault
+from .faults import FaultControl, TimedFault, live_path
 from .heater import HeaterSpec, HeaterState, SimulatedHeater, reset_tree
-from .sysfs_io import write_files
+from .sysfs_io import write_files, write_text_atomic
 from .weather import Weather
 
 
@@ -70,10 +72,15 @@ class LiveSimulator:
             if on_step is not None:
                 on_step(state)
 
-        async with asyncio.TaskGroup() as group:
-            runner = group.create_task(self.heater.run(step_s, speed, step), name="hwsim-run")
-            await stop.wait()
-            runner.cancel()
+        live = live_path(self.root)
+        write_text_atomic(live, json.dumps({"pid": os.getpid(), "step_period_s": step_s / speed}))
+        try:
+            async with asyncio.TaskGroup() as group:
+                runner = group.create_task(self.heater.run(step_s, speed, step), name="hwsim-run")
+                await stop.wait()
+                runner.cancel()
+        finally:
+            live.unlink(missing_ok=True)
 
 
 def stop_on_signals() -> asyncio.Event:

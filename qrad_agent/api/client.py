@@ -13,7 +13,11 @@ class AgentUnreachable(Exception):
 
 
 class RequestFailed(Exception):
-    """The agent answered with an error."""
+    """The agent answered with an error; ``usage`` when the request itself was wrong (CLI exit 2)."""
+
+    def __init__(self, message: str, usage: bool = False) -> None:
+        super().__init__(message)
+        self.usage = usage
 
 
 def call(path: Path, method: str, params: dict[str, Any] | None = None, timeout_s: float = 5.0) -> Any:
@@ -36,5 +40,5 @@ def call(path: Path, method: str, params: dict[str, Any] | None = None, timeout_
     except ValueError as exc:
         raise AgentUnreachable(f"{path}: unreadable answer {data[:80]!r}") from exc
     if not response.get("ok"):
-        raise RequestFailed(response.get("error", "unknown error"))
+        raise RequestFailed(str(response.get("error", "unknown error")), bool(response.get("usage")))
     return response["result"]

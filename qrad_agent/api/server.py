@@ -1,7 +1,7 @@
 """The local API server: one JSON request per line in, one JSON response per line out.
 
 Request ``{"method": "sensors", "params": {...}}``; response ``{"ok": true, "result": ...}`` or
-``{"ok": false, "error": "..."}``. The socket is created mode 0660 and, when configured, owned by the
+``{"ok": false, "error": "...", "usage": bool}`` (usage: the request itself was wrong). The socket is created mode 0660 and, when configured, owned by the
 technicians' group, so only that group and root reach it. Each request's peer credentials (SO_PEERCRED:
 pid, uid, gid) are read from the kernel, for the audit log of changes.
 """
@@ -47,7 +47,14 @@ def peer_of(writer: asyncio.StreamWriter) -> Peer:
 
 
 class ApiError(Exception):
-    """A request the API refuses; the message goes back to the client."""
+    """A request the API refuses; the message goes back to the client.
+
+    ``usage``: the request itself is wrong (an unknown name, a value out of its range), so the CLI exits 2
+    rather than 1 (a refusal of a well-formed request)."""
+
+    def __init__(self, message: str, usage: bool = False) -> None:
+        super().__init__(message)
+        self.usage = usage
 
 
 class ApiServer:
@@ -94,13 +101,14 @@ class ApiServer:
                 raise ApiError('request must be {"method": "...", "params": {...}}')
             handler = self.handlers.get(request["method"])
             if handler is None:
-                raise ApiError(f"unknown method {request['method']!r}; known: {sorted(self.handlers)}")
+                raise ApiError(f"unknown method {request['method']!r}; known: {', '.join(sorted(self.handlers))}",
+                               usage=True)
             params = request.get("params") or {}
             if not isinstance(params, dict):
                 raise ApiError("params must be an object")
             return {"ok": True, "result": handler(params, peer)}
         except ApiError as exc:
-            return {"ok": False, "error": str(exc)}
+            return {"ok": False, "error": str(exc), "usage": exc.usage}
         except json.JSONDecodeError as exc:
             return {"ok": False, "error": f"malformed JSON: {exc}"}
         except Exception as exc:  # a handler bug answers the client instead of killing the agent

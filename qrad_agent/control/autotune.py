@@ -191,16 +191,20 @@ class _Abort(Exception):
 
 async def run_step_test(power: PowerSink, temperature: TemperatureSource, safety: SafetyView, clock: LoopClock,
                         plan: StepTestPlan, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                        ) -> StepResponse:
-    """Run ``plan`` (see the module docstring); the result says whether and why it was aborted."""
+                        on_phase: Callable[[str], None] | None = None) -> StepResponse:
+    """Run ``plan`` (see the module docstring); the result says whether and why it was aborted.
+    ``on_phase`` is told each phase as it begins: "hold" (waiting for a steady room), "step" (recording)."""
+    phase = on_phase or (lambda name: None)
     if safety.forced:
         return StepResponse(plan.amplitude_w, plan.base_w, aborted="safety: " + _conditions(safety))
     previous_w = power.demand_w
     response = StepResponse(plan.amplitude_w, plan.base_w)
     try:
+        phase("hold")
         power.set_demand(plan.base_w, clock.monotonic())
         response.steady_before = await _hold(power, temperature, safety, clock, plan, sleep, response)
         step_t0 = clock.monotonic()
+        phase("step")
         power.set_demand(plan.base_w + plan.amplitude_w, step_t0)
         response.t_s = [t - step_t0 for t in response.t_s]
         await _record_step(power, temperature, safety, clock, plan, sleep, response, step_t0)
@@ -422,13 +426,17 @@ def thermostat_plan(thermostat, **limits: float) -> StepTestPlan:
 
 
 async def autotune(thermostat, plan: StepTestPlan | None = None,
-                   sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> AutotuneResult:
+                   sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                   on_phase: Callable[[str], None] | None = None) -> AutotuneResult:
     """Step test, fit and SIMC gains on the parts of a running `Thermostat` (its power manager, hub, safety
     layer and clock). The caller pauses the thermostat's own steps meanwhile and applies the gains on
     confirmation (`PidController.set_gains`, bumpless)."""
     plan = plan or thermostat_plan(thermostat)
     source = hub_temperature(thermostat.hub, thermostat.cfg.room_channels, thermostat.cfg.stale_after_s)
-    response = await run_step_test(thermostat.power, source, thermostat.safety, thermostat.clock, plan, sleep)
+    response = await run_step_test(thermostat.power, source, thermostat.safety, thermostat.clock, plan, sleep,
+                                   on_phase)
+    if on_phase is not None:
+        on_phase("fit")
     try:
         model = fit_step_response(response)
     except ValueError as exc:

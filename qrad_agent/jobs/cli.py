@@ -13,8 +13,10 @@ import shutil
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
+from qrad_agent.api.fmt import number, plain
 from qrad_agent.errors import EX_CANTCREAT, EX_UNAVAILABLE
 from qrad_agent.jobs.config import JobsConfig
 from qrad_agent.jobs.store import JobStore
@@ -31,11 +33,15 @@ def cmd_list(args, cfg: JobsConfig) -> int:
     if getattr(args, "json", False):
         print(json.dumps([r.summary() for r in records], indent=1))
         return 0
-    print(f"{'id':24} {'status':16} {'reason':20} {'exit':>5} {'cpu_s':>8} {'wall_s':>8}")
+    if not records:
+        print(f"no jobs in {cfg.jobs_dir}")
+        return 0
+    print(f"{'id':24} {'status':16} {'reason':20} {'exit':>5} {'CPU':>10} {'wall':>10}")
     for r in records:
         s = r.summary()
-        print(f"{s['id']:24} {s['status']:16} {s['reason'] or ''!s:20} {s['exit_code'] or ''!s:>5} "
-              f"{s['cpu_s']:>8} {s['wall_s']:>8}")
+        exit_code = "-" if s["exit_code"] is None else str(s["exit_code"])
+        print(f"{s['id']:24} {s['status']:16} {s['reason'] or '-':20} {exit_code:>5} "
+              f"{number(s['cpu_s'], 's'):>10} {number(s['wall_s'], 's'):>10}")
     return 0
 
 
@@ -51,7 +57,7 @@ def cmd_show(args, cfg: JobsConfig) -> int:
         print(json.dumps({**record.model_dump(mode="json"), "stdout_tail": tails["stdout"],
                           "stderr_tail": tails["stderr"]}, indent=1))
         return 0
-    print(record.model_dump_json(indent=1))
+    print(record_table(record))
     for name, tail in tails.items():
         if tail:
             print(f"--- {name} (tail) ---\n{tail}")
@@ -102,7 +108,7 @@ def cmd_submit(args, cfg: JobsConfig) -> int:
         if record is None:  # refused before its id was known: the newest rejected record is ours
             record = _rejected_since(store, spooled_at)
         if record is not None and record.status.terminal:
-            print(record.model_dump_json(indent=1))
+            print(record.model_dump_json(indent=1) if getattr(args, "json", False) else record_table(record))
             return 0 if record.status.value == "succeeded" else 1
         time.sleep(0.2)
     state = record.status.value if record is not None else "not taken by the agent yet"
@@ -116,6 +122,18 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, RecursionError):
         return "directories nested too deep"
     return str(exc)[:300]
+
+
+def record_table(record) -> str:
+    """A job record as "field value" lines, nested values spelled out, times in UTC (no JSON, no reprs)."""
+    lines = []
+    for key, value in record.model_dump(mode="json").items():
+        if key.endswith("_at") and isinstance(value, (int, float)) and value > 0:
+            text = datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        else:
+            text = plain(value)
+        lines.append(f"{key:<16}{text}")
+    return "\n".join(lines)
 
 
 def _rejected_since(store: JobStore, since: float):

@@ -17,12 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import qrad_agent
+from qrad_agent.api.fmt import number
+from qrad_agent.api.views import display_step
 
 MIN_FREE_DISK_MB = 100.0
 MAX_PERIOD_JITTER = 0.2
 """Largest deviation of a control period from its nominal length, as a fraction of it ..."""
 MAX_PERIOD_JITTER_S = 1.0
 """... or in seconds, whichever is larger (a loaded board can hold the loop up for a few hundred ms)."""
+MIN_STEPS = 3
+"""Control steps the loop-timing check needs (two periods) before it can judge."""
 MAX_CLOCK_DRIFT = 1e-3
 """Largest relative disagreement between the loop's monotonic clock and the wall clock."""
 
@@ -34,6 +38,8 @@ class Check:
     name: str
     ok: bool
     detail: str
+    pending: bool = False
+    """Too early to judge (not a failure): the detail says how long until it can."""
 
 
 def code_hash() -> str:
@@ -52,8 +58,10 @@ def run_selftest(agent: Any) -> list[Check]:
         period = agent.hub.specs[name].period_s
         fresh = ch["age_s"] is not None and ch["age_s"] <= 3 * period + 5
         ok = ch["quality"] == "ok" and fresh
-        checks.append(Check(f"sensor {name}", ok, f"{ch['value']} {ch['unit']}, {ch['quality']}, "
-                            f"age {ch['age_s']} s {ch['reason']}".strip()))
+        value = number(ch["value"], ch["unit"], display_step(ch)) if ch["value"] is not None else f"- {ch['unit']}"
+        age = "no reading yet" if ch["age_s"] is None else f"age {ch['age_s']:.1f} s"
+        checks.append(Check(f"sensor {name}", ok, f"{value}, {ch['quality'] or 'no reading'}, {age}"
+                            f"{', ' + ch['reason'] if ch['reason'] else ''}"))
     choice = agent.hub.best(agent.cfg.thermostat.room_channels, agent.cfg.thermostat.stale_after_s)
     checks.append(Check("room temperature sensors agree", choice.reading is not None and not choice.notes,
                         "; ".join(choice.notes) or choice.reason or "agree"))
@@ -111,8 +119,10 @@ def _config_unchanged(agent: Any) -> Check:
 def _loop_timing(agent: Any) -> Check:
     steps = list(agent.thermostat.step_times_s)
     period = agent.thermostat.cfg.period_s
-    if len(steps) < 3:
-        return Check("control loop timing", False, f"only {len(steps)} control steps so far")
+    if len(steps) < MIN_STEPS:
+        wait_s = (MIN_STEPS - len(steps)) * period
+        return Check("control loop timing", True, f"{len(steps)} control step(s) so far: it can judge after "
+                     f"{MIN_STEPS}, in about {wait_s:.0f} s", pending=True)
     gaps = [b - a for a, b in zip(steps, steps[1:])]
     worst_s = max(abs(g - period) for g in gaps)
     allowed_s = max(MAX_PERIOD_JITTER * period, MAX_PERIOD_JITTER_S)
@@ -125,7 +135,7 @@ def _clock(agent: Any) -> Check:
     start_loop_s, start_wall_s = agent.started_at
     span = loop_s - start_loop_s
     if span < 10:
-        return Check("clock", True, f"running {span:.0f} s: too early to compare")
+        return Check("clock", True, f"running {span:.0f} s: it can compare after 10 s", pending=True)
     drift = abs((wall_s - start_wall_s) - span) / span
     return Check("clock", drift <= MAX_CLOCK_DRIFT,
                  f"wall clock moved {wall_s - start_wall_s:.1f} s while the loop clock moved {span:.1f} s")
@@ -147,7 +157,10 @@ def as_json(checks: list[Check]) -> dict[str, Any]:
 
 def as_table(report: dict[str, Any]) -> str:
     """Readable report."""
-    lines = [f"{'PASS' if c['ok'] else 'FAIL'}  {c['name']:<36} {c['detail']}" for c in report["checks"]]
+    lines = [f"{'WAIT' if c.get('pending') else 'PASS' if c['ok'] else 'FAIL'}  {c['name']:<36} {c['detail']}"
+             for c in report["checks"]]
+    waiting = sum(bool(c.get("pending")) for c in report["checks"])
     lines.append(f"self-test {'passed' if report['ok'] else 'FAILED'}: "
-                 f"{sum(not c['ok'] for c in report['checks'])} failure(s)")
+                 f"{sum(not c['ok'] for c in report['checks'])} failure(s)"
+                 + (f", {waiting} check(s) too early to judge (WAIT: run it again later)" if waiting else ""))
     return "\n".join(lines)

@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 
 from qrad_agent.api.server import ApiError
-from qrad_agent.control.autotune import AutotuneResult, autotune, thermostat_plan
+from qrad_agent.control.autotune import AutotuneResult, autotune, hub_temperature, thermostat_plan
 from qrad_agent.control.pid import PidGains
 from qrad_agent.control.thermostat import PidStep
 
@@ -24,12 +24,19 @@ class Tuner:
         self.agent = agent
         self.task: asyncio.Task | None = None
         self.result: AutotuneResult | None = None
+        self.phase = ""
+        self.started_s: float | None = None
+        self.max_duration_s: float | None = None
+        self.cancelled = False
 
     def request(self, params: dict[str, Any]) -> dict[str, Any]:
-        """``dry_run``: the plan only; ``confirm``: apply the last proposal; otherwise start a test."""
+        """``dry_run``: the plan only; ``confirm``: apply the last proposal; ``cancel``: stop the running
+        test (the thermostat drives the power again); otherwise start a test. Raises ApiError."""
         thermostat = self.agent.thermostat
         if params.get("confirm"):
             return self.confirm()
+        if params.get("cancel"):
+            return self.cancel()
         try:
             plan = thermostat_plan(thermostat)
         except ValueError as exc:
@@ -39,8 +46,21 @@ class Tuner:
         if not isinstance(thermostat.controller, PidStep):
             raise ApiError("autotune tunes the PID; this heater runs the hysteresis thermostat")
         if self.task is not None and not self.task.done():
-            raise ApiError("an autotune is already running")
-        self.result = None
+            raise ApiError("an autotune is already running (qrad-agent autotune --status, or --cancel)")
+        if self.agent.safety.forced:
+            raise ApiError("autotune: the safety layer holds power at its minimum: "
+                           + "; ".join(f"{c} ({r})" for c, r in self.agent.safety.conditions.items()))
+        cfg = thermostat.cfg
+        room_c = hub_temperature(thermostat.hub, cfg.room_channels, cfg.stale_after_s)()
+        if room_c is None:
+            raise ApiError("autotune: no valid room temperature now (qrad-agent status says why)")
+        if abs(room_c - plan.center_c) > plan.band_k:
+            raise ApiError(f"autotune: the room is at {room_c:.2f} °C, outside the test's band "
+                           f"{plan.center_c - plan.band_k:.1f}..{plan.center_c + plan.band_k:.1f} °C "
+                           f"(setpoint {plan.center_c:.1f} ± {plan.band_k:g} K), where the test would abort at "
+                           "once; start it when the thermostat has brought the room within the band")
+        self.result, self.cancelled = None, False
+        self.phase, self.started_s, self.max_duration_s = "starting", self.agent.clock.monotonic(), plan.max_duration_s
         self.task = asyncio.get_running_loop().create_task(self._run(plan), name="autotune")
         return {"started": True, "plan": plan.describe()}
 
@@ -48,15 +68,38 @@ class Tuner:
         thermostat = self.agent.thermostat
         thermostat.paused = "autotune step test"
         try:
-            self.result = await autotune(thermostat, plan)
+            self.result = await autotune(thermostat, plan, on_phase=self._on_phase)
             log.info("autotune finished", **self.result.status())
+        except asyncio.CancelledError:
+            log.warning("autotune cancelled; the thermostat drives the power again")
+            raise
         finally:
             thermostat.paused = None
+            self.phase = "cancelled" if self.cancelled else "done"
+
+    def _on_phase(self, phase: str) -> None:
+        self.phase = phase
+        log.info("autotune phase", phase=phase)
+
+    def cancel(self) -> dict[str, Any]:
+        """Stop the running test: its own clean-up restores the demand held before it, and the thermostat
+        (no longer paused) takes the power back at its next step."""
+        running = self.task is not None and not self.task.done()
+        if running:
+            assert self.task is not None
+            self.cancelled = True
+            self.task.cancel()
+            self.agent.thermostat.paused = None  # at once, not only when the task has unwound
+        return {"cancelled": running}
 
     def status(self) -> dict[str, Any]:
-        """Running, or the last result with the proposed gains."""
+        """Running (phase "hold" / "step" / "fit", elapsed and longest duration, s), or the last result
+        with the proposed gains."""
         running = self.task is not None and not self.task.done()
-        return {"running": running, "result": None if self.result is None else self.result.status()}
+        elapsed = None if self.started_s is None else self.agent.clock.monotonic() - self.started_s
+        return {"running": running, "phase": self.phase or None, "elapsed_s": elapsed,
+                "max_duration_s": self.max_duration_s,
+                "result": None if self.result is None else self.result.status()}
 
     def confirm(self) -> dict[str, Any]:
         """Apply and persist the proposed gains."""

@@ -80,7 +80,7 @@ class PowerManager:
         self.forced_reason: str | None = None
         self.measured_w: float | None = None
         self._level_since_s = float("inf")  # loop time the current level was applied
-        self._last_measure_s: float | None = None
+        self._last_measure_s: float | None = None  # the mains meter's last sample (RAPL keeps its own)
         self._implausible_logged = False
         self._released: set[str] = set()
         self._failed: dict[str, str] = {}
@@ -185,13 +185,13 @@ class PowerManager:
         RAPL (plus the platform overhead), else from the mains meter (the whole heater)."""
         if self.meter is None:
             return self._measure_mains(t_s)
+        interval_start = self.meter.reference_t_s  # the interval a sample evaluated now covers
         try:
             package_w = self.meter.sample(t_s)
         except ActuatorError as exc:
             log.error("RAPL energy read failed; no measured power", error=str(exc))
             self.meter = None
             return None
-        interval_start, self._last_measure_s = self._last_measure_s, t_s
         if package_w is None:
             return None
         self.measured_w = package_w + self.cfg.platform_overhead_w

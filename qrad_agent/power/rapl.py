@@ -89,23 +89,55 @@ class RaplActuator:
 class RaplEnergyMeter:
     """Measured package power (W) from successive ``energy_uj`` reads, correct across the counter wrap.
 
-    ``sample(t_s)`` returns the mean power since the previous sample, or None on the first call.
-    A counter that went backwards wrapped once: the increment is ``e2 - e1 + max_energy_range_uj + 1``.
+    ``sample(t_s)`` returns the mean power since the reference sample (the last one it accepted), or None
+    until a reference is anchored (below). A counter that went backwards wrapped once: the increment is
+    ``e2 - e1 + max_energy_range_uj + 1``.
+
+    A sample less than ``MIN_INTERVAL_FRACTION`` of the previous interval after the reference is not
+    evaluated (None; the reference stays, so the next sample covers the whole span). A counter is only
+    current to its last update: hw-sim's every simulator step (10 s at speed 1), an energy meter's register
+    at its own rate. Over an interval shorter than that update period one update's energy divided by a
+    fraction of it reads a multiple of the true power: two samplers sharing the meter at different phases
+    (the autotune step test every 10 s, then the thermostat's first step a second later) showed 5688 W
+    on a 500 W heater. For the same reason counters that have not moved since the reference were not
+    updated (a package always draws some power): such a sample is not evaluated either, so a sampler
+    faster than the counter's updates reads the mean between updates instead of 0 W and then 10x. The
+    first read is taken at an unknown phase of the updates, so intervals start at the first change seen
+    after it: the first power comes from the third read.
     """
+
+    MIN_INTERVAL_FRACTION = 0.5
 
     def __init__(self, zones: list[RaplZone]) -> None:
         self.zones = zones
         self._last: tuple[float, list[int]] | None = None
+        self._interval_s: float | None = None
+        self._anchored = False
+
+    @property
+    def reference_t_s(self) -> float | None:
+        """Loop time (s) of the reference sample: where the interval of the next evaluated sample starts."""
+        return None if self._last is None else self._last[0]
 
     def sample(self, t_s: float) -> float | None:
-        """Mean total package power in W since the last call; None on the first call or dt <= 0."""
+        """Mean total package power in W since the reference sample; None on the first call, for dt <= 0,
+        or for an interval too short to evaluate (see the class docstring)."""
+        last = self._last
+        if last is not None:
+            dt_s = t_s - last[0]
+            if dt_s <= 0 or (self._interval_s is not None and dt_s < self.MIN_INTERVAL_FRACTION * self._interval_s):
+                return None
         counters = [read_int(z.path / "energy_uj") for z in self.zones]
-        last, self._last = self._last, (t_s, counters)
-        if last is None or t_s <= last[0]:
+        if last is not None and counters == last[1]:
+            return None  # not updated since the reference (a package always draws power): nothing to divide
+        self._last = (t_s, counters)
+        if last is None or not self._anchored:  # the first change seen anchors the intervals at an update
+            self._anchored = last is not None
             return None
+        self._interval_s = t_s - last[0]
         total_uj = sum(energy_delta_uj(e1, e2, z.max_energy_range_uj)
                        for e1, e2, z in zip(last[1], counters, self.zones))
-        return total_uj / 1e6 / (t_s - last[0])
+        return total_uj / 1e6 / self._interval_s
 
 
 def energy_delta_uj(e1_uj: int, e2_uj: int, max_energy_range_uj: int) -> int:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
-from dataclasses import dataclass, field
+from itertools import pairwise
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -30,11 +31,14 @@ log = structlog.get_logger(component="sensors")
 
 @dataclass(frozen=True)
 class Choice:
-    """The reading chosen for a role, or None with the reason nothing usable was found."""
+    """The reading chosen for a role, or None with the reason nothing usable was found.
+
+    ``skipped``: why each channel preferred to the chosen one was passed over (why the choice switched)."""
 
     reading: Reading | None
     reason: str
     notes: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
 
 
 @dataclass
@@ -170,6 +174,8 @@ class SensorHub:
                 # Room air changes slowly; CPU, outlet and surface temperatures follow power within seconds.
                 reading = check_rate(state.latest, reading, self.cfg.max_rate_per_s.get(quantity),
                                      self.cfg.spike_floor.get(quantity, 0.0))
+            if reading.ok and reading.channel in self.room_channels and self.cfg.frozen_vs_redundant_s > 0:
+                reading = self._frozen_among_redundant(state, reading)
             state.latest = reading
             state.history.append(reading)
             if self._reported.get(reading.channel) is not reading.quality:
@@ -182,28 +188,57 @@ class SensorHub:
                 level("channel quality", channel=reading.channel, quality=reading.quality.value,
                       reason=reading.reason)
 
+    def _frozen_among_redundant(self, state: ChannelState, reading: Reading) -> Reading:
+        """``reading``, STALE when its channel has held this value for ``frozen_vs_redundant_s`` while
+        another room channel moved by more than ``frozen_move_k`` and three of this channel's steps."""
+        window_s = self.cfg.frozen_vs_redundant_s
+        since_s = reading.t_s
+        for past in reversed(state.history):
+            if past.quality not in (Quality.OK, Quality.STALE) or past.value != reading.value:
+                break
+            since_s = past.t_s
+        held_s = reading.t_s - since_s
+        if held_s < window_s:
+            return reading
+        own_step = observed_step(state.history) or 0.0
+        for name in sorted(self.room_channels - {reading.channel}):
+            other = self.channels.get(name)
+            values = [] if other is None else [r.value for r in other.history if r.ok and r.t_s >= since_s]
+            moved_k = max(values) - min(values) if len(values) >= MIN_STEPS_SEEN else 0.0
+            if moved_k > max(self.cfg.frozen_move_k, 3 * own_step):
+                reason = (f"unchanged at {reading.value:g} {reading.unit} for {held_s:.0f} s while {name} "
+                          f"moved by {moved_k:.2f} {reading.unit}")
+                return replace(reading, quality=Quality.STALE, reason=reason)
+        return reading
+
     def best(self, names: list[str], stale_after_s: float) -> Choice:
         """The first of ``names`` with a fresh, OK reading that agrees with the other redundant sensors."""
         now_s = self.clock.monotonic()
-        reasons, fresh = [], []
+        reasons: dict[str, str] = {}
+        fresh: list[Reading] = []
         for name in names:
             state = self.channels.get(name)
             reading = state.latest if state else None
             if reading is None:
-                reasons.append(f"{name}: no reading yet")
+                reasons[name] = f"{name}: no reading yet"
             elif not reading.ok:
-                reasons.append(f"{name}: {reading.quality.value}: {reading.reason}")
+                reasons[name] = f"{name}: {reading.quality.value}: {reading.reason}"
             elif now_s - reading.t_s > stale_after_s:
-                reasons.append(f"{name}: last reading {now_s - reading.t_s:.0f} s old")
+                reasons[name] = f"{name}: last reading {now_s - reading.t_s:.0f} s old"
             else:
                 fresh.append(reading)
         kept, notes = vote(fresh, self.cfg.redundancy_tolerance_k)
         if kept:
-            return Choice(kept[0], "", tuple(notes))
-        return Choice(None, "; ".join(reasons + notes), tuple(notes))
+            voted_out = {r.channel for r in fresh if r not in kept}
+            before = names[:names.index(kept[0].channel)]
+            skipped = [reasons.get(n, f"{n}: voted out") for n in before
+                       if n in reasons or n in voted_out]
+            return Choice(kept[0], "", tuple(notes), tuple(skipped))
+        return Choice(None, "; ".join([*reasons.values(), *notes]), tuple(notes))
 
     def status(self) -> dict:
-        """Plain-JSON channels (value, unit, quality, reason, age) and drivers (state, failures)."""
+        """Plain-JSON channels (value, unit, quality, reason, age s, step: the smallest change seen between
+        successive readings, None before any) and drivers (state, failures)."""
         now_s = self.clock.monotonic()
         channels = {}
         for name, state in self.channels.items():
@@ -212,7 +247,20 @@ class SensorHub:
                               "value": None if r is None or r.value != r.value else r.value,
                               "quality": None if r is None else r.quality.value,
                               "reason": "" if r is None else r.reason,
-                              "age_s": None if r is None else round(now_s - r.t_s, 3)}
+                              "age_s": None if r is None else round(now_s - r.t_s, 3),
+                              "step": observed_step(state.history)}
         drivers = {name: {"type": d.type_name, "period_s": d.period_s, **vars(self.health[name])}
                    for name, d in self.drivers.items()}
         return {"channels": channels, "drivers": drivers}
+
+
+def observed_step(history: deque[Reading]) -> float | None:
+    """The smallest non-zero change between successive OK readings (the channel's effective resolution in
+    its unit: 1 °C for coretemp, 0.0625 °C for a DS18B20), None until ``MIN_STEPS_SEEN`` changes were seen."""
+    values = [r.value for r in history if r.ok and r.value == r.value]
+    steps = [abs(b - a) for a, b in pairwise(values) if b != a]
+    return min(steps) if len(steps) >= MIN_STEPS_SEEN else None
+
+
+MIN_STEPS_SEEN = 5
+"""Changes a channel must show before its smallest one is taken as its resolution."""

@@ -138,3 +138,42 @@ def test_quality_changes_are_warnings_except_a_first_not_yet_complete_reading() 
     with capture_logs() as logs:
         other.store([Reading("probe", float("nan"), "°C", 0.0, Quality.FAULT, "file missing")])
     assert [e["log_level"] for e in logs] == ["warning"]  # a first reading that is a fault is a warning
+
+
+def _room_hub() -> SensorHub:
+    drivers = [ScriptedDriver(name, [20.0]) for name in ("sht", "ds", "bme")]
+    return SensorHub(drivers, Clock(), SensorHubConfig(), room_channels=["sht", "ds", "bme"])
+
+
+def test_a_room_sensor_frozen_while_the_redundant_ones_move_is_stale() -> None:
+    hub = _room_hub()
+    for k in range(200):  # 10 s apart: the room warms 0.005 K a sample, 1 K over 33 min; "ds" holds still
+        t_s = 10.0 * k
+        hub.store([Reading("sht", 20.0 + 0.005 * k, "°C", t_s), Reading("ds", 20.0625, "°C", t_s),
+                   Reading("bme", 20.01 + 0.005 * k, "°C", t_s)])
+    ds = hub.channels["ds"].latest
+    assert ds is not None and ds.quality is Quality.STALE and "while bme moved by" in ds.reason
+    assert hub.channels["sht"].latest.ok and hub.channels["bme"].latest.ok
+
+
+def test_a_steady_room_keeps_every_constant_sensor_ok() -> None:
+    hub = _room_hub()
+    for k in range(400):  # a regulated room: noise of 0.02 K around a constant, one sensor at its 1/16 K step
+        t_s = 10.0 * k
+        hub.store([Reading("sht", 20.0 + 0.02 * (k % 3), "°C", t_s), Reading("ds", 20.0625, "°C", t_s),
+                   Reading("bme", 40.0 / 2, "°C", t_s)])
+    assert all(hub.channels[n].latest.ok for n in ("sht", "ds", "bme"))
+
+
+def test_the_choice_says_why_the_preferred_channels_were_passed_over() -> None:
+    hub = _room_hub()
+
+    async def choose():
+        now_s = hub.clock.monotonic()
+        hub.store([Reading("sht", 20.0, "°C", now_s, Quality.FAULT, "bad CRC"),
+                   Reading("ds", 20.1, "°C", now_s), Reading("bme", 20.2, "°C", now_s)])
+        return hub.best(["sht", "ds", "bme"], stale_after_s=300)
+
+    choice = asyncio.run(choose())
+    assert choice.reading is not None and choice.reading.channel == "ds"
+    assert choice.skipped == ("sht: fault: bad CRC",)

@@ -51,13 +51,24 @@ async def test_faults_and_recovery(tmp_path: Path) -> None:
     assert (await temp(2.0)).quality is Quality.OUT_OF_RANGE
     (chip / "temp1_input").unlink()
     assert (await temp(3.0)).quality is Quality.FAULT
-    (chip / "temp1_input").write_text("21400\n")
-    assert (await temp(4.0)).ok
-    assert (await temp(63.0)).ok  # unchanged for 59 s: still fine
-    stuck = await temp(64.5)
+    for i in range(10):  # a live sensor: its noise gives a new value at most reads
+        (chip / "temp1_input").write_text(f"{21400 + i % 3 * 10}\n")
+        assert (await temp(4.0 + i)).ok
+    assert (await temp(72.0)).ok  # unchanged since 13 s, for 59 s: still fine
+    stuck = await temp(73.5)
     assert stuck.quality is Quality.STALE and "unchanged" in stuck.reason
     (chip / "temp1_input").write_text("21410\n")
-    assert (await temp(70.0)).ok
+    assert (await temp(80.0)).ok
+
+
+async def test_a_value_that_never_jittered_is_not_stale_for_holding_still(tmp_path: Path) -> None:
+    """hw-sim's constant 40.0 %RH, or a quantity steadier than the resolution: constant is not frozen."""
+    _chip(tmp_path)
+    driver = _driver(tmp_path, stuck_after_s=60.0)
+    await driver.open()
+    for t_s in range(0, 3600, 10):
+        readings = await driver.read(float(t_s))
+        assert all(r.quality is Quality.OK for r in readings), readings
 
 
 async def test_missing_chip_raises_driver_error(tmp_path: Path) -> None:

@@ -160,14 +160,17 @@ async def test_stuck_marks_the_whole_chip_stale(tmp_path: Path) -> None:
     device = Bme280Device(tmp_path, 0, temp_c=21.0)
     driver = make_driver(tmp_path, stuck_after_s=100.0)
     await driver.open()
-    await read(driver, 0.0)
+    for k in range(10):  # a live chip: its noise moves every channel at most reads
+        device.update(temp_c=21.0 + 0.01 * (k % 3), pressure_hpa=1000.0 + 0.01 * (k % 3),
+                      humidity_pct=40.0 + 0.01 * (k % 3))
+        await read(driver, float(k))
     device.set_fault("stuck")
     device.update(temp_c=22.0, pressure_hpa=1001.0, humidity_pct=41.0)
-    assert all(r.ok for r in (await read(driver, 50.0)).values())
-    got = await read(driver, 100.0)
+    assert all(r.ok for r in (await read(driver, 59.0)).values())
+    got = await read(driver, 109.0)
     assert {r.quality for r in got.values()} == {Quality.STALE}
     device.set_fault("ok")
-    got = await read(driver, 110.0)
+    got = await read(driver, 119.0)
     assert all(r.ok for r in got.values()) and got["temp"].value == pytest.approx(22.0)
 
 
@@ -179,6 +182,17 @@ async def test_steady_pressure_alone_is_not_stale(tmp_path: Path) -> None:
         device.update(temp_c=21.0 + 0.01 * k, humidity_pct=40.0 + 0.01 * k)
         got = await read(driver, 50.0 * k)
         assert all(r.ok for r in got.values()), got
+
+
+async def test_a_constant_humidity_never_goes_stale(tmp_path: Path) -> None:
+    """hw-sim's BME280 shows a constant 40.0 %RH: constant on a healthy device is not frozen."""
+    device = Bme280Device(tmp_path, 0, temp_c=21.0, humidity_pct=40.0)
+    driver = make_driver(tmp_path, stuck_after_s=100.0)
+    await driver.open()
+    for k in range(200):
+        device.update(temp_c=21.0 + 0.01 * (k % 3), humidity_pct=40.0)
+        got = await read(driver, 10.0 * k)
+        assert got["humidity"].ok and got["pressure"].ok, got
 
 
 async def test_drift_is_reported_as_read(tmp_path: Path) -> None:

@@ -76,7 +76,7 @@ def test_fault_without_a_tree_fails(tmp_path: Path) -> None:
 
 def test_device_fault_without_a_running_simulator_says_so(tmp_path: Path, capsys) -> None:
     assert main(["fault", "--root", str(tmp_path), "--device", "co2", "--kind", "garbage", "--wait", "0.3"]) == 69
-    assert "no simulator answered" in capsys.readouterr().err
+    assert "no simulator is running" in capsys.readouterr().err
 
 
 def test_serve_bad_start_fails_before_building(tmp_path: Path) -> None:
