@@ -356,10 +356,10 @@ def cmd_api(args: argparse.Namespace) -> int:
         result = _wait_fire_test(path, args.seconds)
         if isinstance(result, int):
             return result
-    renderers: dict[str, Callable[[Any], str]] = {"status": views.status_table, "power": explain_table, "selftest": as_table,
-                 "logs": views.logs_table, "override": views.override_view, "autotune": views.autotune_view,
-                 "identify": views.identify_view, "fire-test": views.fire_test_view,
-                 "reset-alarm": views.safety_view}
+    renderers: dict[str, Callable[[Any], str]] = {
+        "status": views.status_table, "power": explain_table, "selftest": as_table, "logs": views.logs_table,
+        "override": views.override_view, "autotune": views.autotune_view, "identify": views.identify_view,
+        "fire-test": views.fire_test_view, "reset-alarm": views.safety_view}
     print(json.dumps(json_safe(result), indent=2, default=str) if args.json else renderers[render](result))
     if args.command in ("selftest", "fire-test"):
         return 0 if result.get("ok") else 1

@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--device", help="device name (co2, pm, meter, board, surface, bme280, light, "
                                          "ds18b20, gpio, audio, room, heater)")
     fault.add_argument("--wait", type=float, default=5.0,
-                       help="seconds to wait for the answer, at least two of the running simulator's steps (0: queue it and return)")
+                       help="seconds to wait for the answer, at least two of the running simulator's steps "
+                            "(0: queue it and return)")
     fault.add_argument("--kind", help="fault kind for --device (ok, unplugged, garbage, partial, "
                                       "bad_checksum, stuck, out_of_range, spike, drift, ...; heater: "
                                       "fan_failure, outlet_blocked; surface: detached, misplaced, "

@@ -1,8 +1,9 @@
 """The local API server: one JSON request per line in, one JSON response per line out.
 
 Request ``{"method": "sensors", "params": {...}}``; response ``{"ok": true, "result": ...}`` or
-``{"ok": false, "error": "...", "usage": bool}`` (usage: the request itself was wrong). The socket is created mode 0660 and, when configured, owned by the
-technicians' group, so only that group and root reach it. Each request's peer credentials (SO_PEERCRED:
+``{"ok": false, "error": "...", "usage": bool}`` (usage: the request itself was wrong). The socket is
+created mode 0660 and, when configured, owned by the technicians' group, so only that group and root
+reach it. Each request's peer credentials (SO_PEERCRED:
 pid, uid, gid) are read from the kernel, for the audit log of changes.
 """
 

@@ -128,7 +128,8 @@ def test_config_check_json_prints_the_errors_as_json(tmp_path: Path, capsys) -> 
 def _config(tmp_path: Path, jobs: bool) -> Path:
     config = tmp_path / "agent.toml"
     config.write_text(f'device_id = "x"\nstate_dir = "{tmp_path}"\n[api]\nsocket_path = "{tmp_path}/api.sock"\n'
-                      f'[[sensors]]\ntype = "hwmon"\nname = "room"\nchip = "sht4x"\ninputs = {{ room_temp = "temp1_input" }}\n'
+                      f'[[sensors]]\ntype = "hwmon"\nname = "room"\nchip = "sht4x"\n'
+                      f'inputs = {{ room_temp = "temp1_input" }}\n'
                       f'[jobs]\nenabled = {str(jobs).lower()}\njobs_dir = "{tmp_path}/jobs"\n')
     return config
 
