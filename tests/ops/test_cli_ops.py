@@ -389,7 +389,7 @@ def test_autotune_refuses_outside_its_band_shows_phase_and_cancels(daemon) -> No
     assert started.returncode == 0 and started.stdout.startswith("autotune started"), started.stderr
     running = _cli("autotune", "--status", "--config", str(config))
     assert re.search(r"autotune running: phase (hold|step), \d+ s elapsed of at most", running.stdout), running.stdout
-    assert _status(config)["thermostat"]["limit_reason"] == "autotune step test"
+    assert _until(lambda: _status(config)["thermostat"]["limit_reason"] == "autotune step test")  # next step
     cancelled = _cli("autotune", "--cancel", "--config", str(config))
     assert cancelled.returncode == 0 and "the thermostat drives the power again" in cancelled.stdout
     assert _until(lambda: _status(config)["thermostat"]["limit_reason"] != "autotune step test")
