@@ -95,7 +95,7 @@ class PidConfig(Section):
         "None: the integral time")
     setpoint_ramp_k_per_h: float | None = Field(
         None, gt=0, description="largest rate of the reference trajectory, K/h; None: P moves the output "
-        "range per filter time constant")
+        "range in a quarter of the filter time constant")
 
 
 class ModeSetpointsConfig(Section):

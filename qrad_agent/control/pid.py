@@ -38,6 +38,12 @@ def _require_finite(**values: float) -> None:
             raise ValueError(f"{name} must be finite, got {value!r}")
 
 
+RAMP_SPEEDUP = 4.0
+"""The default rate limit of the reference trajectory lets P move the whole output range in a quarter of the
+filter time constant: a setpoint change never steps the output, yet a large one (frost to comfort, or a
+restart far from the setpoint) reaches full power in minutes, not hours."""
+
+
 @dataclass(frozen=True)
 class PidGains:
     """Gains of the ISA-form PID, in the units of a thermostat on power.
@@ -52,8 +58,8 @@ class PidGains:
     setpoint_filter_s: time constant Tf (s) of the reference trajectory r_p toward a new setpoint when the
         controller is bumpless; None -> Ti (cancels the PI zero: no overshoot); with Ti = inf and None, a
         setpoint change acts at once.
-    setpoint_ramp_k_per_s: largest rate (K/s) of r_p; None -> (max - min) / (Kp·Tf): P moves by at most
-        the output range per filter time constant.
+    setpoint_ramp_k_per_s: largest rate (K/s) of r_p; None -> RAMP_SPEEDUP (4) x (max - min) / (Kp·Tf):
+        P moves the whole output range in no less than Tf / 4.
     """
 
     kp_w_per_k: float
@@ -185,7 +191,7 @@ class PidController:
             return g.setpoint_ramp_k_per_s
         if not math.isfinite(self.filter_s):
             return math.inf
-        return (self._max_w - self._min_w) / (g.kp_w_per_k * self.filter_s)
+        return RAMP_SPEEDUP * (self._max_w - self._min_w) / (g.kp_w_per_k * self.filter_s)
 
     def _ramp(self, setpoint_c: float, pv_c: float, dt_s: float) -> float:
         """The reference trajectory r_p for this step: filtered toward ``setpoint_c`` (`filter_s`) and

@@ -1,7 +1,9 @@
 """Plausibility checks the hub applies on top of each driver's own range check.
 
-- Rate of change: a jump faster than the quantity's believable rate between two successive samples is a
-  spike, flagged FAULT (the value is kept in the reading for diagnostics, never used as OK).
+- Rate of change (`guard_rate`): a sample further from the last accepted one than the quantity's believable
+  rate allows is a spike, flagged FAULT (the value is kept in the reading for diagnostics, never used as
+  OK). A flagged sample never becomes the reference, and a level reached that way stays FAULT until a
+  redundant sensor confirms it, the reading walks back, or a physically possible path reaches it.
 - Redundancy: room temperatures measured by independent sensors (SHT4x, DS18B20, BME280) should agree.
   With three or more fresh ones, any further than the tolerance from their median is voted out; with two,
   a disagreement is reported (nobody can tell which one is right) and the preferred one is kept.
@@ -13,26 +15,6 @@ import statistics
 from dataclasses import dataclass, replace
 
 from qrad_drivers.base import Quality, Reading
-
-
-def check_rate(previous: Reading | None, current: Reading, max_rate_per_s: float | None,
-               floor: float = 0.0) -> Reading:
-    """``current``, flagged FAULT if it moved more than ``max_rate_per_s * dt + floor`` since ``previous``.
-
-    ``floor`` (in the channel's unit) absorbs the sensor's noise and resolution over short intervals.
-    """
-    if max_rate_per_s is None or previous is None or not current.ok:
-        return current
-    dt_s = current.t_s - previous.t_s
-    if dt_s < 0 or previous.value != previous.value:  # out of order, or previous was NaN
-        return current
-    jump = abs(current.value - previous.value)
-    allowed = max_rate_per_s * dt_s + floor
-    if jump <= allowed:
-        return current
-    reason = (f"spike: {previous.value:g} -> {current.value:g} {current.unit} in {dt_s:.1f} s "
-              f"(more than {allowed:.3g} allowed at {max_rate_per_s:g}/s)")
-    return replace(current, quality=Quality.FAULT, reason=reason)
 
 
 def vote(readings: list[Reading], tolerance: float) -> tuple[list[Reading], list[str]]:
@@ -139,3 +121,11 @@ def _path_reaches(reference: Reading, held: Reading, current: Reading, floor: fl
     if rate_per_s * jump <= 0:  # not moving on in the jump's direction
         return False
     return abs(jump) <= abs(rate_per_s) * (held.t_s - reference.t_s) + floor
+
+
+def check_rate(previous: Reading | None, current: Reading, max_rate_per_s: float | None,
+               floor: float = 0.0) -> Reading:
+    """``current`` checked against one accepted ``previous`` reading (`guard_rate` with that reference): FAULT
+    if it moved more than ``max_rate_per_s * dt + floor``. The hub keeps a `RateGuard` per channel instead."""
+    guard = RateGuard(reference=previous, last=previous)
+    return guard_rate(guard, current, max_rate_per_s, floor)
