@@ -22,11 +22,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from qrad_drivers.base import Quality, Reading
+
 from qrad_agent.fire.config import FireConfig
 from qrad_agent.fire.engine import FireEngine, FireInputs
 from qrad_agent.fire.fusion import FireState
 from qrad_agent.sensing.plausibility import RateGuard, guard_rate
-from qrad_drivers.base import Quality, Reading
 
 # ../shared/data beside the checkout (or beside the directory of worktrees holding it)
 DATA = next((p / "shared" / "data" / "fire_compartment_fsri" for p in Path(__file__).resolve().parents[2:4]
