@@ -1,12 +1,13 @@
-"""When to freeze and thaw the jobs: hysteresis on the commanded CPU share and a minimum dwell per state.
+"""When to freeze and thaw the jobs: hysteresis on the commanded CPU share and a minimum frozen dwell.
 
 A freeze stops the jobs' heat at once and keeps their work; thawing resumes it. Deciding that from one
 threshold alone makes a demand that wanders around it freeze and thaw every control period (measured before
 this gate: 50 ± 28 W around the threshold for 120 periods of 30 s gave 28 freezes and 27 thaws). Like a
-compressor's anti-short-cycle timer, the gate freezes only below ``freeze_below_share``, thaws only at or
-above ``thaw_above_share``, and keeps each state at least ``min_dwell_s``. Holding the jobs thawed for the
-rest of the dwell never raises power: the caller then applies the share it was given, which is below the
-freeze threshold (the kernel's smallest quota). Holding them frozen only delays heat.
+compressor's anti-short-cycle timer, the gate thaws only at or above ``thaw_above_share`` and only after the
+jobs have been frozen ``min_dwell_s``. Freezing is never delayed: a share below ``freeze_below_share``
+freezes at once, because the same call carries the safety layer's minimum (the power manager's
+``force_minimum`` writes share 0 like a low demand does) and the minimum must be a freeze that waits on
+nothing. Holding the jobs frozen only delays heat, so every state of the gate is on the safe side.
 
 Pure and time-injected: the caller passes the loop time; None (no clock) counts as a dwell already served.
 """
@@ -21,13 +22,12 @@ THAW_ABOVE_SHARE = 0.05
 """Frozen jobs thaw only at or above this share (five times the freeze share: a band several control steps
 of a wandering demand wide)."""
 MIN_DWELL_S = 300.0
-"""Least time (s) in each state, ten 30 s control periods: the order of anti-short-cycle delays of heat
-pumps and compressors (3 to 5 min), and short next to the room's time constant (about 20 min), so comfort
-is unaffected."""
+"""Least time (s) frozen before a thaw, ten 30 s control periods: the order of anti-short-cycle delays of
+heat pumps and compressors (3 to 5 min), and short next to the room's time constant (about 20 min)."""
 
 
 class FreezeGate:
-    """``decide(share, t_s, frozen)`` -> whether the jobs should be frozen now."""
+    """``decide(share, t_s, frozen)`` -> whether the jobs should be frozen now (see the module docstring)."""
 
     def __init__(self, freeze_below_share: float = FREEZE_BELOW_SHARE, thaw_above_share: float = THAW_ABOVE_SHARE,
                  min_dwell_s: float = MIN_DWELL_S) -> None:
@@ -51,7 +51,7 @@ class FreezeGate:
             self._frozen, self._since_s = frozen, (None if self._frozen is None else t_s)
         dwelt = t_s is None or self._since_s is None or t_s - self._since_s >= self.min_dwell_s
         want = share < self.freeze_below_share if not frozen else share < self.thaw_above_share
-        if want != frozen and dwelt:
+        if want != frozen and (want or dwelt):  # a freeze never waits; a thaw waits for the dwell
             self._frozen, self._since_s = want, t_s
             if want:
                 self.freezes += 1

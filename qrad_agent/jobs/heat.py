@@ -3,10 +3,10 @@ checkpoint before a long stop.
 
 `freeze_all` is the safety layer's path: synchronous, one cgroup write, no await, no lock, never raises.
 A share near zero freezes the jobs (their work is kept); a share above what the running jobs can use lets
-queued jobs start. Freezing and thawing go through a `FreezeGate` (freeze_gate.py): hysteresis between the
-freeze and thaw shares and a minimum dwell in each state, so a demand wandering around the threshold does
-not freeze and thaw the jobs every period; while the gate holds the jobs thawed, a share under the freeze
-threshold gets the kernel's smallest quota (the same floor as the plain cgroup actuator), never more.
+queued jobs start. Freezing and thawing go through a `FreezeGate` (freeze_gate.py): a share under the freeze
+threshold freezes at once (the safety minimum comes this way too), but a thaw needs a higher share and a
+minimum time frozen, so a demand wandering around the threshold does not freeze and thaw the jobs every
+period; while the gate holds them frozen, a share between the thresholds leaves them frozen.
 """
 
 from __future__ import annotations
