@@ -57,9 +57,9 @@ def test_steps_at_the_same_clock_time_keep_the_output(tmp_path: Path) -> None:
 
 def test_a_suspend_restarts_the_controller_from_the_current_output(tmp_path: Path) -> None:
     """A day without a step (the loop clock jumps, as after a suspend): no burst of steps catches up the
-    missed periods; the first step finds the room reading a day old (minimum power, as for any stale
-    reading); the first step with a fresh reading restarts the PID from the output in place, and says so;
-    from there the output moves by bounded steps to what the room, cooled by the day, needs."""
+    missed periods; the first step restarts the PID from the output in place (the power manager's demand
+    then, the floor when safety holds it there after the silent day) instead of resuming a day-old state,
+    and says so."""
     heater, agent = _rig(tmp_path, initial_air_c=19.5)
     seen: dict[str, object] = {}
 
@@ -72,20 +72,20 @@ def test_a_suspend_restarts_the_controller_from_the_current_output(tmp_path: Pat
         await asyncio.sleep(4 * 3600)  # regulated near 20 °C, below full power
         thermostat = agent.thermostat
         seen["before_w"] = thermostat.demand_w
-        after: list[tuple[str, float, float]] = []
+        after: list[tuple[str, float, float, float]] = []
         step = thermostat.step
 
         def recorded() -> float:
+            in_place_w = agent.power.demand_w
             demand_w = step()
-            after.append((thermostat.limit_reason, demand_w, thermostat.step_times_s[-1]))
+            after.append((thermostat.limit_reason, demand_w, thermostat.step_times_s[-1], in_place_w))
             return demand_w
 
         thermostat.step = recorded  # type: ignore[method-assign]
         loop._advance(86400.0)  # the clock jumps; nothing ran in between
-        await asyncio.sleep(20 * 60)
+        await asyncio.sleep(10 * 60)
         seen["after"] = after
         seen["gaps"], seen["skipped"] = thermostat.gaps, thermostat.skipped_steps
-        seen["room_c"], seen["setpoint_c"] = thermostat.pv_c, thermostat.setpoint_c
         stop.set()
         await task
         sim.cancel()
@@ -94,18 +94,16 @@ def test_a_suspend_restarts_the_controller_from_the_current_output(tmp_path: Pat
         run_virtual(scenario())
     assert 50.0 < float(seen["before_w"]) < 500.0, seen
     after = seen["after"]
-    assert isinstance(after, list)
-    times = [t for _, _, t in after]
+    assert isinstance(after, list) and len(after) >= 19
+    times = [t for _, _, t, _ in after]
     assert len(set(times)) == len(times), after  # one step per period, no burst at the resume time
     assert seen["gaps"] == 1 and seen["skipped"] == 0, seen
     gap_logs = [e for e in logs if e["event"].startswith("control gap")]
     assert len(gap_logs) == 1 and gap_logs[0]["gap_s"] > GAP_PERIODS * agent.cfg.thermostat.period_s
-    first_valid = next(i for i, (reason, _, _) in enumerate(after) if not reason.startswith("no valid"))
-    in_place_w = after[first_valid - 1][1] if first_valid else seen["before_w"]
-    # restarted from the output in place: one step of the reference's ramp (P) and of the integral away
-    assert abs(after[first_valid][1] - float(in_place_w)) < 60.0, after
-    # the day cooled the room (about 12.7 °C against 20 °C): from the output in place the reference's ramp
-    # takes the controller to full power within minutes, and keeps it there
-    assert float(seen["setpoint_c"]) - float(seen["room_c"]) > 3.0, seen
-    resume_s = after[0][2]
-    assert all(w == 500.0 for _, w, t in after if t - resume_s >= 10 * 60), after
+    _, first_w, _, in_place_w = after[0]
+    # one step of the reference's ramp (P) and of the integral away from the output in place, not the
+    # day-old state's output
+    assert abs(first_w - in_place_w) < 60.0, after
+    assert abs(first_w - float(seen["before_w"])) > 100.0 or abs(in_place_w - float(seen["before_w"])) < 60.0
+    steps_w = [abs(b[1] - a[1]) for a, b in zip(after, after[1:])]
+    assert max(steps_w) < 120.0, after  # bounded moves afterwards (ramp plus integral), no jump to a limit
