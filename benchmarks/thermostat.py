@@ -40,6 +40,10 @@ class SimplePidStep:
         self.pid.setpoint = setpoint_c
         return float(self.pid(pv_c, dt=dt_s))
 
+    def restart(self, output_w: float, pv_c: float) -> None:
+        self.pid.set_auto_mode(False)
+        self.pid.set_auto_mode(True, last_output=output_w)
+
 
 def _run(job: tuple[str, str, float]) -> tuple[str, str, Kpis]:
     scenario, name, days = job

@@ -91,6 +91,12 @@ class PidConfig(Section):
     td_s: float = Field(0.0, ge=0, description="derivative time, on measurement")
     derivative_filter_n: float = Field(8.0, gt=0)
     setpoint_weight: float = Field(1.0, ge=0, le=1, description="proportional setpoint weight b")
+    setpoint_filter_s: float | None = Field(
+        None, gt=0, description="time constant of the reference trajectory after a setpoint change, s; "
+        "None: the integral time")
+    setpoint_ramp_k_per_h: float | None = Field(
+        None, gt=0, description="largest rate of the reference trajectory, K/h; None: P moves the output "
+        "range in a quarter of the filter time constant")
 
 
 class ModeSetpointsConfig(Section):

@@ -2,22 +2,28 @@
 
 The law is the ISA ("ideal", "standard") form (Åström and Hägglund, *Advanced PID Control*, 2006, ch. 3):
 
-    u = Kp * [ (b·r - y)  +  (1/Ti) ∫ (r - y) dt  -  Td · dy_f/dt ],   Td/N · dy_f/dt + y_f = y
+    u = Kp * [ (b·r_p - y)  +  (1/Ti) ∫ (r_p - y) dt  -  Td · dy_f/dt ],   Td/N · dy_f/dt + y_f = y
 
-- P acts on ``b·r - y`` (setpoint weight b, 0..1); I on the error ``r - y``; D on the measurement only,
-  through a first-order filter of time constant Td/N, discretised by backward difference (stable for any
-  dt). A setpoint step therefore never kicks the derivative.
+- P acts on ``b·r_p - y`` (setpoint weight b, 0..1); I on the error ``r_p - y``; D on the measurement
+  only, through a first-order filter of time constant Td/N, discretised by backward difference (stable for
+  any dt). A setpoint step therefore never kicks the derivative.
+- r_p is the reference trajectory toward the setpoint r (``bumpless_setpoint``, the default): after a change
+  of any size it approaches r through a first-order filter of time constant Ti, moving at most
+  ``setpoint_ramp_k_per_s`` (a rate limit). The filter 1/(Ti·s + 1) cancels the zero the PI puts in the
+  setpoint response, the reason a PI step overshoots (Skogestad, "Simple analytic rules for model reduction
+  and PID controller tuning", J. Process Control 13, 2003, setpoint filtering); the rate limit bounds how
+  fast P moves, so no change of setpoint steps the output, and neither P nor I is fed the whole step at
+  once, so the integral neither saturates nor winds up on it. (The earlier design moved the integral by
+  -Kp·b·Δr at the change; its clamp cut that short and +0.3 K jumped to full power.)
+  ``bumpless_setpoint=False`` gives the classical step response (r_p = r at once).
 - I is integrated by backward Euler with the error at the end of the interval (as simple-pid does, so the two
-  agree exactly when unsaturated with Td = 0).
+  agree exactly when unsaturated with Td = 0 and no setpoint filtering).
 - Anti-windup by back-calculation (Åström and Hägglund, section 3.5): the integral is pulled toward the
   output actually applied over the interval that just ended, with a tracking time Tt, discretised exactly
   (factor 1 - exp(-dt/Tt), never overshooting). The applied output is our own clamped output, or the
   ``applied_w`` the caller reports when something else decided the power (safety forced 0 W, a power cap).
   Besides, the integral term alone is kept inside [output_min_w, output_max_w].
-- Bumpless: a gain change re-computes the integral so the output at the last point is unchanged; with
-  ``bumpless_setpoint`` a setpoint change moves the integral by -Kp·b·Δr so the P step is cancelled and the
-  integral action carries the output to its new level (a deliberate, slower, kick-free setpoint response;
-  set ``bumpless_setpoint=False`` for the classical step response).
+- Bumpless gain changes: the integral is re-computed so the output at the last point is unchanged.
 """
 
 from __future__ import annotations
@@ -32,6 +38,12 @@ def _require_finite(**values: float) -> None:
             raise ValueError(f"{name} must be finite, got {value!r}")
 
 
+RAMP_SPEEDUP = 4.0
+"""The default rate limit of the reference trajectory lets P move the whole output range in a quarter of the
+filter time constant: a setpoint change never steps the output, yet a large one (frost to comfort, or a
+restart far from the setpoint) reaches full power in minutes, not hours."""
+
+
 @dataclass(frozen=True)
 class PidGains:
     """Gains of the ISA-form PID, in the units of a thermostat on power.
@@ -43,6 +55,11 @@ class PidGains:
     setpoint_weight_b: proportional setpoint weight b (0..1); b < 1 softens the response to setpoint steps.
     tracking_time_s: anti-windup back-calculation time Tt (s); None -> sqrt(Ti·Td), or Ti/2 when Td = 0
         (Åström and Hägglund 2006, section 3.5).
+    setpoint_filter_s: time constant Tf (s) of the reference trajectory r_p toward a new setpoint when the
+        controller is bumpless; None -> Ti (cancels the PI zero: no overshoot); with Ti = inf and None, a
+        setpoint change acts at once.
+    setpoint_ramp_k_per_s: largest rate (K/s) of r_p; None -> RAMP_SPEEDUP (4) x (max - min) / (Kp·Tf):
+        P moves the whole output range in no less than Tf / 4.
     """
 
     kp_w_per_k: float
@@ -51,6 +68,8 @@ class PidGains:
     derivative_filter_n: float = 8.0
     setpoint_weight_b: float = 1.0
     tracking_time_s: float | None = None
+    setpoint_ramp_k_per_s: float | None = None
+    setpoint_filter_s: float | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.kp_w_per_k) and self.kp_w_per_k > 0):
@@ -65,6 +84,11 @@ class PidGains:
             raise ValueError(f"setpoint_weight_b must be within 0..1, got {self.setpoint_weight_b!r}")
         if self.tracking_time_s is not None and not (self.tracking_time_s > 0):
             raise ValueError(f"tracking_time_s must be > 0 or None, got {self.tracking_time_s!r}")
+        if self.setpoint_filter_s is not None and not (math.isfinite(self.setpoint_filter_s)
+                                                       and self.setpoint_filter_s > 0):
+            raise ValueError(f"setpoint_filter_s must be finite and > 0 or None, got {self.setpoint_filter_s!r}")
+        if self.setpoint_ramp_k_per_s is not None and not (self.setpoint_ramp_k_per_s > 0):
+            raise ValueError(f"setpoint_ramp_k_per_s must be > 0 or None, got {self.setpoint_ramp_k_per_s!r}")
 
     @property
     def effective_tracking_time_s(self) -> float:
@@ -124,7 +148,9 @@ class PidController:
 
     def reset(self, output_w: float | None = None, pv_c: float | None = None) -> None:
         """Forget the history. With output_w, the next update returns that output (clamped to the range)
-        whatever the error (manual -> auto transfer); with pv_c, the derivative starts from that measurement.
+        whatever the error (manual -> auto transfer); with pv_c, the derivative starts from that measurement
+        and, when bumpless, the reference trajectory starts there (P starts at 0 and the setpoint is then
+        approached as after a setpoint change).
         """
         if output_w is not None:
             _require_finite(output_w=output_w)
@@ -134,6 +160,8 @@ class PidController:
         self._dpv_k_per_s = 0.0  # filtered derivative of the measurement
         self._last_pv_c = pv_c
         self._last_sp_c: float | None = None
+        # the reference trajectory r_p (module docstring); a restart at pv_c starts it there, so P starts at 0
+        self._p_sp_c: float | None = pv_c if self.bumpless_setpoint else None
         self._v_prev_w: float | None = None  # last unclamped output
         self._pending_output_w = output_w
         start_w = self._clamp(output_w if output_w is not None else self._integral_w)
@@ -144,9 +172,36 @@ class PidController:
         self._gains = gains
         if self._v_prev_w is None or self._last_sp_c is None or self._last_pv_c is None:
             return
-        p_w, d_w = self._p_w(self._last_sp_c, self._last_pv_c), self._d_w()
+        p_sp_c = self._last_sp_c if self._p_sp_c is None else self._p_sp_c
+        p_w, d_w = self._p_w(p_sp_c, self._last_pv_c), self._d_w()
         self._integral_w = self._clamp(self._terms.output_w - p_w - d_w)
         self._set_output(p_w, d_w)
+
+    @property
+    def filter_s(self) -> float:
+        """Time constant Tf (s) of the reference trajectory (see PidGains); inf: none (a step acts at once)."""
+        g = self._gains
+        return g.setpoint_filter_s if g.setpoint_filter_s is not None else g.ti_s
+
+    @property
+    def ramp_k_per_s(self) -> float:
+        """Largest rate (K/s) of the reference trajectory (see PidGains); inf: no limit."""
+        g = self._gains
+        if g.setpoint_ramp_k_per_s is not None:
+            return g.setpoint_ramp_k_per_s
+        if not math.isfinite(self.filter_s):
+            return math.inf
+        return RAMP_SPEEDUP * (self._max_w - self._min_w) / (g.kp_w_per_k * self.filter_s)
+
+    def _ramp(self, setpoint_c: float, pv_c: float, dt_s: float) -> float:
+        """The reference trajectory r_p for this step: filtered toward ``setpoint_c`` (`filter_s`) and
+        rate-limited (`ramp_k_per_s`); never past the setpoint."""
+        if not self.bumpless_setpoint or self._p_sp_c is None:
+            return setpoint_c
+        gap_k = setpoint_c - self._p_sp_c
+        filtered_k = abs(gap_k) * -math.expm1(-dt_s / self.filter_s) if math.isfinite(self.filter_s) else abs(gap_k)
+        step_k = min(filtered_k, self.ramp_k_per_s * dt_s)
+        return self._p_sp_c + math.copysign(step_k, gap_k)
 
     def _p_w(self, setpoint_c: float, pv_c: float) -> float:
         return self._gains.kp_w_per_k * (self._gains.setpoint_weight_b * setpoint_c - pv_c)
@@ -182,30 +237,32 @@ class PidController:
         if dt_s <= 0:
             raise ValueError(f"dt_s must be > 0, got {dt_s!r}")
         g = self._gains
-        if self.bumpless_setpoint and self._last_sp_c is not None and setpoint_c != self._last_sp_c:
-            self._integral_w -= g.kp_w_per_k * g.setpoint_weight_b * (setpoint_c - self._last_sp_c)
         if self._last_pv_c is not None:
             tf_s = g.td_s / g.derivative_filter_n
             self._dpv_k_per_s = (tf_s * self._dpv_k_per_s + (pv_c - self._last_pv_c)) / (tf_s + dt_s)
-        p_w, d_w = self._p_w(setpoint_c, pv_c), self._d_w()
+        p_sp_c = self._ramp(setpoint_c, pv_c, dt_s)
+        p_w, d_w = self._p_w(p_sp_c, pv_c), self._d_w()
         if self._pending_output_w is not None:
             self._integral_w = self._pending_output_w - p_w - d_w
             self._pending_output_w = None
         elif integrate:
-            self._integral_w += g.kp_w_per_k / g.ti_s * (setpoint_c - pv_c) * dt_s
+            self._integral_w += g.kp_w_per_k / g.ti_s * (p_sp_c - pv_c) * dt_s
             if self._v_prev_w is not None:
                 applied = self._terms.output_w if applied_w is None else applied_w
                 alpha = -math.expm1(-dt_s / g.effective_tracking_time_s)
                 self._integral_w += alpha * (applied - self._v_prev_w)
         self._integral_w = self._clamp(self._integral_w)
-        self._last_sp_c, self._last_pv_c = setpoint_c, pv_c
+        self._last_sp_c, self._last_pv_c, self._p_sp_c = setpoint_c, pv_c, p_sp_c
         return self._set_output(p_w, d_w)
 
     def state(self) -> dict[str, float]:
-        """Persistable state, plain floats: integral_w always; setpoint_c and output_w once updated."""
+        """Persistable state, plain floats: integral_w always; setpoint_c and output_w once updated;
+        p_setpoint_c while the proportional setpoint is still ramping toward setpoint_c."""
         out = {"integral_w": self._integral_w}
         if self._last_sp_c is not None:
             out["setpoint_c"] = self._last_sp_c
+        if self._p_sp_c is not None and self._p_sp_c != self._last_sp_c:
+            out["p_setpoint_c"] = self._p_sp_c
         if self._v_prev_w is not None:
             out["output_w"] = self._terms.output_w
         return out
@@ -214,7 +271,7 @@ class PidController:
         """Resume from ``state()`` (e.g. after a restart). Refuses unknown keys, a missing integral_w and
         non-finite values (ValueError). The derivative restarts from the next measurement.
         """
-        unknown = set(state) - {"integral_w", "setpoint_c", "output_w"}
+        unknown = set(state) - {"integral_w", "setpoint_c", "output_w", "p_setpoint_c"}
         if unknown:
             raise ValueError(f"unknown PID state keys: {sorted(unknown)}")
         if "integral_w" not in state:
@@ -227,6 +284,7 @@ class PidController:
         self.reset()
         self._integral_w = self._clamp(values["integral_w"])
         self._last_sp_c = values.get("setpoint_c")
+        self._p_sp_c = values.get("p_setpoint_c", self._last_sp_c)
         if "output_w" in values:
             self._v_prev_w = self._clamp(values["output_w"])
             self._terms = replace(self._terms, i_w=self._integral_w, output_w=self._v_prev_w)

@@ -5,6 +5,9 @@ the mode and the weekly schedule, takes the best fresh room temperature, runs th
 (PID or the conventional hysteresis baseline) and hands the demand to the power manager, unless the safety
 layer holds power at its minimum. With no usable room temperature the demand is the minimum and the PID
 does not integrate (safe state, with the reason logged once); it resumes from where it stood.
+A step at the same clock time as the last one (dt <= 0) keeps the last output (logged once, counted); a
+step after a gap of more than GAP_PERIODS periods (a suspend) restarts the controller from the current
+output at the current temperature, and says so. A change of the room channel in use is logged with why.
 It ends every period with a heartbeat to the safety layer and a systemd watchdog ping.
 """
 
@@ -25,7 +28,7 @@ from qrad_agent.control.schedule import Mode, ModeSetpoints, WeeklySchedule, def
 from qrad_agent.power.manager import PowerManager
 from qrad_agent.safety import SafetyLayer
 from qrad_agent.sdnotify import Notifier
-from qrad_agent.sensing.hub import SensorHub
+from qrad_agent.sensing.hub import Choice, SensorHub
 
 log = structlog.get_logger(component="thermostat")
 
@@ -40,10 +43,18 @@ def _kind(reason: str) -> str:
     return reason.split(":", 1)[0]
 
 
+GAP_PERIODS = 4
+"""A step more than this many periods after the last one (a suspend, a stalled loop) restarts the controller
+from the current output: the state it kept describes a room that has moved on since."""
+
+
 class Controller(Protocol):
     """A room controller: setpoint and process variable (°C), interval (s) -> heat demand (W)."""
 
     def step(self, setpoint_c: float, pv_c: float, dt_s: float, applied_w: float | None) -> float: ...
+
+    def restart(self, output_w: float, pv_c: float) -> None:
+        """Forget the history; the next step starts from ``output_w`` (W) at measurement ``pv_c`` (°C)."""
 
 
 class PidStep:
@@ -55,6 +66,9 @@ class PidStep:
     def step(self, setpoint_c: float, pv_c: float, dt_s: float, applied_w: float | None) -> float:
         return self.pid.update(setpoint_c, pv_c, dt_s, applied_w)
 
+    def restart(self, output_w: float, pv_c: float) -> None:
+        self.pid.reset(output_w=output_w, pv_c=pv_c)
+
 
 class HysteresisStep:
     """`HysteresisThermostat` behind the `Controller` protocol."""
@@ -65,6 +79,9 @@ class HysteresisStep:
     def step(self, setpoint_c: float, pv_c: float, dt_s: float, applied_w: float | None) -> float:
         return self.thermostat.update(setpoint_c, pv_c)
 
+    def restart(self, output_w: float, pv_c: float) -> None:
+        self.thermostat.reset(on=output_w > self.thermostat.params.off_w)
+
 
 def build_controller(cfg: ThermostatConfig, max_w: float) -> Controller:
     """The controller ``cfg.algorithm`` names, with output range [output_min_w, max_w]."""
@@ -72,7 +89,9 @@ def build_controller(cfg: ThermostatConfig, max_w: float) -> Controller:
         return HysteresisStep(HysteresisThermostat(on_w=max_w, off_w=cfg.output_min_w,
                                                    differential_k=cfg.hysteresis_differential_k))
     p = cfg.pid
-    gains = PidGains(p.kp_w_per_k, p.ti_s, p.td_s, p.derivative_filter_n, p.setpoint_weight)
+    ramp = None if p.setpoint_ramp_k_per_h is None else p.setpoint_ramp_k_per_h / 3600.0
+    gains = PidGains(p.kp_w_per_k, p.ti_s, p.td_s, p.derivative_filter_n, p.setpoint_weight,
+                     setpoint_ramp_k_per_s=ramp, setpoint_filter_s=p.setpoint_filter_s)
     return PidStep(PidController(gains, cfg.output_min_w, max_w))
 
 
@@ -110,6 +129,10 @@ class Thermostat:
         self.override_until_s: float | None = None
         self.mode_setting = cfg.mode  # the configured mode; the platform may change it at run time
         self.paused: str | None = None  # set while something else (autotune) drives the power
+        self.room_channel: str | None = None  # the room channel the last step used
+        self.skipped_steps = 0  # steps at which the clock had not advanced (dt <= 0)
+        self.gaps = 0  # restarts after a gap of more than GAP_PERIODS periods
+        self._restart_pending = False
 
     def set_override(self, setpoint_c: float, duration_s: float | None) -> None:
         """Hold ``setpoint_c`` (°C) instead of the schedule, for ``duration_s`` (None: until cleared)."""
@@ -143,17 +166,24 @@ class Thermostat:
             self._last_t_s = t_s
             self.notifier.notify("WATCHDOG=1")
             return self.demand_w
-        dt_s = self.cfg.period_s if self._last_t_s is None else min(t_s - self._last_t_s, 2 * self.cfg.period_s)
-        self._last_t_s = t_s
+        dt_s = self._interval(t_s)
+        if dt_s is None:  # the clock did not advance: nothing new to decide, the last output stands
+            self.safety.heartbeat(t_s)
+            self.notifier.notify("WATCHDOG=1")
+            return self.demand_w
         self.power.measure(t_s)
         mode, self.setpoint_c = self._setpoint()
         choice = self.hub.best(self.cfg.room_channels, self.cfg.stale_after_s)
+        self._follow_channel(choice)
         demand_w, reason = self.cfg.output_min_w, "mode off"
         if mode != "off" and choice.reading is None:
             reason = f"no valid room temperature: {choice.reason}"
-        elif mode != "off" and dt_s > 0 and choice.reading is not None:
+        elif mode != "off" and choice.reading is not None:
             self.pv_c = choice.reading.value
             applied = self.cfg.output_min_w if self.safety.forced else None
+            if self._restart_pending:
+                self.controller.restart(self.cfg.output_min_w if self.safety.forced else self.demand_w, self.pv_c)
+                self._restart_pending = False
             demand_w = self._summer(self.controller.step(self.setpoint_c, self.pv_c, dt_s, applied))
             reason = "at maximum power" if demand_w >= self.max_w else "setpoint"
         kind = "waiting" if choice.reading is None and mode != "off" and self._first_reading_due(t_s) else _kind(reason)
@@ -180,6 +210,50 @@ class Thermostat:
             return False
         return all(name not in self.hub.latest for name in self.cfg.room_channels)
 
+    def _interval(self, t_s: float) -> float | None:
+        """The interval (s) this step covers; None when the clock did not advance (the step is skipped and
+        the last output kept). A gap of more than GAP_PERIODS periods marks the controller for a restart
+        and counts as one period."""
+        period_s = self.cfg.period_s
+        if self._last_t_s is None:
+            self._last_t_s = t_s
+            return period_s
+        dt_s = t_s - self._last_t_s
+        if dt_s <= 0:
+            self.skipped_steps += 1
+            if self.skipped_steps == 1:
+                log.warning("control step skipped: the clock did not advance; keeping the last output "
+                            "(further ones are counted in status)", dt_s=dt_s, demand_w=round(self.demand_w, 1))
+            return None
+        self._last_t_s = t_s
+        if dt_s > GAP_PERIODS * period_s:
+            self.gaps += 1
+            self._restart_pending = True
+            log.warning("control gap: restarting the controller from the current output", gap_s=round(dt_s, 1),
+                        period_s=period_s, output_w=round(self.demand_w, 1))
+            return period_s
+        return dt_s
+
+    def _follow_channel(self, choice: Choice) -> None:
+        """Log a change of the room channel in use, with the reason."""
+        channel = choice.reading.channel if choice.reading is not None else None
+        previous, self.room_channel = self.room_channel, channel
+        if channel == previous:
+            return
+        if channel is None:
+            log.warning("room channel lost", previous=previous, reason=choice.reason)
+        elif previous is None:
+            log.info("room channel in use", channel=channel,
+                     reason="; ".join(choice.skipped + choice.notes) or "first usable reading")
+        else:
+            about_previous = [r for r in choice.skipped + choice.notes if r.startswith(previous)]
+            preferred = self.cfg.room_channels
+            back = channel in preferred and previous in preferred and \
+                preferred.index(channel) < preferred.index(previous)
+            why = "; ".join(about_previous) or (f"{channel} is preferred and usable again" if back else
+                                                "redundancy vote")
+            log.warning("room channel switched", previous=previous, channel=channel, reason=why)
+
     def _summer(self, demand_w: float) -> float:
         summer = self.cfg.summer
         if not summer.enabled:
@@ -191,13 +265,17 @@ class Thermostat:
         return max(demand_w, summer.floor_w) if self._summer_floor_on else self.cfg.output_min_w
 
     async def run(self) -> None:
-        """Step every ``period_s`` until cancelled; the period is kept on the loop clock, not drifting."""
+        """Step every ``period_s`` until cancelled; the period is kept on the loop clock, not drifting.
+        Slots missed (a suspend, a stalled loop) are skipped, not run back to back at one clock time."""
         loop = asyncio.get_running_loop()
         next_s = loop.time()
         while True:
             self.step()
             next_s += self.cfg.period_s
-            await asyncio.sleep(max(0.0, next_s - loop.time()))
+            now_s = loop.time()
+            if next_s < now_s:
+                next_s = now_s + self.cfg.period_s
+            await asyncio.sleep(max(0.0, next_s - now_s))
 
     def status(self) -> dict:
         """Plain-JSON status of the loop."""
@@ -205,4 +283,5 @@ class Thermostat:
             "override" if self.override_c is not None else self.mode.value)
         return {"mode": mode, "setpoint_c": self.setpoint_c, "override_c": self.override_c,
                 "room_c": self.pv_c, "demand_w": round(self.demand_w, 1), "limit_reason": self.limit_reason,
-                "algorithm": self.cfg.algorithm}
+                "algorithm": self.cfg.algorithm, "room_channel": self.room_channel,
+                "skipped_steps": self.skipped_steps, "gaps": self.gaps}

@@ -3,23 +3,29 @@ checkpoint before a long stop.
 
 `freeze_all` is the safety layer's path: synchronous, one cgroup write, no await, no lock, never raises.
 A share near zero freezes the jobs (their work is kept); a share above what the running jobs can use lets
-queued jobs start.
+queued jobs start. Freezing and thawing go through a `FreezeGate` (freeze_gate.py): a share under the freeze
+threshold freezes at once (the safety minimum comes this way too), but a thaw needs a higher share and a
+minimum time frozen, so a demand wandering around the threshold does not freeze and thaw the jobs every
+period; while the gate holds them frozen, a share between the thresholds leaves them frozen.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import structlog
 
+from qrad_agent.clock import Clock
 from qrad_agent.errors import ActuatorError
-from typing import TYPE_CHECKING
+from qrad_agent.jobs.freeze_gate import FREEZE_BELOW_SHARE, FreezeGate
 
 if TYPE_CHECKING:  # the runner (bundles, signatures: cryptography) loads only where jobs are enabled
     from qrad_agent.jobs.runner import JobRunner
 
 log = structlog.get_logger(component="jobs.heat")
 
-FREEZE_BELOW_SHARE = 0.01
-"""A commanded share under this freezes the jobs instead of starving them on a 1 ms quota."""
+__all__ = ["FREEZE_BELOW_SHARE", "JobsHeat"]
 
 
 class JobsHeat:
@@ -28,17 +34,27 @@ class JobsHeat:
     name = "jobs"
     steps = 0
 
-    def __init__(self, runner: JobRunner) -> None:
+    def __init__(self, runner: JobRunner, now_s: Callable[[], float] | None = None,
+                 gate: FreezeGate | None = None) -> None:
+        """``now_s``: the loop clock (s) the gate's dwell is measured on (default: the running loop's)."""
         self.runner = runner
         self.share = 1.0
         self.forced_reason: str | None = None
+        self.gate = gate or FreezeGate()
+        self._now_s = now_s or Clock().monotonic
+
+    def _now(self) -> float | None:
+        try:
+            return self._now_s()
+        except RuntimeError:  # no running loop (a stop path after the loop ended): no dwell to honour
+            return None
 
     def set_share(self, fraction: float) -> None:
         """Jobs may use ``fraction`` of the CPUs (quota on the parent cgroup). Raises ActuatorError."""
         fraction = min(1.0, max(0.0, fraction))
         self.share = fraction
         self.forced_reason = None
-        if fraction < FREEZE_BELOW_SHARE:
+        if self.gate.decide(fraction, self._now(), self.runner.frozen):
             self.freeze_all("share zero")
             return
         self.runner.tree.set_quota(fraction, self.runner.cfg.cpus)

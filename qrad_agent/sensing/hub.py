@@ -4,7 +4,9 @@ Each driver is polled at its period by its own task, so a slow or hung driver de
 is bounded by the driver's ``timeout_s``; repeated timeouts or a lost transport (DriverError) close the
 driver and reopen it after a jittered exponential backoff. Every failure becomes FAULT readings with the
 reason, never an exception out of the hub. On top of the drivers' range checks the hub flags spikes (rate
-of change) and votes out a redundant room temperature that disagrees with the others.
+of change against the last accepted reading; a level reached too fast stays FAULT until a redundant room
+sensor or a physically possible path confirms it: plausibility.guard_rate) and votes out a redundant room
+temperature that disagrees with the others.
 
 Reads are bounded with ``asyncio.timeout`` rather than ``asyncio.wait_for``: on Python 3.11, wait_for can
 swallow a cancellation that arrives as the read completes (CPython gh-86296), and the hub would then never
@@ -20,11 +22,11 @@ from itertools import pairwise
 from dataclasses import dataclass, field, replace
 
 import structlog
+from qrad_drivers.base import Driver, DriverError, Quality, Reading, fault
 
 from qrad_agent.clock import Clock
 from qrad_agent.config import SensorHubConfig
-from qrad_agent.sensing.plausibility import check_rate, vote
-from qrad_drivers.base import Driver, DriverError, Quality, Reading, fault
+from qrad_agent.sensing.plausibility import RateGuard, guard_rate, vote
 
 log = structlog.get_logger(component="sensors")
 
@@ -38,7 +40,7 @@ class Choice:
     reading: Reading | None
     reason: str
     notes: tuple[str, ...] = ()
-    skipped: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()  # why each channel not used was unusable ("name: why")
 
 
 @dataclass
@@ -72,6 +74,8 @@ class SensorHub:
         self.channels = {name: ChannelState(history=deque(maxlen=self.cfg.history_len)) for name in self.specs}
         self.health = {name: DriverHealth() for name in self.drivers}
         self._reported: dict[str, Quality] = {}
+        self._guards = {name: RateGuard() for name in self.specs}
+        self._period_s = {spec.name: d.period_s for d in drivers for spec in d.channels}
         self._rng = random.Random()
 
     @property
@@ -147,8 +151,7 @@ class SensorHub:
                 health.consecutive_failures = 0 if all(r.ok for r in readings) else health.consecutive_failures + 1
             next_s += driver.period_s
             now_s = loop.time()
-            if next_s < now_s:  # fell behind (a slow read): skip the missed slots rather than burst
-                next_s = now_s
+            next_s = max(next_s, now_s)
             await asyncio.sleep(next_s - now_s)
 
     async def _close(self, driver: Driver) -> None:
@@ -172,8 +175,7 @@ class SensorHub:
             quantity = self.specs[reading.channel].quantity
             if quantity != "temperature" or reading.channel in self.room_channels:
                 # Room air changes slowly; CPU, outlet and surface temperatures follow power within seconds.
-                reading = check_rate(state.latest, reading, self.cfg.max_rate_per_s.get(quantity),
-                                     self.cfg.spike_floor.get(quantity, 0.0))
+                reading = self._check_rate(reading, quantity)
             if reading.ok and reading.channel in self.room_channels and self.cfg.frozen_vs_redundant_s > 0:
                 reading = self._frozen_among_redundant(state, reading)
             state.latest = reading
@@ -211,6 +213,26 @@ class SensorHub:
                 return replace(reading, quality=Quality.STALE, reason=reason)
         return reading
 
+    def _check_rate(self, reading: Reading, quantity: str) -> Reading:
+        """The rate check (plausibility.guard_rate) against the channel's last accepted reading; a jump a
+        redundant room sensor also shows is confirmed by it."""
+        return guard_rate(self._guards[reading.channel], reading, self.cfg.max_rate_per_s.get(quantity),
+                          self.cfg.spike_floor.get(quantity, 0.0), self._confirming_peer(reading))
+
+    def _confirming_peer(self, reading: Reading) -> str | None:
+        """A redundant room channel whose last sample (accepted or held, within two of its periods) reads
+        within the redundancy tolerance of ``reading``; None if there is none or this is not a room channel."""
+        if reading.channel not in self.room_channels or not reading.ok:
+            return None
+        for name in sorted(self.room_channels - {reading.channel}):
+            guard = self._guards.get(name)
+            last = guard.last if guard is not None else None
+            if last is None or reading.t_s - last.t_s > 2 * self._period_s.get(name, 0.0):
+                continue
+            if abs(last.value - reading.value) <= self.cfg.redundancy_tolerance_k:
+                return name
+        return None
+
     def best(self, names: list[str], stale_after_s: float) -> Choice:
         """The first of ``names`` with a fresh, OK reading that agrees with the other redundant sensors."""
         now_s = self.clock.monotonic()
@@ -234,7 +256,7 @@ class SensorHub:
             skipped = [reasons.get(n, f"{n}: voted out") for n in before
                        if n in reasons or n in voted_out]
             return Choice(kept[0], "", tuple(notes), tuple(skipped))
-        return Choice(None, "; ".join([*reasons.values(), *notes]), tuple(notes))
+        return Choice(None, "; ".join([*reasons.values(), *notes]), tuple(notes), tuple(reasons.values()))
 
     def status(self) -> dict:
         """Plain-JSON channels (value, unit, quality, reason, age s, step: the smallest change seen between

@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 from qrad_agent.clock import Clock
 from qrad_agent.config import SensorHubConfig
 from qrad_agent.sensing.hub import SensorHub
-from qrad_agent.sensing.plausibility import check_rate, vote
+from qrad_agent.sensing.plausibility import RateGuard, guard_rate, vote
 from qrad_drivers.base import ChannelSpec, Driver, DriverConfig, DriverContext, DriverError, Quality, Reading
 from qrad_hwsim.virtual_time import run_virtual
 
@@ -87,9 +87,13 @@ def test_recovery_after_fault() -> None:
 
 def test_spike_is_flagged_and_a_real_step_accepted_after() -> None:
     a = Reading("t", 20.0, "°C", 0.0)
-    spike = check_rate(a, Reading("t", 45.0, "°C", 10.0), max_rate_per_s=1.0, floor=1.0)
+    guard = RateGuard()
+    guard_rate(guard, a, max_rate_per_s=1.0, floor=1.0)
+    spike = guard_rate(guard, Reading("t", 45.0, "°C", 10.0), max_rate_per_s=1.0, floor=1.0)
     assert spike.quality is Quality.FAULT and "spike" in spike.reason
-    slow = check_rate(a, Reading("t", 25.0, "°C", 10.0), max_rate_per_s=1.0, floor=1.0)
+    guard = RateGuard()
+    guard_rate(guard, a, max_rate_per_s=1.0, floor=1.0)
+    slow = guard_rate(guard, Reading("t", 25.0, "°C", 10.0), max_rate_per_s=1.0, floor=1.0)
     assert slow.ok  # 5 K in 10 s is within 1 K/s
 
 

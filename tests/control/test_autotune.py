@@ -162,9 +162,10 @@ class Rig:
         plan = plan_step_test(BASE_W, START_AIR_C, 0.0, 500.0, max_step_s=6 * 3600.0)
         return await run_step_test(self.power, self.sensor, self.safety, self.clock, plan)
 
-    async def closed_loop(self, gains: PidGains, hours: float = 3.5) -> tuple[float, float]:
+    async def closed_loop(self, gains: PidGains, hours: float = 6.0) -> tuple[float, float]:
         """The daemon's PID (bumpless setpoint changes, as `build_controller` makes it) on a 2 K setpoint
-        step from a steady room. Returns (overshoot as a fraction of the step, settling time (s) into
+        step from a steady room (6 h: the reference trajectory approaches a new setpoint over about 3 Ti).
+        Returns (overshoot as a fraction of the step, settling time (s) into
         ±5 % of the step), both on the true air temperature against its final value (setpoint - bias)."""
         pid = PidController(gains, 0.0, 500.0)
         setpoint_c = (self.sensor() or START_AIR_C)

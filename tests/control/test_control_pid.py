@@ -145,19 +145,38 @@ def test_set_gains_then_update_is_smooth():
 
 
 @PROPS
-@given(gains_st, st.lists(step_st, max_size=20), st.floats(-3.0, 3.0), st.floats(0.01, 60.0))
+@given(gains_st, st.lists(step_st, max_size=20), st.floats(-15.0, 15.0), st.floats(0.01, 60.0))
 def test_bumpless_setpoint_change(gains, steps, delta_k, dt_s):
+    """A setpoint change of any size moves the output by no more than the reference trajectory allows:
+    r_p moves by at most |Δr|·(1 - exp(-dt/Ti)) and by at most twice the ramp (K/s) over dt against an
+    unchanged setpoint, whatever the integral's clamp does."""
+    assume(math.isfinite(gains.ti_s) and steps)  # a change needs a setpoint before it
     pid = PidController(gains, 0.0, 1000.0, bumpless_setpoint=True)
     pid.reset(output_w=500.0)
     run(pid, steps)
     sp, pv = (steps[-1][0], steps[-1][1]) if steps else (20.0, 20.0)
     same, moved = copy.deepcopy(pid), copy.deepcopy(pid)
     out_same = same.update(sp, pv, dt_s)
-    assume(0.0 < same.terms.i_w < 1000.0)
-    expected_i = same.terms.i_w + gains.kp_w_per_k / gains.ti_s * delta_k * dt_s
-    assume(0.0 < expected_i - gains.kp_w_per_k * gains.setpoint_weight_b * delta_k < 1000.0)
     out_moved = moved.update(sp + delta_k, pv, dt_s)
-    assert abs(out_moved - out_same) <= gains.kp_w_per_k / gains.ti_s * abs(delta_k) * dt_s + 1e-6
+    dr_k = min(abs(delta_k) * -math.expm1(-dt_s / gains.ti_s), 2 * pid.ramp_k_per_s * dt_s)
+    bound_w = gains.kp_w_per_k * (gains.setpoint_weight_b + dt_s / gains.ti_s) * dr_k
+    assert abs(out_moved - out_same) <= bound_w + 1e-6
+
+
+def test_setpoint_change_at_steady_state_is_bumpless_at_any_size():
+    """The issue's case: the default gains (1400 W/K, 1100 s) at 149 W, setpoint +0.3 K (the old design jumped
+    to 500 W through the integral clamp), +2 K and -13 K: one 30 s period moves the output by at most
+    what the reference's ramp allows (about 55 W here), and never to a limit."""
+    for delta_k in (0.1, 0.3, 2.0, -13.0):
+        pid = PidController(PidGains(1400.0, 1100.0), 0.0, 500.0)
+        pid.reset(output_w=149.0)
+        for _ in range(10):
+            before = pid.update(20.0, 20.0, 30.0)
+        assert before == pytest.approx(149.0)
+        after = pid.update(20.0 + delta_k, 20.0, 30.0)
+        # P and I on a reference that moves by at most the ramp over the period (4 x 500 W per Ti for P)
+        assert abs(after - before) <= 1400.0 * pid.ramp_k_per_s * 30.0 * (1 + 30.0 / 1100.0) + 1e-6, delta_k
+        assert abs(after - before) <= 60.0 and 0.0 < after < 500.0
 
 
 def test_setpoint_step_has_no_derivative_kick_and_steps_p_only_without_bumpless():
