@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, required=True, help="TOML configuration file")
     floor = sub.add_parser("floor", help="compute power to its floor without the agent (the unit's ExecStopPost)")
     floor.add_argument("--config", type=Path, required=True, help="TOML configuration file")
+    floor.add_argument("--force", action="store_true", help="write the floor even while the agent runs")
     launcher = sub.add_parser("launcher", help="run the privileged job launcher service (jobs.launcher_socket)")
     launcher.add_argument("--config", type=Path, required=True, help="the agent's TOML configuration file")
     launcher.add_argument("--allow-uid", type=int, action="append", default=None,
@@ -206,7 +207,7 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "floor":
             from qrad_agent.ops.floor import cmd_floor
 
-            return cmd_floor(load_config(args.config))
+            return cmd_floor(load_config(args.config), args.force)
         if args.command == "launcher":
             set_agent_umask()
             return cmd_launcher(load_config(args.config), args.allow_uid)
@@ -530,6 +531,7 @@ async def _serve(cfg: AgentConfig, config_path: Path | None = None) -> None:
     agent = Agent(cfg)
     agent.config_path = config_path
     agent.loopwatch = LoopWatch()
+    agent.periodic_selftest.enabled = True
     await agent.run(stop)
 
 

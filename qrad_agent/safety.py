@@ -218,8 +218,8 @@ class SafetyLayer:
             since_s = self._fan_low_since_s[channel]
             if now_s - since_s >= grace_s:
                 shown = "no valid reading" if rpm is None else f"{rpm:.0f} RPM"
-                self.enter_safe_state("fan_failure", f"{channel} at {shown} < {self.cfg.fan_min_rpm:.0f} RPM "
-                                                     f"for {now_s - since_s:.0f} s since seen under power")
+                self.enter_safe_state("fan_failure", f"{channel} at {shown} < {self.cfg.fan_min_rpm:.0f} RPM, "
+                                                     f"{grace_s:.0f} s after it was seen stopped under power")
         if self._fan_proving:
             self._advance_fan_proof(now_s, under_power and not self._fan_low_since_s)
 

@@ -12,3 +12,26 @@ def _fresh_structlog():
     structlog.reset_defaults()
     yield
     structlog.reset_defaults()
+
+
+LEAK_GRACE_S = 2.0
+"""How long a thread a test started may take to end after the test (a daemon's reader closing its socket)."""
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_threads(request):
+    """Fail a test that leaves a thread of its own running: every thread has an owner that ends it."""
+    import threading
+    import time
+
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + LEAK_GRACE_S
+    while True:
+        left = [t for t in threading.enumerate() if t not in before and t.is_alive()
+                and not t.name.startswith(("asyncio_", "ThreadPoolExecutor"))]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if left:
+        pytest.fail(f"{request.node.nodeid} left threads running: {[t.name for t in left]}", pytrace=False)

@@ -99,14 +99,14 @@ class Weather:
             raise WeatherFormatError(f"{path}: not a text file ({exc.reason}); expected an EPW file or the "
                                      f"TMYx hourly CSV") from None
         if first.startswith("LOCATION,"):
-            return cls.from_epw(path)
+            return _whole_year(path, cls.from_epw(path))
         header = [name.strip() for name in first.strip().split(",")]
         missing = [name for name in CSV_COLUMNS if name not in header]
         if missing:
             raise WeatherFormatError(
                 f"{path}: not a weather file this simulator reads: an EPW file starts with 'LOCATION,', a "
                 f"weather CSV has a header with {', '.join(CSV_COLUMNS)} (missing: {', '.join(missing)})")
-        return cls.from_csv(path)
+        return _whole_year(path, cls.from_csv(path))
 
     @classmethod
     def from_epw(cls, path: str | os.PathLike[str]) -> Weather:
@@ -198,3 +198,16 @@ class Weather:
     def ghi_w_m2(self, t_year_s: float) -> float:
         """Global horizontal irradiance, W/m², linearly interpolated, wrapping around the year."""
         return self._interp(t_year_s, "ghi_w_m2")
+
+
+HOURS_PER_YEAR = 8760
+
+
+def _whole_year(path: Path, weather: Weather) -> Weather:
+    """``weather`` when it covers every hour of the typical year, else WeatherFormatError: a simulation
+    wraps around the year, so a partial file would silently repeat what it has for the missing dates."""
+    hours = len(set(weather.times_s.tolist()))
+    if hours < HOURS_PER_YEAR:
+        raise WeatherFormatError(f"{path}: {hours} hourly records, a typical year has {HOURS_PER_YEAR}: "
+                                 "give a whole year (an EPW file or the TMYx hourly CSV)")
+    return weather

@@ -36,8 +36,27 @@ def floor(cfg: AgentConfig) -> tuple[list[str], list[str]]:
     return done, failed
 
 
-def cmd_floor(cfg: AgentConfig) -> int:
-    """Print each interface written; 0 when all took, 1 otherwise."""
+def agent_running(cfg: AgentConfig) -> bool:
+    """Whether an agent answers on the configuration's API socket (a socket file left by a killed agent
+    refuses the connection: not running)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2.0)
+        try:
+            sock.connect(str(cfg.api.socket_path))
+        except OSError:
+            return False
+    return True
+
+
+def cmd_floor(cfg: AgentConfig, force: bool = False) -> int:
+    """Print each interface written; 0 when all took, 1 otherwise or when the agent is running (it owns the
+    interfaces then: `qrad-agent override`, or stop it) unless ``force``."""
+    if not force and agent_running(cfg):
+        print(f"the agent is running ({cfg.api.socket_path} answers): it writes power itself; stop it first "
+              "(systemctl stop qrad-agent), or --force")
+        return 1
     done, failed = floor(cfg)
     for line in done:
         print(line)

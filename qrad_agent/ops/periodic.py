@@ -31,6 +31,7 @@ class PeriodicSelftest:
         self.runs = 0
         self.failed: list[str] = []
         self.last_run_s: float | None = None
+        self.enabled = False  # `qrad-agent run` turns it on; simulations and in-process tests may
 
     def check_once(self) -> list[Check]:
         """Run every check now; record and log the failures."""

@@ -69,6 +69,9 @@ def run_selftest(agent: Any) -> list[Check]:
         checks.append(Check(f"actuator {name}", ok, detail))
     checks.append(Check("power interfaces", bool(agent.power.actuators),
                         " -> ".join(agent.power.chain_names()) or "no interface left"))
+    conditions = dict(agent.safety.conditions)
+    checks.append(Check("no safety condition holds", not conditions,
+                        "; ".join(f"{c}: {r}" for c, r in conditions.items()) or "power may follow demand"))
     checks.append(_loop_timing(agent))
     checks.append(_clock(agent))
     checks.append(_code_unchanged(agent))

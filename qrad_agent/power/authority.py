@@ -54,8 +54,12 @@ class SafetyState:
     # -- conditions -------------------------------------------------------------------------------------
 
     def hold(self, condition: str, reason: str) -> bool:
-        """Make ``condition`` active with ``reason``; True when that is new (or a new reason)."""
-        if self.conditions.get(condition) == reason:
+        """Make ``condition`` active with ``reason``; True only when it was not active (the caller logs once).
+        A latched condition keeps the reason it latched with (what was seen first); another one takes the
+        newest reason (a heartbeat's growing silence) without counting as new."""
+        if condition in self.conditions:
+            if condition not in LATCHED:
+                self.conditions[condition] = reason
             return False
         self.conditions[condition] = reason
         if condition in LATCHED:

@@ -10,6 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from qrad_agent.config import load_config
+from qrad_agent.ops.floor import agent_running
 from test_daemon import AGENT, _agent_toml, _int, _wait_for, hwsim  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
@@ -37,6 +40,12 @@ def test_sigkill_then_the_units_stop_post_puts_power_at_the_floor(tmp_path: Path
     agent = subprocess.Popen([AGENT, "run", "--config", str(config)], stderr=subprocess.DEVNULL)
     try:
         _wait_for(lambda: _power_w(trace) > 300, 30, "the heater above 300 W")
+        cfg = load_config(config)
+        _wait_for(lambda: agent_running(cfg), 30, "the agent's API")
+        running = subprocess.run([AGENT, "floor", "--config", str(config)], capture_output=True, text=True,
+                                 timeout=60)
+        assert running.returncode == 1 and "the agent is running" in running.stdout  # it owns power then
+        assert any(cap > low for cap, low in _caps(root))
         agent.send_signal(signal.SIGKILL)
         agent.wait(timeout=10)
     finally:
