@@ -58,9 +58,11 @@ def fake_agent(predictor: Predictor | None, now: datetime) -> Any:
     schedule = default_home(ModeSetpoints(20.0, 19.0, 7.0))
     loop_s = [0.0]
     clock = SimpleNamespace(now=lambda: now, monotonic=lambda: loop_s[0])  # the calendar stands still
-    cfg = SimpleNamespace(thermostat=SimpleNamespace(predict=PredictConfig()), jobs=SimpleNamespace(cpus=8))
+    cfg = SimpleNamespace(thermostat=SimpleNamespace(predict=PredictConfig()), jobs=SimpleNamespace(cpus=8),
+                          sync=None, fire=SimpleNamespace(occupancy_channels=[]))
     agent = SimpleNamespace(thermostat=SimpleNamespace(predictor=predictor, schedule=schedule), clock=clock,
-                            cfg=cfg, jobs=object(), power=SimpleNamespace(cfg=SimpleNamespace(max_w=500.0)))
+                            cfg=cfg, jobs=object(), power=SimpleNamespace(cfg=SimpleNamespace(max_w=500.0)),
+                            hub=SimpleNamespace(specs={}))
     agent.loop_s = loop_s
     return agent
 
