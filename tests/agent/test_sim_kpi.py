@@ -181,3 +181,16 @@ def test_sim_on_a_terminal_draws_its_progress_and_ends_quietly_on_ctrl_c() -> No
         os.close(master)
     assert returncode == 130
     assert b"interrupted; no KPIs" in rest and b"Traceback" not in drawn + rest
+
+
+def test_discomfort_split_cold_warm_floor_and_arrivals() -> None:
+    # 1 h steps: a raise to 20 °C met at 19.8 (within 0.3 K), one met at 19.0 (1 K short, 0.5 K·h cold),
+    # then 21 °C with the heater at its floor (0.5 K·h too warm at the floor) and 21 °C heating (0.5 K·h)
+    setpoint = np.array([19.0, 20.0, 19.0, 20.0, 20.0, 20.0])
+    air = np.array([19.0, 19.8, 19.0, 19.0, 21.0, 21.0])
+    power = np.array([300.0, 300.0, 300.0, 500.0, 50.0, 200.0])
+    k = compute_kpis(3600.0, air, setpoint, power, power / 50.0, 10.0, floor_w=50.0)
+    assert k.discomfort_cold_kh == pytest.approx(0.5) and k.discomfort_warm_kh == pytest.approx(1.0)
+    assert k.discomfort_warm_floor_kh == pytest.approx(0.5) and k.discomfort_actionable_kh == pytest.approx(1.0)
+    assert k.discomfort_kh == pytest.approx(k.discomfort_cold_kh + k.discomfort_warm_kh)
+    assert (k.arrivals, k.arrival_within_frac, k.arrival_error_k) == (2, 0.5, pytest.approx(-0.6))
