@@ -59,7 +59,7 @@ def fake_agent(predictor: Predictor | None, now: datetime) -> Any:
     loop_s = [0.0]
     clock = SimpleNamespace(now=lambda: now, monotonic=lambda: loop_s[0])  # the calendar stands still
     cfg = SimpleNamespace(thermostat=SimpleNamespace(predict=PredictConfig()), jobs=SimpleNamespace(cpus=8),
-                          sync=None, fire=SimpleNamespace(occupancy_channels=[]))
+                          sync=None, fire=SimpleNamespace(occupancy_channels=[]), state_dir=Path("/nonexistent"))
     agent = SimpleNamespace(thermostat=SimpleNamespace(predictor=predictor, schedule=schedule), clock=clock,
                             cfg=cfg, jobs=object(), power=SimpleNamespace(cfg=SimpleNamespace(max_w=500.0)),
                             hub=SimpleNamespace(specs={}))
