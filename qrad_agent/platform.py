@@ -257,7 +257,7 @@ class Reporter:
             heat_demand_w=[round(max(0.0, w), 1) for w in demand],
             compute_capacity_cores=[round(cpus * min(1.0, max(0.0, w) / max_w), 3) for w in demand],
             method=method, model_fit_k=None if math.isnan(fit) else round(fit, 3),
-            weather=predictor.weather_source(now))  # type: ignore[arg-type]
+            weather=predictor.weather_source(now))
 
     def maybe_publish_forecast(self) -> bool:
         """Publish the forecast when ``forecast_period_s`` has passed or a slot moved by more than

@@ -29,7 +29,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from qrad_agent.control.schedule import WeeklySchedule
 from qrad_agent.model.outdoor import OutdoorForecast, calendar_s
@@ -193,7 +193,7 @@ class Predictor:
         for k in range(1, slots + 1):
             out_c, ghi = self.outdoor_at(t_s + (k + 0.5) * self.s.slot_s)
             future.append(Slot(math.nan, power_w, out_c, ghi, cur.occupants))
-        return [cur.air_c] + self.model.simulate(prev, cur, future)
+        return [cur.air_c, *self.model.simulate(prev, cur, future)]
 
     def warmup_s(self, t_s: float, target_c: float) -> float | None:
         """Model time (s) from ``t_s`` at full power until the room is within arrival_tolerance_k of
@@ -364,10 +364,12 @@ class Predictor:
             return None
         return [float(w) for w in out]  # type: ignore[arg-type]
 
-    def weather_source(self, now: datetime) -> str:
+    def weather_source(self, now: datetime) -> Literal["forecast", "persistence", "none"]:
         """Where the outdoor temperature of the next hours comes from: forecast, persistence or none."""
         known = self.outdoor.at(calendar_s(now) + 3600.0)
-        return "none" if known is None else known[2]
+        if known is None:
+            return "none"
+        return "forecast" if known[2] == "forecast" else "persistence"
 
     # -- persistence and status -------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

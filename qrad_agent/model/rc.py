@@ -97,7 +97,7 @@ class RcModel:
         mask = np.ones(N_PARAMS, dtype=bool)
         if self.order == 1:
             mask[:] = False
-            mask[list(ORDER1_FREE) + [5, 7]] = True  # beta, b1, d, plus g1 (sun) and q (people) on the air
+            mask[[*ORDER1_FREE, 5, 7]] = True  # beta, b1, d, plus g1 (sun) and q (people) on the air
         return mask
 
     # -- identification ---------------------------------------------------------------------------------
