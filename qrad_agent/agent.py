@@ -245,6 +245,8 @@ class Agent:
             state["energy"] = self.energy.state()
         if self.fire_response.latched is not None:
             state["fire_alarm"] = self.fire_response.latched
+        if self.thermostat.predictor is not None:
+            state["predict"] = self.thermostat.predictor.state()
         t = self.thermostat
         if t.override_c is not None:
             remaining = None if t.override_until_s is None else max(0.0, t.override_until_s - self.clock.monotonic())
@@ -277,6 +279,11 @@ class Agent:
         self.fire_response.restore(state.get("fire_alarm"))
         if self.energy is not None:
             self.energy.restore(state.get("energy"))
+        if isinstance(state.get("predict"), dict) and self.thermostat.predictor is not None:
+            try:  # the learned room model is kept whatever the state's age: the room is the same
+                self.thermostat.predictor.restore(state["predict"])
+            except (ValueError, TypeError, KeyError) as exc:
+                log.warning("room model not restored", error=str(exc))
         gains = state.get("pid_gains")
         if isinstance(gains, dict) and isinstance(self.thermostat.controller, PidStep):
             try:

@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--weather", type=Path,
                      help="weather file: an EPW file or the TMYx hourly CSV "
                           "(default: $QRAD_WEATHER_FILE, else the Lyon-Bron year shipped with hw-sim)")
+    sim.add_argument("--no-predict", action="store_true", help="without predictive heating (optimal start/stop)")
+    sim.add_argument("--warmup-days", type=float, default=0.0,
+                     help="simulate this long before --start, unscored (the room model learns there)")
+    sim.add_argument("--forecast-error", type=float, default=0.0, metavar="K",
+                     help="RMS error (K) at 24 h of the weather forecast sent to the agent (default 0)")
     return parser
 
 
@@ -554,8 +559,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
             check_plot_path(args.plot)
         bar = ProgressBar(sys.stderr, f"simulating {args.days:g} day(s)")
         try:
-            result = run_sim(days=args.days, start=args.start, thermostat={"algorithm": args.algorithm},
-                             seed=args.seed, weather_file=args.weather, progress=bar.update)
+            result = run_sim(days=args.days, start=args.start, thermostat={"algorithm": args.algorithm,
+                                                                        "predict": {"enabled": not args.no_predict}},
+                             seed=args.seed, weather_file=args.weather, progress=bar.update,
+                             warmup_days=args.warmup_days, forecast_error_k=args.forecast_error)
         finally:
             bar.close()
     except (ValueError, FileNotFoundError) as exc:
@@ -569,9 +576,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
         report = {"parameters": p.as_dict(), "kpis": result.kpis.as_dict()}
         print(json.dumps(json_safe(report), indent=2))
     else:
-        print(f"{p.algorithm} thermostat, {p.days:g} days from {p.start:%a %Y-%m-%d}, "
+        name = p.algorithm + ("+predict" if p.predict else "")
+        print(f"{name} thermostat, {p.days:g} days from {p.start:%a %Y-%m-%d}, "
               f"weather {p.weather_file}, seed {p.seed}")
-        print(format_table({p.algorithm: result.kpis}))
+        print(format_table({name: result.kpis}))
     if args.plot:
         try:
             plot(result, args.plot)

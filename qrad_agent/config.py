@@ -129,6 +129,33 @@ class SummerConfig(Section):
     comfort_max_c: float = Field(24.0, ge=15, le=35)
 
 
+class PredictConfig(Section):
+    """Predictive heating (qrad_agent/control/predict.py): a room model learned online, used for optimal
+    start/stop and the heat-demand forecast once its 2-h free-run error is at most ``max_fit_k`` after
+    ``min_slots`` 15-min slots; until then the thermostat follows the schedule as without it.
+
+    ``max_lead_s``: longest pre-heat (6 h: a 500 W heater recovering 1 K in a cold week needs 3-5 h in
+    `qrad-agent sim`); ``forgetting``: RLS forgetting per slot (0.998: a memory of about 5 days);
+    ``assumed_outdoor_c``: the outdoor temperature used while the platform has sent no weather.
+    """
+
+    enabled: bool = True
+    order: Literal[1, 2] = 2
+    forgetting: float = Field(0.998, gt=0.9, le=1.0)
+    max_fit_k: float = Field(0.25, gt=0)
+    min_slots: int = Field(96, ge=10)
+    max_lead_s: float = Field(6 * 3600.0, gt=0, le=86400.0)
+    arrival_tolerance_k: float = Field(0.15, ge=0, le=2)
+    stop_margin_k: float = Field(0.4, ge=0, le=2)
+    optimal_stop: bool = True
+    precharge_band_k: float = Field(0.45, ge=0, le=2, description="pre-heat target above the current setpoint "
+                                    "while ahead of the plan")
+    boost_hysteresis_s: float = Field(900.0, ge=0, le=7200)
+    assumed_outdoor_c: float = Field(5.0, ge=-40, le=40)
+    forecast_period_s: float = Field(3600.0, gt=0, description="publish the heat-demand forecast this often")
+    forecast_change_w: float = Field(100.0, gt=0, description="and when a slot's demand moves this much")
+
+
 class ThermostatConfig(Section):
     """The room thermostat. ``mode = "auto"`` follows the schedule; a fixed mode overrides it."""
 
@@ -145,6 +172,7 @@ class ThermostatConfig(Section):
     output_min_w: float = Field(0.0, ge=0)
     output_max_w: float | None = Field(None, gt=0, description="defaults to power.max_w")
     summer: SummerConfig = SummerConfig()
+    predict: PredictConfig = Field(default_factory=PredictConfig)
 
 
 def _sensor_union() -> Any:

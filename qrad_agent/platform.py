@@ -4,7 +4,9 @@
 supervised component that hands a telemetry batch to the outbox each ``telemetry_period_s`` (each channel
 sent, aggregated or kept local as ``sync.privacy`` says: `qrad_agent.sync.privacy`) and refreshes the
 retained state (mode, setpoint, power, heat demand and the
-compute capacity it implies) each ``state_period_s``. Neither ever waits on the network: the outbox
+compute capacity it implies) each ``state_period_s``, and the retained heat-demand forecast (96 slots of
+15 min) every ``thermostat.predict.forecast_period_s`` and whenever a slot moves by more than
+``forecast_change_w``. Neither ever waits on the network: the outbox
 accepts while the broker is away.
 """
 
@@ -16,7 +18,8 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 import structlog
 
@@ -26,6 +29,7 @@ from qrad_agent.jobs.model import RejectReason
 from qrad_agent.sync.bundles import BundleError, BundleFetcher
 from qrad_agent.sync.commands import CommandRejected, JobManifest
 from qrad_agent.sync.contract import (
+    DemandForecastMessage,
     EventMessage,
     JobStatusMessage,
     Kind,
@@ -165,6 +169,18 @@ class AgentCommands:
             raise CommandRejected(str(exc)) from exc
         log.warning("update started by the platform", bundle=bundle_sha256[:12])
 
+    async def set_weather(self, points: list[tuple[float, float, float]]) -> None:
+        """Outdoor forecast points (unix s, °C, W/m²) for the room model (local calendar time)."""
+        predictor = self.agent.thermostat.predictor
+        if predictor is None:
+            raise CommandRejected("predictive heating is disabled on this heater")
+        try:
+            kept = predictor.set_weather([(datetime.fromtimestamp(t), c, g) for t, c, g in points],
+                                         self.agent.clock.now())
+        except (ValueError, OverflowError, OSError) as exc:
+            raise CommandRejected(f"weather refused: {exc}") from exc
+        log.info("weather forecast received from the platform", points=kept)
+
 
 class Reporter:
     """Telemetry batches and the retained state, from the agent's components to the outbox."""
@@ -180,6 +196,8 @@ class Reporter:
             for kind in [personal_kind(name, spec.quantity, agent.cfg.fire.occupancy_channels)] if kind is not None}
         self._consumed: dict[str, float] = {}  # per aggregated channel: the hub time of the last sample taken
         self._update_marker = agent.cfg.state_dir / "update-reported"
+        self.last_forecast: DemandForecastMessage | None = None
+        self._forecast_at_s: float | None = None  # loop time of the last forecast published
 
     def state(self) -> StateMessage:
         """The retained state now."""
@@ -218,6 +236,47 @@ class Reporter:
                                  quality="good" if a.value is not None else "missing")
                          for a in aggregator.flush(now)]
         return TelemetryBatch(readings=readings[:1000])
+
+    def forecast(self) -> DemandForecastMessage | None:
+        """The heat-demand forecast now (model, else persistence); None without a predictor or history."""
+        predictor = self.agent.thermostat.predictor
+        if predictor is None:
+            return None
+        now = self.agent.clock.now()
+        demand = predictor.forecast(now, self.agent.thermostat.schedule)
+        method: Literal["model", "persistence"] = "model"
+        if demand is None:
+            demand, method = predictor.persistence_forecast(now), "persistence"
+        if demand is None:
+            return None
+        cpus = self.agent.cfg.jobs.cpus if self.agent.jobs else 0
+        max_w = self.agent.power.cfg.max_w
+        fit = predictor.model.fit_rms_k
+        return DemandForecastMessage(
+            issued_at=time.time(), t0=predictor.slot_start(now).timestamp(), slot_s=predictor.s.slot_s,
+            heat_demand_w=[round(max(0.0, w), 1) for w in demand],
+            compute_capacity_cores=[round(cpus * min(1.0, max(0.0, w) / max_w), 3) for w in demand],
+            method=method, model_fit_k=None if math.isnan(fit) else round(fit, 3),
+            weather=predictor.weather_source(now))
+
+    def maybe_publish_forecast(self) -> bool:
+        """Publish the forecast when ``forecast_period_s`` has passed or a slot moved by more than
+        ``forecast_change_w``; True if published."""
+        cfg = self.agent.cfg.thermostat.predict
+        now_s = self.agent.clock.monotonic()
+        due = self._forecast_at_s is None or now_s - self._forecast_at_s >= cfg.forecast_period_s
+        message = self.forecast()
+        if message is None:
+            return False
+        if not due and self.last_forecast is not None:
+            shift = round((message.t0 - self.last_forecast.t0) / message.slot_s)
+            old = self.last_forecast.heat_demand_w[shift:] if shift >= 0 else []
+            moved = max((abs(a - b) for a, b in zip(message.heat_demand_w, old)), default=0.0)
+            if moved <= cfg.forecast_change_w and message.method == self.last_forecast.method:
+                return False
+        self.sync.set_forecast(message)
+        self.last_forecast, self._forecast_at_s = message, now_s
+        return True
 
     async def report_jobs(self) -> int:
         """Publish each job whose platform status changed since the last report (through the outbox,
@@ -286,6 +345,7 @@ class Reporter:
         while True:
             self.sync.set_state(self.state())
             await self.report_updates()
+            self.maybe_publish_forecast()
             if self.agent.jobs is not None:
                 await self.report_jobs()
             if loop.time() >= next_telemetry:

@@ -103,6 +103,9 @@ class SimParameters:
     step_s: float = SIM_STEP_S
     controller: str = "agent"
     """"agent" for the configured thermostat, else the name of the swapped-in controller factory."""
+    predict: bool = False
+    """Predictive heating (optimal start/stop on the learned room model) on."""
+    warmup_days: float = 0.0
 
     @property
     def end(self) -> datetime:
@@ -113,7 +116,8 @@ class SimParameters:
         """Plain-JSON values (dates as ISO 8601, the weather file as a path string)."""
         return {"algorithm": self.algorithm, "controller": self.controller, "start": self.start.isoformat(),
                 "end": self.end.isoformat(), "days": self.days, "seed": self.seed,
-                "weather_file": str(self.weather_file), "step_s": self.step_s}
+                "weather_file": str(self.weather_file), "step_s": self.step_s, "predict": self.predict,
+                "warmup_days": self.warmup_days}
 
 
 @dataclass
@@ -125,24 +129,31 @@ class SimResult:
     start: datetime
     config: AgentConfig
     parameters: SimParameters
+    demand_forecasts: list[tuple[float, list[float]]] = field(default_factory=list)
+    """The agent's hourly heat-demand forecasts: (s from ``start`` of the first slot, W per 15-min slot)."""
 
 
 def run_sim(days: float = 7.0, start: str = "01-01", thermostat: dict[str, Any] | None = None,
             controller_factory: Callable[[AgentConfig], Controller] | None = None, seed: int = 0,
             weather_file: Path | None = None,
-            progress: Callable[[float], None] | None = None) -> SimResult:
+            progress: Callable[[float], None] | None = None, warmup_days: float = 0.0,
+            forecast_error_k: float | None = 0.0) -> SimResult:
     """Simulate ``days`` from ``start`` (MM-DD or YYYY-MM-DD) and return KPIs and trace.
 
     ``thermostat`` overrides keys of the config's [thermostat] table; ``controller_factory`` swaps the
     controller (benchmarks compare against a reference library that way). ``progress`` is called after
-    every model step with the fraction of the run done (0..1). Raises ValueError for a bad start date or
-    weather file, FileNotFoundError for a missing weather file.
+    every model step with the fraction of the run done (0..1). ``warmup_days``: the run starts that much
+    earlier and only the days from ``start`` are traced and scored (the room model learns in it).
+    ``forecast_error_k``: RMS error (K) at 24 h of the hourly weather forecast sent to the agent (None: no
+    forecast at all, the agent estimates; see qrad_agent/sim_forecast.py). Raises ValueError for a bad
+    start date or weather file, FileNotFoundError for a missing weather file.
     """
     heater_mod, virtual_time, weather_mod = _hwsim()
     setup_logging("hwsim-0001", "warning", "console")
     from qrad_hwsim.sim_clock import parse_start
 
     start_dt = parse_start(start)
+    run_start = start_dt - timedelta(days=warmup_days)
     weather = weather_mod.Weather.load(weather_file or weather_mod.default_weather_path())
     with tempfile.TemporaryDirectory(prefix="qrad-sim-", dir=_fast_tmp()) as tmp:
         root = Path(tmp)
@@ -150,33 +161,47 @@ def run_sim(days: float = 7.0, start: str = "01-01", thermostat: dict[str, Any] 
         # The room starts heated: air at the comfort setpoint, envelope in balance with it (a heating season
         # under way, as BOPTEST's warm-up period gives), not a cold house that needs days to warm through.
         spec = heater_mod.HeaterSpec(initial_air_c=cfg.thermostat.setpoints.comfort_c)
-        heater = heater_mod.SimulatedHeater(root, spec, weather, start_dt, seed=seed)
+        heater = heater_mod.SimulatedHeater(root, spec, weather, run_start, seed=seed)
         controller = controller_factory(cfg) if controller_factory else None
-        trace = virtual_time.run_virtual(_simulate(cfg, heater, start_dt, days, controller, progress))
+        forecasts: list[tuple[float, list[float]]] = []
+        trace = virtual_time.run_virtual(_simulate(cfg, heater, run_start, days, controller, progress,
+                                                   warmup_days * 86400.0, forecast_error_k, seed, forecasts))
     compute_max = heater.spec.board.n_cores_total * heater.spec.board.f_max_khz / heater.spec.board.f_nominal_khz
     a = trace.arrays()
-    kpis = compute_kpis(SIM_STEP_S, a["air_c"], a["setpoint_c"], a["power_w"], a["compute"], compute_max)
+    kpis = compute_kpis(SIM_STEP_S, a["air_c"], a["setpoint_c"], a["power_w"], a["compute"], compute_max,
+                        floor_w=cfg.power.idle_w)
     parameters = SimParameters(
         algorithm=cfg.thermostat.algorithm, start=start_dt, days=days, seed=seed,
         weather_file=Path(weather_file or weather_mod.default_weather_path()),
-        controller=getattr(controller_factory, "__name__", "custom") if controller_factory else "agent")
-    return SimResult(kpis, trace, start_dt, cfg, parameters)
+        controller=getattr(controller_factory, "__name__", "custom") if controller_factory else "agent",
+        predict=cfg.thermostat.predict.enabled, warmup_days=warmup_days)
+    warmup_s = warmup_days * 86400.0
+    return SimResult(kpis, trace, start_dt, cfg, parameters,
+                     [(t - warmup_s, d) for t, d in forecasts if t >= warmup_s])
 
 
 async def _simulate(cfg: AgentConfig, heater: Any, start: datetime, days: float,
-                    controller: Controller | None, progress: Callable[[float], None] | None) -> Trace:
+                    controller: Controller | None, progress: Callable[[float], None] | None,
+                    warmup_s: float = 0.0, forecast_error_k: float | None = 0.0, seed: int = 0,
+                    forecasts: list[tuple[float, list[float]]] | None = None) -> Trace:
+    from qrad_agent import sim_forecast
+
     loop = asyncio.get_running_loop()
     agent = Agent(cfg, Clock(calendar_start=start, loop_start_s=loop.time()), Notifier({}), controller)
     trace = Trace()
     duration_s = days * 86400.0
 
+    feeder = sim_forecast.Feeder(agent, heater, start, forecast_error_k, seed)
+    feeder.demand = forecasts if forecasts is not None else []
+
     def record(state: Any) -> None:
         if progress is not None:
-            progress(state.t_s / duration_s)
+            progress(state.t_s / (warmup_s + duration_s))
+        feeder.on_step(state.t_s)
         setpoint_c = agent.thermostat.setpoint_c
-        if setpoint_c != setpoint_c:  # NaN before the first control step
+        if setpoint_c != setpoint_c or state.t_s <= warmup_s:  # NaN before the first control step
             return
-        trace.t_s.append(state.t_s)
+        trace.t_s.append(state.t_s - warmup_s)
         trace.air_c.append(state.air_c)
         trace.outdoor_c.append(state.outdoor_c)
         trace.setpoint_c.append(setpoint_c)
@@ -187,7 +212,7 @@ async def _simulate(cfg: AgentConfig, heater: Any, start: datetime, days: float,
     agent_task = asyncio.create_task(agent.run(stop), name="agent")
     heater_task = asyncio.create_task(heater.run(step_s=SIM_STEP_S, on_step=record), name="hw-sim")
     try:
-        done, _ = await asyncio.wait([agent_task, heater_task], timeout=duration_s,
+        done, _ = await asyncio.wait([agent_task, heater_task], timeout=warmup_s + duration_s,
                                      return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             task.result()  # a component or the simulator failed: raise it

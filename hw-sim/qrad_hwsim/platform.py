@@ -1,7 +1,7 @@
 """A platform stand-in for demos, tests and benchmarks: the other end of qrad-agent's platform sync.
 
 `Platform` connects with the platform's certificate (persistent session), subscribes to a fleet's
-telemetry, state, events, alarms, jobs, availability and command responses, deduplicates outbox messages
+telemetry, state, heat-demand forecast, events, alarms, jobs, availability and command responses, deduplicates outbox messages
 by (device, seq), measures delivery latency from the envelope's timestamp, and sends commands (setpoints,
 Ed25519-signed jobs) with MQTT 5 request/response. `Fleet` runs many simulated heaters' sync clients on
 one event loop (the fleet benchmark). Needs qrad-agent installed (it speaks the agent's contract).
@@ -40,6 +40,8 @@ class DeviceLog:
     messages: dict[int, dict[str, Any]] = field(default_factory=dict)
     availability: list[tuple[float, str, bool]] = field(default_factory=list)  # (time, payload, retained)
     state: dict[str, Any] | None = None
+    forecast: dict[str, Any] | None = None  # the retained heat-demand forecast (docs/schema/forecast.json)
+    forecasts: list[dict[str, Any]] = field(default_factory=list)  # every one received, in order
 
     def missing(self, upto: int) -> list[int]:
         return [s for s in range(1, upto + 1) if s not in self.seen]
@@ -84,7 +86,7 @@ class Platform:
             return
         p = self.prefix
         client.subscribe([(f"{p}/+/{leaf}", 1) for leaf in
-                          ("telemetry", "events", "alarms", "jobs", "availability", "state")]
+                          ("telemetry", "events", "alarms", "jobs", "availability", "state", "forecast")]
                          + [(f"{p}/+/resp/#", 1)])
         self._connected.set()
 
@@ -102,6 +104,10 @@ class Platform:
                 log.availability.append((now, msg.payload.decode(errors="replace"), bool(msg.retain)))
             elif leaf == "state":
                 log.state = json.loads(msg.payload) if msg.payload else None
+            elif leaf == "forecast":
+                log.forecast = json.loads(msg.payload) if msg.payload else None
+                if log.forecast is not None:
+                    log.forecasts.append(log.forecast)
             else:
                 self._record(log, msg, now)
             self.cond.notify_all()
@@ -152,6 +158,10 @@ class Platform:
 
     def set_setpoint(self, device: str, mode: str, setpoint_c: float) -> bytes:
         return self.command(device, self.new_command("set_setpoint", mode=mode, setpoint_c=setpoint_c))
+
+    def set_weather(self, device: str, points: list[dict[str, float]]) -> bytes:
+        """Send an outdoor forecast: points {"t": unix s, "outdoor_c": °C, "ghi_w_m2": W/m²}."""
+        return self.command(device, self.new_command("set_weather", points=points))
 
     def signed_command(self, device: str, name: str, **fields_: Any) -> dict[str, Any]:
         """A command addressed to ``device`` and signed as a whole (command id, issued_at, expires_at,

@@ -24,6 +24,7 @@ from qrad_agent.clock import Clock
 from qrad_agent.config import ThermostatConfig
 from qrad_agent.control.hysteresis import HysteresisThermostat
 from qrad_agent.control.pid import PidController, PidGains
+from qrad_agent.control.predict import Predictor, PredictSettings
 from qrad_agent.control.schedule import Mode, ModeSetpoints, WeeklySchedule, default_home
 from qrad_agent.power.manager import PowerManager
 from qrad_agent.safety import SafetyLayer
@@ -104,6 +105,19 @@ def build_schedule(cfg: ThermostatConfig) -> WeeklySchedule:
     return WeeklySchedule.parse([r.model_dump() for r in cfg.schedule], setpoints)
 
 
+def build_predictor(cfg: ThermostatConfig, max_w: float) -> Predictor | None:
+    """The predictive layer ``cfg.predict`` asks for, or None when disabled."""
+    p = cfg.predict
+    if not p.enabled:
+        return None
+    settings = PredictSettings(order=p.order, forgetting=p.forgetting, max_fit_k=p.max_fit_k,
+                               min_slots=p.min_slots, max_lead_s=p.max_lead_s,
+                               arrival_tolerance_k=p.arrival_tolerance_k, stop_margin_k=p.stop_margin_k,
+                               optimal_stop=p.optimal_stop, assumed_outdoor_c=p.assumed_outdoor_c,
+                               precharge_band_k=p.precharge_band_k, boost_hysteresis_s=p.boost_hysteresis_s)
+    return Predictor(settings, cfg.output_min_w, max_w)
+
+
 class Thermostat:
     """The control-loop component; `step` is one period, `run` repeats it on the loop clock."""
 
@@ -115,7 +129,9 @@ class Thermostat:
         self.max_w = cfg.output_max_w or power.cfg.max_w
         self.controller = controller or build_controller(cfg, self.max_w)
         self.schedule = build_schedule(cfg)
-        self.setpoint_c = math.nan
+        self.predictor = build_predictor(cfg, self.max_w)
+        self.setpoint_c = math.nan  # the scheduled (or override, or fixed-mode) setpoint
+        self.target_c = math.nan  # what the controller follows: the setpoint shaped by the predictor
         self.mode = Mode.ECO
         self.pv_c = math.nan
         self.demand_w = cfg.output_min_w
@@ -180,11 +196,12 @@ class Thermostat:
             reason = f"no valid room temperature: {choice.reason}"
         elif mode != "off" and choice.reading is not None:
             self.pv_c = choice.reading.value
+            self.target_c = self._predict(mode)
             applied = self.cfg.output_min_w if self.safety.forced else None
             if self._restart_pending:
                 self.controller.restart(self.cfg.output_min_w if self.safety.forced else self.demand_w, self.pv_c)
                 self._restart_pending = False
-            demand_w = self._summer(self.controller.step(self.setpoint_c, self.pv_c, dt_s, applied))
+            demand_w = self._summer(self.controller.step(self.target_c, self.pv_c, dt_s, applied))
             reason = "at maximum power" if demand_w >= self.max_w else "setpoint"
         kind = "waiting" if choice.reading is None and mode != "off" and self._first_reading_due(t_s) else _kind(reason)
         if kind != self._logged_kind and kind == "waiting":  # start-up: the sensors have not read yet
@@ -254,6 +271,18 @@ class Thermostat:
                                                 "redundancy vote")
             log.warning("room channel switched", previous=previous, channel=channel, reason=why)
 
+    def _predict(self, mode: str) -> float:
+        """Feed the predictor this period's room temperature and power; the target it shapes (°C) in auto
+        mode, the setpoint itself otherwise (override, fixed mode, no predictor)."""
+        if self.predictor is None:
+            return self.setpoint_c
+        measured = self.power.measured_w
+        power_w = measured if measured is not None and math.isfinite(measured) else self.demand_w
+        now = self.clock.now()
+        self.predictor.observe(now, self.pv_c, power_w)
+        auto = self.mode_setting == "auto" and mode not in ("override", "off")
+        return self.predictor.target(now, self.setpoint_c, self.schedule if auto else None)
+
     def _summer(self, demand_w: float) -> float:
         summer = self.cfg.summer
         if not summer.enabled:
@@ -281,7 +310,11 @@ class Thermostat:
         """Plain-JSON status of the loop."""
         mode = "off" if self.mode_setting == "off" else (
             "override" if self.override_c is not None else self.mode.value)
-        return {"mode": mode, "setpoint_c": self.setpoint_c, "override_c": self.override_c,
-                "room_c": self.pv_c, "demand_w": round(self.demand_w, 1), "limit_reason": self.limit_reason,
-                "algorithm": self.cfg.algorithm, "room_channel": self.room_channel,
-                "skipped_steps": self.skipped_steps, "gaps": self.gaps}
+        status = {"mode": mode, "setpoint_c": self.setpoint_c, "override_c": self.override_c,
+                  "room_c": self.pv_c, "demand_w": round(self.demand_w, 1), "limit_reason": self.limit_reason,
+                  "algorithm": self.cfg.algorithm, "room_channel": self.room_channel,
+                  "skipped_steps": self.skipped_steps, "gaps": self.gaps}
+        if self.predictor is not None:
+            status["target_c"] = None if math.isnan(self.target_c) else round(self.target_c, 2)
+            status["predict"] = self.predictor.status()
+        return status

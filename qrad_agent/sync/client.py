@@ -85,6 +85,7 @@ class SyncClient:
         self._max_packet = cfg.max_message_bytes  # lowered by the broker's CONNACK Maximum Packet Size
         self._losses_noted = True  # counts may persist from an earlier run: the first PUBACK clears them
         self._state: bytes | None = None
+        self._forecast: bytes | None = None
         self._cmd_queue: asyncio.Queue[tuple[bytes, str | None, bytes | None]] = asyncio.Queue(
             cfg.command_queue_size)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -110,6 +111,12 @@ class SyncClient:
         self._state = state.model_dump_json().encode()
         if self.connected and self._client is not None:
             self._client.publish(self.topics.state, self._state, qos=1, retain=True)
+
+    def set_forecast(self, forecast: BaseModel) -> None:
+        """Publish the retained heat-demand forecast now if connected, and after every reconnect."""
+        self._forecast = forecast.model_dump_json().encode()
+        if self.connected and self._client is not None:
+            self._client.publish(self.topics.forecast, self._forecast, qos=1, retain=True)
 
     def status(self) -> dict[str, Any]:
         """Plain-JSON status for the agent's status()."""
@@ -187,6 +194,8 @@ class SyncClient:
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
         if self._state is not None:
             client.publish(self.topics.state, self._state, qos=1, retain=True)
+        if self._forecast is not None:
+            client.publish(self.topics.forecast, self._forecast, qos=1, retain=True)
         self._inflight.clear()
         self._cursor = 0
         self._wake.set()

@@ -98,6 +98,21 @@ class SetSchedule(_Command):
     rules: list[ScheduleRule] = Field(min_length=1, max_length=64)
 
 
+class WeatherPoint(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    t: float = Field(description="unix time, s")
+    outdoor_c: float = Field(ge=-60, le=60)
+    ghi_w_m2: float = Field(0.0, ge=0, le=1500, description="global horizontal irradiance, W/m²")
+
+
+class SetWeather(_Command):
+    """The outdoor forecast (and the recent past) for the heater's room model; hourly points suffice."""
+
+    command: Literal["set_weather"]
+    points: list[WeatherPoint] = Field(min_length=1, max_length=240)
+
+
 class JobManifest(BaseModel):
     """What the platform signs: the job, the heater it is for, a nonce, its image digest and its limits.
 
@@ -167,7 +182,8 @@ class SetGridIntensity(_Command):
 
 
 COMMANDS: tuple[type[_Command], ...] = (SetSetpoint, SetMode, SetSchedule, SubmitJob, CancelJob, AckJob,
-                                        RequestDiagnostics, ResetAlarm, UpdateAgent, SetGridIntensity)
+                                        RequestDiagnostics, ResetAlarm, UpdateAgent, SetGridIntensity,
+                                        SetWeather)
 COMMAND_NAMES = frozenset(m.model_fields["command"].annotation.__args__[0] for m in COMMANDS)  # type: ignore
 Command = Annotated[Union[COMMANDS], Field(discriminator="command")]  # type: ignore[valid-type]  # noqa: UP007
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(Command)
@@ -204,6 +220,7 @@ class CommandTarget(Protocol):
     async def reset_alarm(self, code: str) -> None: ...
     async def update_agent(self, bundle_sha256: str) -> None: ...
     async def set_grid_intensity(self, g_per_kwh: float) -> None: ...
+    async def set_weather(self, points: list[tuple[float, float, float]]) -> None: ...
 
 
 class ReplayWindow:
@@ -339,6 +356,8 @@ class CommandHandler:
                 await t.update_agent(cmd.bundle_sha256)
             case SetGridIntensity():
                 await t.set_grid_intensity(cmd.g_per_kwh)
+            case SetWeather():
+                await t.set_weather([(p.t, p.outdoor_c, p.ghi_w_m2) for p in cmd.points])
         return None
 
 

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -57,6 +57,7 @@ class Topics:
 
     telemetry = property(lambda self: f"{self.base}/telemetry")
     state = property(lambda self: f"{self.base}/state")
+    forecast = property(lambda self: f"{self.base}/forecast")
     events = property(lambda self: f"{self.base}/events")
     alarms = property(lambda self: f"{self.base}/alarms")
     jobs = property(lambda self: f"{self.base}/jobs")
@@ -130,6 +131,28 @@ class StateMessage(Model):
         None, description="per local day: energy_kwh, heat_reused_kwh, emitted_g, avoided_g, net_g (gCO2e)")
 
 
+FORECAST_SLOTS = 96
+
+
+class DemandForecastMessage(Model):
+    """Retained on ``forecast``: the heat the room will want in each 15-min slot of the next 24 h.
+
+    ``t0`` is the start of the first slot (unix s, on a quarter hour); slot k covers
+    [t0 + k·slot_s, t0 + (k+1)·slot_s). ``method``: "model" (the learned room model, the schedule with
+    optimal start, the weather forecast) or "persistence" (the power of the same slot a day before, while
+    the model is not good enough). ``model_fit_k``: the model's 2-h free-run RMS error, K.
+    """
+
+    issued_at: float = Field(description="unix time, s")
+    t0: float = Field(description="unix time of the start of the first slot, s")
+    slot_s: float = Field(900.0, gt=0)
+    heat_demand_w: list[Annotated[float, Field(ge=0)]] = Field(min_length=1, max_length=FORECAST_SLOTS)
+    compute_capacity_cores: list[Annotated[float, Field(ge=0)]] = Field(min_length=1, max_length=FORECAST_SLOTS)
+    method: Literal["model", "persistence"]
+    model_fit_k: float | None = None
+    weather: Literal["forecast", "persistence", "none"] = "none"
+
+
 class EventMessage(Model):
     name: str = Field(max_length=64)
     detail: dict[str, Any] = Field(default_factory=dict)
@@ -180,6 +203,7 @@ def schemas() -> dict[str, dict[str, Any]]:
     from qrad_agent.sync.commands import COMMAND_SCHEMA_MODELS  # the command models live with the handler
 
     models: dict[str, Any] = {"envelope": Envelope, "telemetry": TelemetryBatch, "state": StateMessage,
+                              "forecast": DemandForecastMessage,
                               "event": EventMessage, "alarm": AlarmMessage, "job_status": JobStatusMessage}
     out = {name: model.model_json_schema() for name, model in models.items()}
     out.update({name: schema for name, schema in COMMAND_SCHEMA_MODELS().items()})

@@ -55,6 +55,7 @@ pattern deny {prefix}/+/+/+/+/#
 {denies}
 pattern write {prefix}/%u/telemetry
 pattern write {prefix}/%u/state
+pattern write {prefix}/%u/forecast
 pattern write {prefix}/%u/events
 pattern write {prefix}/%u/alarms
 pattern write {prefix}/%u/jobs

@@ -133,7 +133,8 @@ def test_run_reports_progress_and_the_plot_names_algorithm_dates_and_kpis(tmp_pa
     assert fractions == sorted(fractions) and 0.99 <= fractions[-1] <= 1.0 + 1e-9
     assert result.parameters.as_dict() | {"weather_file": None} == {
         "algorithm": "hysteresis", "controller": "agent", "start": "2026-03-02T00:00:00",
-        "end": "2026-03-02T06:00:00", "days": 0.25, "seed": 3, "weather_file": None, "step_s": 30.0}
+        "end": "2026-03-02T06:00:00", "days": 0.25, "seed": 3, "weather_file": None, "step_s": 30.0,
+        "predict": True, "warmup_days": 0.0}
     title = plot_title(result)
     assert title.startswith("HYSTERESIS thermostat, 0.25 day(s), Mon 02 Mar 2026")
     assert f"RMS error {result.kpis.rms_error_k:.3f} K" in title
@@ -180,3 +181,16 @@ def test_sim_on_a_terminal_draws_its_progress_and_ends_quietly_on_ctrl_c() -> No
         os.close(master)
     assert returncode == 130
     assert b"interrupted; no KPIs" in rest and b"Traceback" not in drawn + rest
+
+
+def test_discomfort_split_cold_warm_floor_and_arrivals() -> None:
+    # 1 h steps: a raise to 20 °C met at 19.8 (within 0.3 K), one met at 19.0 (1 K short, 0.5 K·h cold),
+    # then 21 °C with the heater at its floor (0.5 K·h too warm at the floor) and 21 °C heating (0.5 K·h)
+    setpoint = np.array([19.0, 20.0, 19.0, 20.0, 20.0, 20.0])
+    air = np.array([19.0, 19.8, 19.0, 19.0, 21.0, 21.0])
+    power = np.array([300.0, 300.0, 300.0, 500.0, 50.0, 200.0])
+    k = compute_kpis(3600.0, air, setpoint, power, power / 50.0, 10.0, floor_w=50.0)
+    assert k.discomfort_cold_kh == pytest.approx(0.5) and k.discomfort_warm_kh == pytest.approx(1.0)
+    assert k.discomfort_warm_floor_kh == pytest.approx(0.5) and k.discomfort_actionable_kh == pytest.approx(1.0)
+    assert k.discomfort_kh == pytest.approx(k.discomfort_cold_kh + k.discomfort_warm_kh)
+    assert (k.arrivals, k.arrival_within_frac, k.arrival_error_k) == (2, 0.5, pytest.approx(-0.6))

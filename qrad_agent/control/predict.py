@@ -1,0 +1,398 @@
+"""Predictive heating: the learned room model turned into setpoint targets and a heat-demand forecast.
+
+`Predictor` is fed by the thermostat every control period (`observe`: room temperature °C, measured power
+W, occupants) and aggregates 15-min slots for the `RcModel`. While the model is not good enough (too few
+slots, free-run fit worse than ``max_fit_k``, or unphysical parameters) `target` returns the scheduled
+setpoint unchanged: the thermostat behaves as it did without prediction.
+
+Once ready, `target` shapes the schedule:
+- optimal start: before a setpoint raise the schedule announces (eco -> comfort, frost -> eco, ...), the model
+  simulates the room at full power from now; heating starts (the target becomes the raised setpoint) once the
+  time left is no longer than that warm-up, times a learned factor, and at most ``max_lead_s`` ahead.
+  The test is repeated every period: whenever the room is ahead of that plan the target is only
+  ``precharge_band_k`` above the current setpoint (inside the comfort band of the current period), so the
+  room rises as late as the model allows and is not too warm before the raise; once heating to the raised
+  setpoint it goes on until the plan is ``boost_hysteresis_s`` ahead (fewer compute stops).
+  At each raise the arrival error is measured: late (the room more than ``arrival_tolerance_k`` below)
+  makes the factor larger, early (at the setpoint more than 20 min before) smaller;
+- optimal stop: before a setback, heating stops (the target becomes the lower setpoint) when the model says
+  the room, coasting at minimum power, stays within ``stop_margin_k`` of the current setpoint until the
+  setback; if the room still falls that far it heats again.
+
+`forecast` gives the heat the room will want in each 15-min slot of the next 24 h (W), from the model,
+the schedule (with optimal start) and the outdoor forecast.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from qrad_agent.control.schedule import WeeklySchedule
+from qrad_agent.model.outdoor import OutdoorForecast, calendar_s
+from qrad_agent.model.rc import RcModel, Slot
+
+FORECAST_SLOTS = 96
+EARLY_S = 1200.0
+"""Reaching the raised setpoint more than this before the raise (s) counts as early."""
+FACTOR_RANGE = (0.5, 3.0)
+LEARN_STEP = 1.25
+STOP_LOOKAHEAD_S = 2 * 3600.0
+
+
+@dataclass(frozen=True)
+class PredictSettings:
+    """Predictive heating settings (see ThermostatConfig.predict for the meaning and sources)."""
+
+    slot_s: float = 900.0
+    order: int = 2
+    forgetting: float = 0.998
+    max_fit_k: float = 0.25
+    min_slots: int = 96
+    max_lead_s: float = 6 * 3600.0
+    arrival_tolerance_k: float = 0.15
+    stop_margin_k: float = 0.4
+    precharge_band_k: float = 0.45
+    boost_hysteresis_s: float = 900.0
+    optimal_stop: bool = True
+    assumed_outdoor_c: float = 5.0
+
+
+@dataclass
+class _Event:
+    """A setpoint change ahead: when (calendar s), from and to (°C), and what was decided for it."""
+
+    at_s: float
+    from_c: float
+    to_c: float
+    started_s: float | None = None
+    lead_model_s: float | None = None
+    capped: bool = False
+    boosting: bool = False
+    reached_s: float | None = None
+
+
+@dataclass
+class _SlotSums:
+    start_s: float
+    start_air_c: float
+    power_ws: float = 0.0
+    occupants_s: float = 0.0
+    duration_s: float = 0.0
+
+
+@dataclass
+class Arrival:
+    """One raise: calendar time (s), setpoint (°C), room at that time (°C), pre-heat lead used (s)."""
+
+    at_s: float
+    setpoint_c: float
+    room_c: float
+    lead_s: float | None
+
+    @property
+    def error_k(self) -> float:
+        """Room minus setpoint at the raise (K)."""
+        return self.room_c - self.setpoint_c
+
+
+@dataclass
+class _Recent:
+    samples: deque[tuple[float, float, float, float]] = field(default_factory=lambda: deque(maxlen=200))
+
+
+class Predictor:
+    """The model, its inputs and the schedule shaping; pure logic driven by the thermostat's calls."""
+
+    def __init__(self, settings: PredictSettings, min_w: float, max_w: float) -> None:
+        self.s = settings
+        self.min_w, self.max_w = min_w, max_w
+        self.model = RcModel(settings.slot_s, settings.order, settings.forgetting)
+        self.outdoor = OutdoorForecast()
+        self.lead_factor = 1.0
+        self.arrivals: deque[Arrival] = deque(maxlen=64)
+        self.reason = "learning"
+        self._slot: _SlotSums | None = None
+        self._recent = _Recent()  # (calendar s, room °C, power W, occupants) at each observation
+        self._event: _Event | None = None
+        self._stopping_for: float | None = None
+        self.slot_power: deque[tuple[float, float]] = deque(maxlen=FORECAST_SLOTS)  # (slot start s, W)
+
+    # -- inputs -----------------------------------------------------------------------------------------
+    def outdoor_at(self, t_s: float) -> tuple[float, float]:
+        """Outdoor °C and irradiance W/m² at calendar second ``t_s`` (assumed_outdoor_c and 0 if unknown)."""
+        known = self.outdoor.at(t_s)
+        return (known[0], known[1]) if known is not None else (self.s.assumed_outdoor_c, 0.0)
+
+    def observe(self, now: datetime, room_c: float, power_w: float, occupants: float = 0.0) -> None:
+        """One control period's measurements; closes a slot at each multiple of slot_s (calendar)."""
+        t_s = calendar_s(now)
+        if not (math.isfinite(room_c) and math.isfinite(power_w)):
+            return
+        occupants = occupants if math.isfinite(occupants) else 0.0
+        if self._recent.samples:
+            prev_t, _, prev_w, prev_n = self._recent.samples[-1]
+            dt_s = t_s - prev_t
+            if self._slot is not None and 0 < dt_s <= 2 * self.s.slot_s:
+                self._slot.power_ws += prev_w * dt_s
+                self._slot.occupants_s += prev_n * dt_s
+                self._slot.duration_s += dt_s
+        self._recent.samples.append((t_s, room_c, power_w, occupants))
+        boundary = math.floor(t_s / self.s.slot_s) * self.s.slot_s
+        if self._slot is None or boundary > self._slot.start_s:
+            self._close(boundary, room_c)
+        self._track_arrival(t_s, room_c)
+
+    def _close(self, boundary_s: float, room_c: float) -> None:
+        old = self._slot
+        self._slot = _SlotSums(boundary_s, room_c)
+        if old is None:
+            return
+        if boundary_s - old.start_s != self.s.slot_s or old.duration_s < 0.8 * self.s.slot_s:
+            self.model.history.clear()  # a gap (restart, missing room temperature): no slot across it
+            return
+        self.slot_power.append((old.start_s, old.power_ws / old.duration_s))
+        outdoor_c, ghi = self.outdoor_at(old.start_s + self.s.slot_s / 2)
+        self.model.update(Slot(old.start_air_c, old.power_ws / old.duration_s, outdoor_c, ghi,
+                               old.occupants_s / old.duration_s))
+
+    def set_weather(self, points: list[tuple[datetime, float, float]], now: datetime) -> int:
+        """Outdoor forecast points (local time, °C, W/m²); raises ValueError (nothing kept) when invalid."""
+        return self.outdoor.update([(calendar_s(t), c, g) for t, c, g in points], calendar_s(now))
+
+    # -- model use --------------------------------------------------------------------------------------
+    def ready(self) -> tuple[bool, str]:
+        """Whether predictions are used, and why not."""
+        return self.model.ready(self.s.max_fit_k, self.s.min_slots)
+
+    def _window(self, t_s: float) -> tuple[Slot, Slot] | None:
+        """(the slot of the last slot_s, the slot starting now) for a free run from ``t_s``."""
+        samples = self._recent.samples
+        if len(samples) < 2 or t_s - samples[0][0] < self.s.slot_s * 0.9:
+            return None
+        start_s = t_s - self.s.slot_s
+        first = next((s for s in samples if s[0] >= start_s), None)
+        if first is None:
+            return None
+        in_window = [s for s in samples if s[0] >= start_s]
+        power_w = sum(s[2] for s in in_window) / len(in_window)
+        occ = sum(s[3] for s in in_window) / len(in_window)
+        out_prev, ghi_prev = self.outdoor_at(start_s + self.s.slot_s / 2)
+        out_now, ghi_now = self.outdoor_at(t_s + self.s.slot_s / 2)
+        prev = Slot(first[1], power_w, out_prev, ghi_prev, occ)
+        cur = Slot(samples[-1][1], power_w, out_now, ghi_now, occ)
+        return prev, cur
+
+    def _run(self, t_s: float, window: tuple[Slot, Slot], power_w: float, slots: int) -> list[float]:
+        prev, cur = window
+        cur = Slot(cur.air_c, power_w, cur.outdoor_c, cur.ghi_w_m2, cur.occupants)
+        future = []
+        for k in range(1, slots + 1):
+            out_c, ghi = self.outdoor_at(t_s + (k + 0.5) * self.s.slot_s)
+            future.append(Slot(math.nan, power_w, out_c, ghi, cur.occupants))
+        return [cur.air_c, *self.model.simulate(prev, cur, future)]
+
+    def warmup_s(self, t_s: float, target_c: float) -> float | None:
+        """Model time (s) from ``t_s`` at full power until the room is within arrival_tolerance_k of
+        ``target_c``; None if not within max_lead_s (or no window yet)."""
+        window = self._window(t_s)
+        if window is None:
+            return None
+        goal_c = target_c - self.s.arrival_tolerance_k
+        slots = int(self.s.max_lead_s / self.s.slot_s) + 1
+        path = self._run(t_s, window, self.max_w, slots)
+        if path[0] >= goal_c:
+            return 0.0
+        for k in range(1, len(path)):
+            if path[k] >= goal_c:
+                rise = path[k] - path[k - 1]
+                frac = 1.0 if rise <= 0 else min(1.0, max(0.0, (goal_c - path[k - 1]) / rise))
+                return (k - 1 + frac) * self.s.slot_s
+        return None
+
+    def coasts(self, t_s: float, until_s: float, floor_c: float) -> bool:
+        """True when the model says the room stays at or above ``floor_c`` from ``t_s`` to ``until_s`` at
+        minimum power."""
+        window = self._window(t_s)
+        if window is None:
+            return False
+        slots = max(1, math.ceil((until_s - t_s) / self.s.slot_s))
+        path = self._run(t_s, window, self.min_w, slots)
+        return min(path) >= floor_c
+
+    # -- schedule shaping -------------------------------------------------------------------------------
+    def target(self, now: datetime, setpoint_c: float, schedule: WeeklySchedule | None) -> float:
+        """The setpoint (°C) the controller should follow now, given the scheduled one; sets ``reason``."""
+        ok, why = self.ready()
+        if schedule is None or not ok:
+            self.reason = why if not ok else "no schedule"
+            self._event = None
+            return setpoint_c
+        t_s = calendar_s(now)
+        change = schedule.next_change(now)
+        if change is None:
+            self.reason = "no setpoint change ahead"
+            return setpoint_c
+        at_s = calendar_s(change)
+        to_c = schedule.setpoint_at(change)
+        if self._event is None or self._event.at_s != at_s:
+            self._event = _Event(at_s, setpoint_c, to_c)
+        event = self._event
+        left_s = at_s - t_s
+        if to_c > setpoint_c:
+            return self._start(event, t_s, left_s, setpoint_c)
+        if to_c < setpoint_c and self.s.optimal_stop:
+            return self._stop(event, t_s, left_s, setpoint_c)
+        self.reason = "following the schedule"
+        return setpoint_c
+
+    def _start(self, event: _Event, t_s: float, left_s: float, setpoint_c: float) -> float:
+        if left_s > self.s.max_lead_s:
+            self.reason = "following the schedule"
+            return setpoint_c
+        lead_s = self.warmup_s(t_s, event.to_c)
+        capped = lead_s is None or lead_s * self.lead_factor >= self.s.max_lead_s
+        needed_s = self.s.max_lead_s if capped else lead_s * self.lead_factor  # type: ignore[operator]
+        slack_s = 0.0 if not event.boosting else self.s.boost_hysteresis_s
+        if left_s <= needed_s + slack_s:  # full power from now only just makes it: heat to the raised setpoint
+            if event.started_s is None:
+                event.started_s, event.lead_model_s, event.capped = t_s, lead_s, capped
+            event.boosting = True
+            self.reason = f"optimal start for {event.to_c:g} °C in {left_s / 60:.0f} min"
+            return event.to_c
+        event.boosting = False
+        if event.started_s is not None:  # ahead of the plan: stay in the current band until needed again
+            self.reason = f"pre-heating for {event.to_c:g} °C in {left_s / 60:.0f} min"
+            return min(event.to_c, setpoint_c + self.s.precharge_band_k)
+        self.reason = f"pre-heat in {(left_s - needed_s) / 60:.0f} min"
+        return setpoint_c
+
+    def _stop(self, event: _Event, t_s: float, left_s: float, setpoint_c: float) -> float:
+        floor_c = setpoint_c - self.s.stop_margin_k
+        if left_s > STOP_LOOKAHEAD_S:
+            self.reason = "following the schedule"
+            return setpoint_c
+        samples = self._recent.samples
+        room_c = samples[-1][1] if samples else math.nan
+        if self._stopping_for == event.at_s:
+            if room_c < floor_c:
+                self._stopping_for = None  # fell further than the model said: heat again
+            else:
+                self.reason = f"optimal stop before {event.to_c:g} °C in {left_s / 60:.0f} min"
+                return event.to_c
+        elif room_c >= setpoint_c - 0.1 and self.coasts(t_s, event.at_s, floor_c):
+            self._stopping_for = event.at_s
+            self.reason = f"optimal stop before {event.to_c:g} °C in {left_s / 60:.0f} min"
+            return event.to_c
+        self.reason = "following the schedule"
+        return setpoint_c
+
+    def _track_arrival(self, t_s: float, room_c: float) -> None:
+        event = self._event
+        if event is None or event.to_c <= event.from_c:
+            return
+        if event.reached_s is None and room_c >= event.to_c - self.s.arrival_tolerance_k and t_s < event.at_s:
+            event.reached_s = t_s
+        if t_s < event.at_s:
+            return
+        lead_s = None if event.started_s is None else event.at_s - event.started_s
+        self.arrivals.append(Arrival(event.at_s, event.to_c, room_c, lead_s))
+        self._learn(event, room_c)
+        self._event = None
+
+    def _learn(self, event: _Event, room_c: float) -> None:
+        """Late (room below the goal at the raise): a longer lead next time; early (at the goal more than
+        EARLY_S before): a shorter one; at most LEARN_STEP either way per raise."""
+        if event.started_s is None or event.capped:
+            return
+        goal_c = event.to_c - self.s.arrival_tolerance_k
+        raise_k = max(0.5, event.to_c - event.from_c)
+        change = 1.0
+        if room_c < goal_c - 0.05:
+            change = 1.0 + (goal_c - room_c) / raise_k
+        elif event.reached_s is not None and event.at_s - event.reached_s > EARLY_S:
+            lead_s = max(event.at_s - event.started_s, 1.0)
+            change = 1.0 - 0.5 * (event.at_s - event.reached_s) / lead_s
+        change = min(LEARN_STEP, max(1.0 / LEARN_STEP, change))
+        self.lead_factor = min(FACTOR_RANGE[1], max(FACTOR_RANGE[0], self.lead_factor * change))
+
+    # -- heat-demand forecast ---------------------------------------------------------------------------
+    def forecast(self, now: datetime, schedule: WeeklySchedule) -> list[float] | None:
+        """Heat demand (W) of each of the FORECAST_SLOTS slots from the current slot boundary on; None when
+        the model is not ready (the caller falls back to persistence)."""
+        ok, _ = self.ready()
+        t_s = calendar_s(now)
+        window = self._window(t_s)
+        if not ok or window is None:
+            return None
+        start = now.replace(second=0, microsecond=0)
+        start -= timedelta(minutes=start.minute % int(self.s.slot_s // 60))
+        lead_s = self.s.max_lead_s / 3 if not self.arrivals else max(
+            (a.lead_s for a in self.arrivals if a.lead_s is not None), default=self.s.max_lead_s / 3)
+        prev, cur = window
+        demand = []
+        for k in range(FORECAST_SLOTS):
+            slot_end = start + timedelta(seconds=(k + 1) * self.s.slot_s)
+            target_c = schedule.setpoint_at(slot_end)
+            ahead = schedule.setpoint_at(slot_end + timedelta(seconds=lead_s))
+            target_c = max(target_c, ahead)
+            out_c, ghi = self.outdoor_at(calendar_s(slot_end) - self.s.slot_s / 2)
+            cur = Slot(cur.air_c, 0.0, out_c, ghi, cur.occupants)
+            power_w = self.model.power_for(prev, cur, target_c)
+            power_w = self.min_w if math.isnan(power_w) else min(self.max_w, max(self.min_w, power_w))
+            cur = Slot(cur.air_c, power_w, out_c, ghi, cur.occupants)
+            nxt = self.model.step(prev, cur)
+            prev, cur = cur, Slot(nxt, power_w, out_c, ghi, cur.occupants)
+            demand.append(power_w)
+        return demand
+
+    def slot_start(self, now: datetime) -> datetime:
+        """The start of the slot ``now`` is in (local time)."""
+        into_s = calendar_s(now) % self.s.slot_s
+        return now - timedelta(seconds=into_s)
+
+    def persistence_forecast(self, now: datetime) -> list[float] | None:
+        """Each slot's power of the day before (W), for FORECAST_SLOTS slots from the current one; None
+        until a full day of slots is known."""
+        known = dict(self.slot_power)
+        first_s = calendar_s(self.slot_start(now))
+        out = [known.get(first_s + k * self.s.slot_s - 86400.0) for k in range(FORECAST_SLOTS)]
+        if any(w is None for w in out):
+            return None
+        return [float(w) for w in out]  # type: ignore[arg-type]
+
+    def weather_source(self, now: datetime) -> Literal["forecast", "persistence", "none"]:
+        """Where the outdoor temperature of the next hours comes from: forecast, persistence or none."""
+        known = self.outdoor.at(calendar_s(now) + 3600.0)
+        if known is None:
+            return "none"
+        return "forecast" if known[2] == "forecast" else "persistence"
+
+    # -- persistence and status -------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Plain-JSON state: the model, the learned lead factor."""
+        return {"model": self.model.state(), "lead_factor": self.lead_factor}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load `state`; raises ValueError/TypeError/KeyError (nothing changed) when malformed."""
+        factor = float(state.get("lead_factor", 1.0))
+        if not FACTOR_RANGE[0] <= factor <= FACTOR_RANGE[1]:
+            raise ValueError(f"lead_factor {factor} out of range")
+        self.model.restore(state["model"])
+        self.lead_factor = factor
+
+    def status(self) -> dict[str, Any]:
+        """Plain-JSON status: readiness, fit, physical read-out, lead factor, last arrival error."""
+        ok, why = self.ready()
+        phys = self.model.physical()
+        last = self.arrivals[-1] if self.arrivals else None
+        return {"ready": ok, "why": why, "reason": self.reason, "slots": self.model.samples,
+                "fit_rms_k": None if math.isnan(self.model.fit_rms_k) else round(self.model.fit_rms_k, 3),
+                "loss_w_k": None if phys is None else round(phys.loss_w_k, 2),
+                "time_constants_h": None if phys is None else [round(t / 3600, 2) for t in phys.time_constants_s],
+                "lead_factor": round(self.lead_factor, 3),
+                "last_arrival_error_k": None if last is None else round(last.error_k, 2),
+                "outdoor": "none" if not self.outdoor.times_s else "forecast"}
