@@ -134,7 +134,7 @@ def test_run_reports_progress_and_the_plot_names_algorithm_dates_and_kpis(tmp_pa
     assert result.parameters.as_dict() | {"weather_file": None} == {
         "algorithm": "hysteresis", "controller": "agent", "start": "2026-03-02T00:00:00",
         "end": "2026-03-02T06:00:00", "days": 0.25, "seed": 3, "weather_file": None, "step_s": 30.0,
-        "predict": True, "warmup_days": 0.0}
+        "predict": False, "warmup_days": 0.0}
     title = plot_title(result)
     assert title.startswith("HYSTERESIS thermostat, 0.25 day(s), Mon 02 Mar 2026")
     assert f"RMS error {result.kpis.rms_error_k:.3f} K" in title

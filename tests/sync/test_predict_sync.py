@@ -58,7 +58,7 @@ def fake_agent(predictor: Predictor | None, now: datetime) -> Any:
     schedule = default_home(ModeSetpoints(20.0, 19.0, 7.0))
     loop_s = [0.0]
     clock = SimpleNamespace(now=lambda: now, monotonic=lambda: loop_s[0])  # the calendar stands still
-    cfg = SimpleNamespace(thermostat=SimpleNamespace(predict=PredictConfig()), jobs=SimpleNamespace(cpus=8),
+    cfg = SimpleNamespace(thermostat=SimpleNamespace(predict=PredictConfig(enabled=True)), jobs=SimpleNamespace(cpus=8),
                           sync=None, fire=SimpleNamespace(occupancy_channels=[]), state_dir=Path("/nonexistent"))
     agent = SimpleNamespace(thermostat=SimpleNamespace(predictor=predictor, schedule=schedule), clock=clock,
                             cfg=cfg, jobs=object(), power=SimpleNamespace(cfg=SimpleNamespace(max_w=500.0)),
