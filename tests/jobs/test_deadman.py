@@ -57,8 +57,10 @@ def _start(base_dir: Path):
     root = base_dir / "sys"
     cgroup = Path(f"/sys/fs/cgroup/qrad-test-{base_dir.name[-8:]}")
     config = base_dir / "agent.toml"
+    # Full power whatever the room does (output_min_w near max_w): only the dead-man may bring the jobs down.
     config.write_text(_config(base_dir, root, cgroup).replace(
-        "poll_s = 0.1", f"poll_s = 0.1\ndeadman_timeout_s = {DEADMAN_TIMEOUT_S}"))
+        "poll_s = 0.1", f"poll_s = 0.1\ndeadman_timeout_s = {DEADMAN_TIMEOUT_S}").replace(
+        'mode = "comfort"', 'mode = "comfort"\noutput_min_w = 490.0'))
     procs: list[subprocess.Popen] = []
     sim = subprocess.Popen([HWSIM, "serve", "--root", str(root), "--speed", "1", "--devices", "room",
                             "--initial-air-c", "17.0"], stdout=subprocess.PIPE, text=True)
