@@ -94,7 +94,8 @@ class Agent:
         self.tuner = Tuner(self)
         self.tuned_gains: PidGains | None = None
         self.sync = self._build_sync(cfg) if cfg.sync is not None else None
-        self.fire_response = FireResponse(self)
+        self.fire_response = FireResponse(self.safety, self.save_state, lambda: self.sync,
+                                          self._reset_fire_detector)
         self.fire: FireDetector | None = None
         self.deadman: Any = None  # the launcher's dead-man beat (jobs through a launcher service only)
         self.config_path: Path | None = None  # the file the configuration came from (selftest compares it)
@@ -115,6 +116,10 @@ class Agent:
             self.safety.checks.append(thermal_check(cfg.fire.thermal, cfg.safety.surface_channel,
                                                     list(cfg.thermostat.room_channels),
                                                     cfg.thermostat.stale_after_s, self.hub, self.power))
+
+    def _reset_fire_detector(self, who: str) -> None:
+        if self.fire is not None:
+            self.fire.reset(True, who=who)
 
     def _audio_queue(self):
         """The microphone stream for fire detection: the first audio device's subscription, if any."""

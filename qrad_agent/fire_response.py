@@ -10,7 +10,8 @@ the network. The ALARM latches until `reset`.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 import structlog
 
@@ -24,26 +25,53 @@ log = structlog.get_logger(component="fire")
 CONDITION = "fire_alarm"
 
 
-class FireResponse:
-    """What the agent does on a fire ALARM, and how it is reset."""
+class SafePath(Protocol):
+    """What the fire response needs of the safety layer."""
 
-    def __init__(self, agent: Any) -> None:
-        self.agent = agent
+    @property
+    def conditions(self) -> dict[str, str]: ...
+
+    def enter_safe_state(self, condition: str, reason: str) -> None: ...
+
+    def clear(self, condition: str) -> None: ...
+
+    def alarm_output(self, on: bool) -> bool | None: ...
+
+
+class AlarmOutbox(Protocol):
+    """Where alarms go to the platform (the sync client's outbox)."""
+
+    def enqueue(self, kind: Any, message: Any) -> Coroutine[Any, Any, Any]: ...
+
+
+class FireResponse:
+    """What the agent does on a fire ALARM, and how it is reset.
+
+    ``safety``: the safe-state path and the alarm output; ``save_state``: flush the agent's state file (never
+    raises); ``outbox``: the sync outbox now, or None without sync; ``reset_detector(who)``: back to NORMAL.
+    """
+
+    def __init__(self, safety: SafePath, save_state: Callable[[], None],
+                 outbox: Callable[[], AlarmOutbox | None], reset_detector: Callable[[str], None]) -> None:
+        self.safety = safety
+        self.save_state = save_state
+        self.outbox = outbox
+        self.reset_detector = reset_detector
         self.latched: dict[str, Any] | None = None
         self._tasks: set[asyncio.Task] = set()
 
     def on_alarm(self, decision: Any) -> None:
         """Safe power first, then the local signal, the state file and the platform. Never awaits."""
         reason = f"fire ALARM: {decision.reason}"
-        self.agent.safety.enter_safe_state(CONDITION, reason)
-        self.agent.safety.alarm_output(True)
+        self.safety.enter_safe_state(CONDITION, reason)
+        self.safety.alarm_output(True)
         self.latched = decision.as_dict()
-        self.agent.save_state()
+        self.save_state()
         self.publish("raised", decision.reason)
 
     def publish(self, state: str, detail: str) -> None:
         """Hand the alarm to the outbox in the background (it survives a broker outage)."""
-        sync = self.agent.sync
+        sync = self.outbox()
         if sync is None:
             return
         from qrad_agent.sync.contract import AlarmMessage, Kind
@@ -56,14 +84,13 @@ class FireResponse:
 
     def reset(self, by: str) -> bool:
         """End a latched ALARM (an authorised command or a technician); False if none is latched."""
-        if self.latched is None and CONDITION not in self.agent.safety.conditions:
+        if self.latched is None and CONDITION not in self.safety.conditions:
             return False
-        if self.agent.fire is not None:
-            self.agent.fire.reset(True, who=by)
+        self.reset_detector(by)
         self.latched = None
-        self.agent.safety.clear(CONDITION)
-        self.agent.safety.alarm_output(False)
-        self.agent.save_state()
+        self.safety.clear(CONDITION)
+        self.safety.alarm_output(False)
+        self.save_state()
         self.publish("cleared", f"reset by {by}")
         log.warning("fire alarm reset", by=by)
         return True
@@ -72,9 +99,9 @@ class FireResponse:
         """A latched ALARM from before a restart holds power at minimum again until reset."""
         if latched:
             self.latched = latched
-            self.agent.safety.enter_safe_state(CONDITION, f"fire ALARM latched before restart: "
+            self.safety.enter_safe_state(CONDITION, f"fire ALARM latched before restart: "
                                                           f"{latched.get('reason', '')}")
-            self.agent.safety.alarm_output(True)
+            self.safety.alarm_output(True)
 
 
 def thermal_check(cfg: ThermalProtectionConfig, surface_channel: str, room_channels: list[str],
