@@ -37,6 +37,7 @@ import numpy as np
 
 from qrad_agent.fire.config import SoundConfig
 from qrad_agent.fire.evidence import Evidence
+from qrad_agent.fire.ridges import Beep, RidgeBand, match_t3
 
 SAMPLE_RATE_HZ = 16000
 FRAME_N = 256
@@ -70,6 +71,9 @@ GAP_QUIET_DB = 6.0
 """In the 520 Hz band the gaps must be this much quieter than the beeps across the whole region."""
 SAME_CYCLE_S = 2.0
 """Confirmations closer than this are one cycle heard in both bands."""
+HARMONIC_ONSET_S = 0.06
+"""Piezo-band beeps starting and ending this close to 520 Hz square-wave beeps are that square wave's 5th or
+7th harmonic: a pattern built on them must continue with the square wave's next beep, not any sound."""
 STREAM_GAP_S = 0.5
 """A jump in block times larger than this resets the segmentation (the stream lost audio)."""
 
@@ -154,7 +158,9 @@ class AlarmSoundDetector:
         bw = sample_rate_hz / FRAME_N
         hi = (round(cfg.high_band_hz[0] / bw), round(cfg.high_band_hz[1] / bw))
         lo = (round(cfg.low_band_hz[0] / bw), round(cfg.low_band_hz[1] / bw))
-        self.bands = (_Band("high", hi, (hi[0] - 8, hi[1] + 9)),
+        high: _Band | RidgeBand = (RidgeBand("high", hi, (hi[0] - 8, hi[1] + 9), self.frame_s)
+                                   if cfg.segmenter == "ridge" else _Band("high", hi, (hi[0] - 8, hi[1] + 9)))
+        self.bands = (high,
                       _Band("low", lo, (max(1, lo[0] - 5), lo[1] + 11),
                             (cfg.low_band_hz[0] / bw, cfg.low_band_hz[1] / bw)))
         self.bin_hz = bw
@@ -162,6 +168,7 @@ class AlarmSoundDetector:
         self._pending = np.zeros(0, dtype=np.float32)
         self._frame = 0  # frames processed since start
         self._last_t: float | None = None
+        self._block_t = 0.0
         self.confirmations = 0
         self.consecutive = 0
         self.last_confirm_t: float | None = None
@@ -182,10 +189,35 @@ class AlarmSoundDetector:
         frames = data[: n * FRAME_N].reshape(n, FRAME_N) * self._window
         power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
         confirmed = False
-        for band in self.bands:
-            confirmed |= self._scan(band, power, t_s)
+        self._block_t = t_s
+        for band in reversed(self.bands):  # the 520 Hz band first: the piezo band looks at its beeps
+            if isinstance(band, RidgeBand):
+                confirmed |= band.scan(power, self.cfg, self._frame, self._ridge_beep)
+            else:
+                confirmed |= self._scan(band, power, t_s)
         self._frame += n
         return confirmed
+
+    def _ridge_beep(self, band: RidgeBand, beep: Beep) -> bool:
+        """A beep in progress in the ridge-tracked band: does it complete a T3 cycle?"""
+        found = match_t3(self.cfg, list(band.segments), beep)
+        if found is None:
+            return False
+        match, triple = found
+        low = next((b for b in self.bands if isinstance(b, _Band) and b.harmonic), None)
+        if low is not None and any(self._square_harmonic(low, s.start_s, s.end_s) for s in triple):
+            now = low.cur_start * self.frame_s if low.cur_start is not None else -math.inf
+            if abs(beep.start_s - now) > HARMONIC_ONSET_S:
+                return False  # a square wave's harmonics, then some other sound: not one alarm's pattern
+        self.last_match = {**match, "freq_hz": round(beep.lines[0] * self.bin_hz),
+                           "lines_hz": sorted(round(f * self.bin_hz) for f in beep.lines)}
+        self._confirm(band, beep, self._block_t)
+        return True
+
+    def _square_harmonic(self, low: _Band, start_s: float, end_s: float) -> bool:
+        """A beep that starts and ends with a 520 Hz square-wave beep: its 5th or 7th harmonic."""
+        return any(abs(start_s - q.start_s) <= HARMONIC_ONSET_S and abs(end_s - q.end_s) <= HARMONIC_ONSET_S
+                   for q in low.segments if q.duration_s >= self.cfg.on_min_s)
 
     def _restart(self) -> None:
         for band in self.bands:
@@ -283,7 +315,7 @@ class AlarmSoundDetector:
                            "long_gap_s": round(long_gap, 3), "freq_hz": round(s1.bin * self.bin_hz)}
         return True
 
-    def _confirm(self, band: _Band, seg: Segment, t_s: float) -> None:
+    def _confirm(self, band: _Band | RidgeBand, seg: Segment | Beep, t_s: float) -> None:
         since = t_s - self.last_confirm_t if self.last_confirm_t is not None else math.inf
         if since < SAME_CYCLE_S:  # the other band (a square wave's harmonics) heard the same cycle
             return

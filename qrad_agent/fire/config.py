@@ -7,6 +7,8 @@ sections, unknown fields are errors and values are frozen after load.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -25,6 +27,9 @@ class SoundConfig(_Section):
     """
 
     enabled: bool = True
+    segmenter: Literal["ridge", "bin"] = Field(
+        "ridge", description="piezo band: 'ridge' tracks a beep's lines and envelope (qrad_agent.fire.ridges); "
+                             "'bin' keys a beep to one FFT bin (the detector before issue 16, kept to compare)")
     high_band_hz: tuple[float, float] = (2740.0, 3860.0)
     low_band_hz: tuple[float, float] = (460.0, 580.0)
     contrast_db: float = Field(9.0, gt=0, description="tone peak over the band's median bin, dB")
