@@ -10,8 +10,9 @@ attached to open beeps:
       the pitch may wander by that much per frame);
     - during a beep's first ``ONSET_S`` any other peak becomes one more of its lines (lines of one alarm
       start together; a second alarm, out of phase, starts at its own time and becomes its own beep);
-    - a beep lasts while the loudest of its lines stays within ``BEEP_LEVEL_DB`` of the beep's peak level,
-      bridging dropouts of up to ``BRIDGE_FRAMES``; a tone ``NEW_SOUND_DB`` louder at its pitch is a new sound.
+    - a beep lasts while the loudest of its lines stays within ``BEEP_LEVEL_DB`` of its envelope (the
+      loudest line after its first ``ATTACK_S``), bridging dropouts of up to ``BRIDGE_FRAMES``; a tone
+      ``NEW_SOUND_DB`` louder at its pitch is a new sound.
 The T3 pattern is then matched on the beeps' onsets (``match_t3``): onsets are sharp even in a reverberant
 room, where the tail stretches every beep and shortens every gap by up to its decay time.
 """
@@ -35,11 +36,15 @@ about 6 dB in recordings)."""
 ONSET_S = 0.08
 """Lines starting within this of a beep's onset belong to it (one driver, one envelope)."""
 BEEP_LEVEL_DB = 8.0
-"""A frame whose loudest line is this far below the beep's peak is not part of the beep (the noise under
+"""A frame whose loudest line is this far below the beep's envelope is not part of the beep (the noise under
 it, or the reverberant tail once it has decayed this much)."""
+ATTACK_S = 0.1
+"""A beep's first 100 ms belong to it whatever their level, and its envelope is the loudest line after
+them: in a reverberant room a tone's first 20-50 ms (the direct sound alone) can be 10 dB louder than its
+steady state (direct plus a reverberant field that may cancel at that pitch); the steady part is the beep."""
 NEW_SOUND_DB = 10.0
-BRIDGE_FRAMES = 7
-"""Dropouts up to 112 ms inside a beep (beating nulls, a flip between lines) do not split it."""
+BRIDGE_FRAMES = 10
+"""Dropouts up to 160 ms inside a beep (beating nulls, a flip between lines) do not split it."""
 MIN_SEGMENT_FRAMES = 3
 MAX_OPEN = 4
 """Beeps tracked at once (two alarms and noise); the weakest is dropped beyond this."""
@@ -86,6 +91,7 @@ class _Open:
     level: float
     confirmed: bool = False
     ended: bool = False
+    ref: float = 0.0
 
 
 class RidgeBand:
@@ -152,36 +158,48 @@ class RidgeBand:
 
     def _track(self, frame: int, peaks: list[tuple[float, float]]) -> None:
         used = [False] * len(peaks)
-        for beep in sorted(self.open, key=lambda b: -b.level):
-            if beep.ended:
+        live = sorted((b for b in self.open if not b.ended), key=lambda b: -b.level)
+        matched: dict[int, list[tuple[int, int, float, float]]] = {id(b): [] for b in live}
+        for j, (f, db) in enumerate(peaks):  # first every line that continues, then new lines at onsets
+            near = [(abs(line - f), k, b) for b in live for k, line in enumerate(b.lines)]
+            if near:
+                dist, k, b = min(near, key=lambda x: x[0])
+                if dist <= LINE_TOL_BINS:
+                    matched[id(b)].append((j, k, f, db))
+                    used[j] = True
+        for j, (f, db) in enumerate(peaks):
+            if used[j]:
                 continue
-            matched = []
-            for j, (f, db) in enumerate(peaks):
-                if used[j]:
-                    continue
-                near = min(range(len(beep.lines)), key=lambda k: abs(beep.lines[k] - f))
-                if abs(beep.lines[near] - f) <= LINE_TOL_BINS:
-                    matched.append((j, near, f, db))
-                elif frame - beep.start <= ONSET_S / self.frame_s and db >= beep.level - LINE_RANGE_DB:
-                    matched.append((j, -1, f, db))
-            if not matched:
+            for b in live:
+                if frame - b.start <= ONSET_S / self.frame_s and db >= b.level - LINE_RANGE_DB:
+                    matched[id(b)].append((j, -1, f, db))
+                    used[j] = True
+                    break
+        settle = ATTACK_S / self.frame_s
+        for beep in live:
+            found = matched[id(beep)]
+            if not found:
                 continue
-            env = max(db for *_, db in matched)
-            if env > beep.level + NEW_SOUND_DB:
+            env = max(db for *_, db in found)
+            if env > beep.ref + NEW_SOUND_DB:
                 beep.ended = True  # a much louder tone at this pitch: a new sound; this beep ends here
+                for j, *_ in found:
+                    used[j] = False
                 continue
-            for j, near, f, _ in matched:
-                used[j] = True
-                if near < 0:
+            for _, k, f, _ in found:
+                if k < 0:
                     beep.lines.append(f)
                 else:
-                    beep.lines[near] = f
-            if env >= beep.level - BEEP_LEVEL_DB:
+                    beep.lines[k] = f
+            attack = frame - beep.start <= settle
+            if attack or env >= beep.ref - BEEP_LEVEL_DB:
                 beep.last = frame
                 beep.level = max(beep.level, env)
+                beep.ref = env if attack else max(beep.ref, env)
         fresh = [(f, db) for j, (f, db) in enumerate(peaks) if not used[j]]
         if fresh:
-            self.open.append(_Open(frame, frame, [f for f, _ in fresh], max(db for _, db in fresh)))
+            level = max(db for _, db in fresh)
+            self.open.append(_Open(frame, frame, [f for f, _ in fresh], level, ref=level))
         keep = []
         for beep in self.open:
             if beep.ended or frame - beep.last > BRIDGE_FRAMES:
