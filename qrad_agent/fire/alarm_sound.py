@@ -172,6 +172,7 @@ class AlarmSoundDetector:
         self.confirmations = 0
         self.consecutive = 0
         self.last_confirm_t: float | None = None
+        self.run_start_t: float | None = None
         self.last_match: dict | None = None
         self.samples = 0
 
@@ -320,6 +321,8 @@ class AlarmSoundDetector:
         if since < SAME_CYCLE_S:  # the other band (a square wave's harmonics) heard the same cycle
             return
         self.consecutive = self.consecutive + 1 if since <= CONSECUTIVE_CYCLE_S else 1
+        if self.consecutive == 1:
+            self.run_start_t = t_s
         self.confirmations += 1
         self.last_confirm_t = t_s
         if self.last_match is not None:
@@ -336,4 +339,4 @@ class AlarmSoundDetector:
         values = {"cycles": self.consecutive if conf else 0, **(self.last_match or {})} if conf else {}
         reason = (f"temporal-three alarm sound, {self.consecutive} cycle(s), last at {self.last_confirm_t:.1f} s"
                   if conf else "no alarm pattern")
-        return Evidence("sound", conf, values, reason, t_s)
+        return Evidence("sound", conf, values, reason, t_s, since_s=self.run_start_t if conf >= 1.0 else None)

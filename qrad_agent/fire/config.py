@@ -95,10 +95,22 @@ class Co2Config(_Section):
     slope_window_s: float = Field(120.0, ge=20.0)
     noise_sigmas: float = Field(4.0, ge=0)
     span_persons: float = Field(30.0, gt=0, description="excess persons giving full confidence")
+    span_persons_absent: float = Field(
+        10.0, gt=0, description="the same in an empty room: 13 persons' CO2 where nobody is, is not people")
     level_ppm: float = Field(6000.0, gt=0, description="with nobody present, a level this high is evidence")
+    max_air_changes_per_h: float = Field(
+        10.0, gt=0, description="fastest ventilation of the room (a wide-open window): a faster CO2 fall "
+                                "is a local source at the sensor")
+    fall_window_s: float = Field(30.0, ge=6.0, description="window of the fall-rate slope, s")
+    implausible_hold_s: float = Field(900.0, ge=0, description="CO2 gives no evidence this long after an "
+                                                                "implausible fall, s")
     pm_floor_present_ug_m3: float = Field(300.0, ge=0)
     pm_floor_absent_ug_m3: float = Field(100.0, ge=0)
     pm_span_ug_m3: float = Field(300.0, gt=0)
+    pm_slope_window_s: float = Field(120.0, ge=20.0, description="window of the PM2.5 rise slope, s")
+    pm_rise_present_ug_m3_min: float = Field(150.0, ge=0, description="rise people explain (cooking)")
+    pm_rise_absent_ug_m3_min: float = Field(5.0, ge=0, description="rise an empty room explains")
+    pm_rise_span_ug_m3_min: float = Field(20.0, gt=0, description="unexplained rise giving full confidence")
     presence_db_a: float = Field(45.0, description="a sound level above this means people are present")
     presence_hold_s: float = Field(900.0, ge=0)
     occupied_hours: tuple[float, float] = (7.0, 23.0)

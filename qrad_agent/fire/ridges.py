@@ -77,7 +77,7 @@ class Beep:
 
     @property
     def bin(self) -> int:
-        return int(round(self.lines[0]))
+        return round(self.lines[0])
 
     def shares_pitch(self, other: Beep) -> bool:
         return any(abs(a - b) <= LINE_TOL_BINS for a in self.lines for b in other.lines)

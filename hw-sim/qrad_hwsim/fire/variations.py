@@ -142,7 +142,7 @@ def reverberate(x: np.ndarray, rt60_s: float, drr_db: float, rng: np.random.Gene
     tail = rng.normal(0, 1, m) * np.exp(-6.91 * np.arange(m) / m)
     tail *= math.sqrt(10 ** (-drr_db / 10) / float(np.sum(tail ** 2)))
     h = np.concatenate(([1.0], tail))
-    size = 1 << int(math.ceil(math.log2(x.size + h.size)))
+    size = 1 << math.ceil(math.log2(x.size + h.size))
     return np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(h, size), size)[: x.size]
 
 
