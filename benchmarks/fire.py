@@ -146,10 +146,10 @@ def fsri_all() -> list[dict[str, Any]]:
 
 
 def fsri(temp_col: str = "Quadrant A Temperature 1.8 m Below Ceiling",
-         o2_col: str = "Quad A Oxygen 1.8 m Below Ceiling") -> dict[str, Any]:
+         o2_col: str = "Quad A Oxygen 1.8 m Below Ceiling", path: Path | None = None) -> dict[str, Any]:
     """The UL FSRI armchair fire: a low, off-plume thermocouple and the O2 depletion as CO2, 1 Hz rows
-    interpolated to the sensor period (``SENSOR_PERIOD_S``)."""
-    path = DATA / "fire_compartment_fsri" / "RedAccent_Closed_Corner_1.csv"
+    interpolated to the sensor period (``SENSOR_PERIOD_S``). ``path``: the file (or an excerpt of it)."""
+    path = path or DATA / "fire_compartment_fsri" / "RedAccent_Closed_Corner_1.csv"
     with path.open() as f:
         rows = list(csv.DictReader(f))
     rows = [r for r in rows if r.get(temp_col) not in (None, "") and r.get(o2_col) not in (None, "")]
@@ -170,13 +170,15 @@ def fsri(temp_col: str = "Quadrant A Temperature 1.8 m Below Ceiling",
     return {"channel": temp_col, "ignition_to_alarm_s": None, "ignition_to_pre_alarm_s": pre, "reason": ""}
 
 
-def uci_occupancy(period_s: float = SENSOR_PERIOD_S) -> dict[str, Any]:
+def uci_occupancy(period_s: float = SENSOR_PERIOD_S, paths: list[Path] | None = None) -> dict[str, Any]:
     """The UCI office days replayed with their occupancy as presence: every ALARM is false. The 1-min rows
     are interpolated linearly to ``period_s`` (occupancy held), so the CO2 slope window sees the samples a
-    heater's sensor gives it; ``period_s`` 60 is the old once-per-row replay."""
+    heater's sensor gives it; ``period_s`` 60 is the old once-per-row replay. ``paths``: files in the
+    data set's layout (default: its two files)."""
     out = {}
-    for name in ("datatraining.txt", "datatest.txt"):
-        with (DATA / "occupancy_uci" / name).open() as f:
+    for path in paths or [DATA / "occupancy_uci" / n for n in ("datatraining.txt", "datatest.txt")]:
+        name = path.name
+        with path.open() as f:
             rows = list(csv.reader(f))[1:]
         stamps = [time.strptime(r[1], "%Y-%m-%d %H:%M:%S") for r in rows]
         t_row = np.array([time.mktime(st) for st in stamps])
