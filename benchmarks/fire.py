@@ -418,7 +418,7 @@ def cpu_cost(seconds: float = 600.0) -> dict[str, float]:
     return {"audio_s": seconds, "cpu_s": used, "core_percent": 100 * used / seconds}
 
 
-def sound_section(quick: bool) -> dict[str, Any]:
+def sound_section(quick: bool, trials: int | None = None, nuisance_s: float | None = None) -> dict[str, Any]:
     """Every alarm-sound goal, the baseline one-bin segmenter ('bin') against the ridge tracker ('ridge')."""
     out: dict[str, Any] = {}
     print("\n== alarm sound: baseline 'bin' (one FFT bin per beep) vs 'ridge' (lines and envelope)")
@@ -437,7 +437,7 @@ def sound_section(quick: bool) -> dict[str, Any]:
           f"ridge {rec['ridge']['alarms']}/{rec['ridge']['runs']} (median {rec['ridge']['median_s']} s after "
           f"the first beep)")
     out["recording"] = rec
-    vs = variation_set(60 if quick else 500)
+    vs = variation_set(trials or (60 if quick else 500))
     print(f"variation set, {vs['n']} random alarms (doors to -20 dB, 2nd alarm >= 200 Hz away, 0-20 dB SNR): "
           f"found within 10 s: bin {vs['bin']['found']:.1%}, ridge {vs['ridge']['found']:.1%}; "
           f"ALARM within 15 s: bin {vs['bin']['alarm']:.1%}, ridge {vs['ridge']['alarm']:.1%}")
@@ -450,9 +450,9 @@ def sound_section(quick: bool) -> dict[str, Any]:
               f"bin {res['bin']['detected_within_6s']:.1%}, ridge {res['ridge']['detected_within_6s']:.1%} of "
               f"{res['ridge']['trials']}; ridge latency median {res['ridge']['latency_median_s']:.2f} s")
         out[label] = res
-    seconds = 600.0 if quick else 3600.0
+    seconds = nuisance_s or (600.0 if quick else 3600.0)
     nuis = {seg: non_alarm_hours(seconds, seg) for seg in ("bin", "ridge")}
-    print(f"non-alarm sounds, T3 confirmations in {'10 min' if quick else 'an hour'} each (target 0): bin / ridge")
+    print(f"non-alarm sounds, T3 confirmations in {seconds / 60:.0f} min each (target 0): bin / ridge")
     for name in NON_ALARM:
         print(f"  {name:28} {nuis['bin'][name]:>3} / {nuis['ridge'][name]:<3}")
     out["nuisance"] = nuis
@@ -503,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="2-day program, fewer trials, 10 min per sound")
     ap.add_argument("--only", default="scenarios,datasets,sound,cpu")
     ap.add_argument("--data", type=Path, default=DATA, help="the shared data directory (default ../shared/data)")
+    ap.add_argument("--trials", type=int, default=None, help="random variations (default 500, quick 60)")
+    ap.add_argument("--nuisance-s", type=float, default=None, help="seconds of each non-alarm sound (3600)")
     args = ap.parse_args(argv)
     DATA = args.data
     parts = set(args.only.split(","))
@@ -512,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     if "datasets" in parts:
         results["datasets"] = datasets()
     if "sound" in parts:
-        results["sound"] = sound_section(args.quick)
+        results["sound"] = sound_section(args.quick, args.trials, args.nuisance_s)
     if "cpu" in parts:
         cpu = cpu_cost(120.0 if args.quick else 600.0)
         print(f"\n== CPU: {cpu['cpu_s']:.2f} s of CPU for {cpu['audio_s']:.0f} s of audio: "

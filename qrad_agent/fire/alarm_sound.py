@@ -37,7 +37,7 @@ import numpy as np
 
 from qrad_agent.fire.config import SoundConfig
 from qrad_agent.fire.evidence import Evidence
-from qrad_agent.fire.ridges import Beep, RidgeBand, match_t3
+from qrad_agent.fire.ridges import PATTERN_LEVEL_DB, Beep, RidgeBand, match_t3
 
 SAMPLE_RATE_HZ = 16000
 FRAME_N = 256
@@ -71,6 +71,9 @@ GAP_QUIET_DB = 6.0
 """In the 520 Hz band the gaps must be this much quieter than the beeps across the whole region."""
 SAME_CYCLE_S = 2.0
 """Confirmations closer than this are one cycle heard in both bands."""
+LOCK_TOLERANCE_S = 0.3
+"""A confirmed alarm's next cycle starts within this of one period after the last (a cheap alarm's
+period drifts by a few %; one period is 3.2-5.8 s)."""
 HARMONIC_ONSET_S = 0.06
 """Piezo-band beeps starting and ending this close to 520 Hz square-wave beeps are that square wave's 5th or
 7th harmonic: a pattern built on them must continue with the square wave's next beep, not any sound."""
@@ -169,6 +172,7 @@ class AlarmSoundDetector:
         self._frame = 0  # frames processed since start
         self._last_t: float | None = None
         self._block_t = 0.0
+        self._lock: tuple[Beep, float] | None = None
         self.confirmations = 0
         self.consecutive = 0
         self.last_confirm_t: float | None = None
@@ -203,7 +207,7 @@ class AlarmSoundDetector:
         """A beep in progress in the ridge-tracked band: does it complete a T3 cycle?"""
         found = match_t3(self.cfg, list(band.segments), beep)
         if found is None:
-            return False
+            return self._continues(band, beep)
         match, triple = found
         low = next((b for b in self.bands if isinstance(b, _Band) and b.harmonic), None)
         if low is not None and any(self._square_harmonic(low, s.start_s, s.end_s) for s in triple):
@@ -212,6 +216,34 @@ class AlarmSoundDetector:
                 return False  # a square wave's harmonics, then some other sound: not one alarm's pattern
         self.last_match = {**match, "freq_hz": round(beep.lines[0] * self.bin_hz),
                            "lines_hz": sorted(round(f * self.bin_hz) for f in beep.lines)}
+        self._lock = (beep, beep.start_s - triple[0].start_s)
+        self._confirm(band, beep, self._block_t)
+        return True
+
+    def _continues(self, band: RidgeBand, beep: Beep) -> bool:
+        """After a confirmed cycle the alarm's pitch, level and cycle period are known: a beep of that pitch
+        and level starting one period after the last cycle's first beep (within ``LOCK_TOLERANCE_S``), with
+        another beep of it inside that cycle, is the alarm's next cycle even when one of its beeps was lost
+        to noise or a door (the first confirmation still needs the whole pattern)."""
+        if self._lock is None:
+            return False
+        first, period = self._lock
+        expected = first.start_s + period
+        if beep.start_s > expected + LOCK_TOLERANCE_S:
+            self._lock = None
+            return False
+        if (abs(beep.start_s - expected) > LOCK_TOLERANCE_S or not beep.shares_pitch(first)
+                or abs(beep.level_db - first.level_db) > PATTERN_LEVEL_DB):
+            return False
+        inside = [s for s in band.segments if first.end_s < s.start_s < beep.start_s - self.cfg.long_gap_min_s * 0.5
+                  and s.shares_pitch(first) and abs(s.level_db - first.level_db) <= PATTERN_LEVEL_DB
+                  and s.duration_s >= self.cfg.on_min_s]
+        if not inside:
+            return False
+        self.last_match = {"continued": True, "period_s": round(beep.start_s - first.start_s, 3),
+                           "freq_hz": round(beep.lines[0] * self.bin_hz),
+                           "lines_hz": sorted(round(f * self.bin_hz) for f in beep.lines)}
+        self._lock = (beep, period)
         self._confirm(band, beep, self._block_t)
         return True
 
@@ -221,6 +253,7 @@ class AlarmSoundDetector:
                    for q in low.segments if q.duration_s >= self.cfg.on_min_s)
 
     def _restart(self) -> None:
+        self._lock = None
         for band in self.bands:
             band.reset()
             band.segments.clear()

@@ -1,7 +1,8 @@
 """CO2 and particles against what the room's occupancy explains.
 
 The CO2 balance of a ventilated room, ``V dC/dt = G - Q (C - C_out)``, gives the generation implied by a
-measurement: ``G = V (dC/dt + n (C - C_out))`` with ``n`` the air changes per second. Divided by one
+measurement: ``G = V (dC/dt + n (C - C_out))`` with ``n`` the air changes per second; ``dC/dt`` is the larger of the
+lower bounds of the slopes over ``slope_window_s`` and over the short ``fall_window_s``. Divided by one
 person's 0.3 L/min it is a number of persons. People present (an occupancy sensor, speech-level sound in
 the last ``presence_hold_s``, or, with neither, the ``occupied_hours`` of the day) explain up to
 ``max_occupants`` plus ``appliance_persons`` (a gas hob); an empty or sleeping room explains
@@ -66,8 +67,11 @@ class Co2Detector:
         self.trend.add(t_s, ppm)
         self.fall.add(t_s, ppm)
         slope, se = self.trend.slope()
+        fast, fast_se = self.fall.slope()
+        if math.isfinite(fast_se) and fast - c.noise_sigmas * fast_se > slope - c.noise_sigmas * se:
+            slope, se = fast, fast_se  # a fire growing fast: the short window sees it a minute sooner
         level = self.trend.median_last() or ppm
-        fall, fall_se = self.fall.slope()
+        fall, fall_se = fast, fast_se
         max_fall = c.max_air_changes_per_h / 3600.0 * max(0.0, level - c.outdoor_ppm)
         if math.isfinite(fall_se) and -(fall + c.noise_sigmas * fall_se) > max_fall:
             self.implausible_until_s = t_s + c.implausible_hold_s

@@ -10,6 +10,8 @@ attached to open beeps:
       the pitch may wander by that much per frame);
     - during a beep's first ``ONSET_S`` any other peak becomes one more of its lines (lines of one alarm
       start together; a second alarm, out of phase, starts at its own time and becomes its own beep);
+      a line silent for longer than ``BRIDGE_FRAMES`` leaves the beep (two alarms that happened to start
+      together part when the shorter beep ends);
     - a beep lasts while the loudest of its lines stays within ``BEEP_LEVEL_DB`` of its envelope (the
       loudest line after its first ``ATTACK_S``), bridging dropouts of up to ``BRIDGE_FRAMES``; a tone
       ``NEW_SOUND_DB`` louder at its pitch is a new sound.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -92,6 +94,7 @@ class _Open:
     confirmed: bool = False
     ended: bool = False
     ref: float = 0.0
+    seen: list[int] = field(default_factory=list)
 
 
 class RidgeBand:
@@ -189,8 +192,10 @@ class RidgeBand:
             for _, k, f, _ in found:
                 if k < 0:
                     beep.lines.append(f)
+                    beep.seen.append(frame)
                 else:
                     beep.lines[k] = f
+                    beep.seen[k] = frame
             attack = frame - beep.start <= settle
             if attack or env >= beep.ref - BEEP_LEVEL_DB:
                 beep.last = frame
@@ -199,7 +204,13 @@ class RidgeBand:
         fresh = [(f, db) for j, (f, db) in enumerate(peaks) if not used[j]]
         if fresh:
             level = max(db for _, db in fresh)
-            self.open.append(_Open(frame, frame, [f for f, _ in fresh], level, ref=level))
+            self.open.append(_Open(frame, frame, [f for f, _ in fresh], level, ref=level,
+                                   seen=[frame] * len(fresh)))
+        for beep in self.open:  # a line silent longer than a dropout has ended: another sound may take its pitch
+            alive = [k for k, seen in enumerate(beep.seen) if frame - seen <= BRIDGE_FRAMES]
+            if alive and len(alive) < len(beep.lines):
+                beep.lines = [beep.lines[k] for k in alive]
+                beep.seen = [beep.seen[k] for k in alive]
         keep = []
         for beep in self.open:
             if beep.ended or frame - beep.last > BRIDGE_FRAMES:
