@@ -37,7 +37,7 @@ import numpy as np
 
 from qrad_agent.fire.config import SoundConfig
 from qrad_agent.fire.evidence import Evidence
-from qrad_agent.fire.ridges import PATTERN_LEVEL_DB, Beep, RidgeBand, match_t3
+from qrad_agent.fire.ridges import PATTERN_LEVEL_DB, REVERB_ON_S, Beep, RidgeBand, match_t3
 
 SAMPLE_RATE_HZ = 16000
 FRAME_N = 256
@@ -222,8 +222,8 @@ class AlarmSoundDetector:
 
     def _continues(self, band: RidgeBand, beep: Beep) -> bool:
         """After a confirmed cycle the alarm's pitch, level and cycle period are known: a beep of that pitch
-        and level starting one period after the last cycle's first beep (within ``LOCK_TOLERANCE_S``), with
-        another beep of it inside that cycle, is the alarm's next cycle even when one of its beeps was lost
+        and level starting one period after the last cycle's first beep (within ``LOCK_TOLERANCE_S``), after a
+        long gap and with another beep of it inside that cycle, is the alarm's next cycle even when one of its beeps was lost
         to noise or a door (the first confirmation still needs the whole pattern)."""
         if self._lock is None:
             return False
@@ -235,11 +235,13 @@ class AlarmSoundDetector:
         if (abs(beep.start_s - expected) > LOCK_TOLERANCE_S or not beep.shares_pitch(first)
                 or abs(beep.level_db - first.level_db) > PATTERN_LEVEL_DB):
             return False
-        inside = [s for s in band.segments if first.end_s < s.start_s < beep.start_s - self.cfg.long_gap_min_s * 0.5
-                  and s.shares_pitch(first) and abs(s.level_db - first.level_db) <= PATTERN_LEVEL_DB
-                  and s.duration_s >= self.cfg.on_min_s]
-        if not inside:
-            return False
+        alike = [s for s in band.segments if s.shares_pitch(first) and s.duration_s >= self.cfg.on_min_s
+                 and abs(s.level_db - first.level_db) <= PATTERN_LEVEL_DB]
+        quiet_from = beep.start_s - (self.cfg.long_gap_min_s - REVERB_ON_S)
+        if not any(first.end_s < s.start_s < quiet_from for s in alike):
+            return False  # none of the cycle's other beeps
+        if any(quiet_from <= s.start_s < beep.start_s for s in alike):
+            return False  # no long gap before it: a beep train, not the next T3 cycle
         self.last_match = {"continued": True, "period_s": round(beep.start_s - first.start_s, 3),
                            "freq_hz": round(beep.lines[0] * self.bin_hz),
                            "lines_hz": sorted(round(f * self.bin_hz) for f in beep.lines)}

@@ -95,6 +95,9 @@ class _Open:
     ended: bool = False
     ref: float = 0.0
     seen: list[int] = field(default_factory=list)
+    peak: list[tuple[float, float]] = field(default_factory=list)
+    """Per line: (level dB, fractional bin) of its loudest frame: the pitch the line is reported at (the
+    tracked position may drift onto noise in its last frames)."""
 
 
 class RidgeBand:
@@ -157,7 +160,7 @@ class RidgeBand:
         return confirmed
 
     def _as_beep(self, b: _Open) -> Beep:
-        return Beep(b.start * self.frame_s, (b.last + 1) * self.frame_s, tuple(b.lines), b.level)
+        return Beep(b.start * self.frame_s, (b.last + 1) * self.frame_s, tuple(f for _, f in b.peak), b.level)
 
     def _track(self, frame: int, peaks: list[tuple[float, float]]) -> None:
         used = [False] * len(peaks)
@@ -189,13 +192,15 @@ class RidgeBand:
                 for j, *_ in found:
                     used[j] = False
                 continue
-            for _, k, f, _ in found:
+            for _, k, f, db in found:
                 if k < 0:
                     beep.lines.append(f)
                     beep.seen.append(frame)
+                    beep.peak.append((db, f))
                 else:
                     beep.lines[k] = f
                     beep.seen[k] = frame
+                    beep.peak[k] = max(beep.peak[k], (db, f))
             attack = frame - beep.start <= settle
             if attack or env >= beep.ref - BEEP_LEVEL_DB:
                 beep.last = frame
@@ -205,12 +210,13 @@ class RidgeBand:
         if fresh:
             level = max(db for _, db in fresh)
             self.open.append(_Open(frame, frame, [f for f, _ in fresh], level, ref=level,
-                                   seen=[frame] * len(fresh)))
+                                   seen=[frame] * len(fresh), peak=[(db, f) for f, db in fresh]))
         for beep in self.open:  # a line silent longer than a dropout has ended: another sound may take its pitch
             alive = [k for k, seen in enumerate(beep.seen) if frame - seen <= BRIDGE_FRAMES]
             if alive and len(alive) < len(beep.lines):
                 beep.lines = [beep.lines[k] for k in alive]
                 beep.seen = [beep.seen[k] for k in alive]
+                beep.peak = [beep.peak[k] for k in alive]
         keep = []
         for beep in self.open:
             if beep.ended or frame - beep.last > BRIDGE_FRAMES:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-
 from qrad_hwsim.fire import sounds, variations
 
 
