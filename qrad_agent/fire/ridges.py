@@ -187,7 +187,7 @@ class RidgeBand:
             if not found:
                 continue
             env = max(db for *_, db in found)
-            if env > beep.ref + NEW_SOUND_DB:
+            if env > beep.level + NEW_SOUND_DB:
                 beep.ended = True  # a much louder tone at this pitch: a new sound; this beep ends here
                 for j, *_ in found:
                     used[j] = False
