@@ -12,7 +12,12 @@ must itself lie in the band (the 3 bins reach one bin beyond it: a 390 Hz note i
 would cost one multiply-add per sample per bin; with ~30 bins per band the batched FFT is cheaper in numpy
 and gives the median for free.
 
-Stage 2, segments: on-frames with a stable peak (±2 bins) and a steady level (within ``BEEP_LEVEL_DB`` of the
+Stage 2, beeps. In the piezo band (``SoundConfig.segmenter`` "ridge", the default) a beep is an envelope
+over one to three lines that may wander in pitch and flip in level (qrad_agent.fire.ridges), and the
+pattern is matched on onsets (``ridges.match_t3``); once a cycle is confirmed, the alarm's next cycle is
+recognised from its known period, pitch and long gap even if one of its beeps was lost. The 520 Hz band,
+and the piezo band with segmenter "bin" (the detector before issue 16, kept for comparison), use the
+one-bin segments below: on-frames with a stable peak (±2 bins) and a steady level (within ``BEEP_LEVEL_DB`` of the
 beep's peak: an alarm's envelope is flat, the speech or music under it is not) form a tone segment; off runs
 of up to ``BRIDGE_FRAMES`` are bridged; blips under ``MIN_SEGMENT_FRAMES`` are dropped.
 
