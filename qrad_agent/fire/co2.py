@@ -22,7 +22,8 @@ presence (cooking makes hundreds of µg/m³ while someone cooks; nobody is cooki
 earlier, as a sustained rise that presence does not explain. The rise is the lower bound (``noise_sigmas``
 standard errors) of the slope over ``pm_slope_window_s``; present people explain a cooking-like rise of
 up to ``pm_rise_present_ug_m3_min`` (frying: about 100 µg/m³/min in a 70 m³ room, hw-sim's cooking
-scenario), an empty room only ``pm_rise_absent_ug_m3_min`` (dust, outdoor air). Smoke alone, weighted
+scenario), an empty room only ``pm_rise_absent_ug_m3_min`` (dust, outdoor air). A level that is clearly
+decaying is smoke from an earlier event (cooking before the people left), not evidence. Smoke alone, weighted
 0.6, stays a PRE_ALARM: a cooking-like event cannot reach ALARM without CO2 or heat beyond what the
 people explain.
 """
@@ -36,6 +37,9 @@ from qrad_agent.fire.evidence import Evidence, clip01, missing
 from qrad_agent.fire.trend import WindowSlope
 
 LEVEL_CONFIDENCE = 0.8
+FAST_MIN_SAMPLES = 8
+"""The short window's slope counts only with this many samples in it (a 2 s sensor gives 15 in 30 s; a
+few samples' slope and standard error are themselves noise)."""
 
 
 class Co2Detector:
@@ -68,12 +72,14 @@ class Co2Detector:
         self.fall.add(t_s, ppm)
         slope, se = self.trend.slope()
         fast, fast_se = self.fall.slope()
-        if math.isfinite(fast_se) and fast - c.noise_sigmas * fast_se > slope - c.noise_sigmas * se:
+        if (len(self.fall.samples) >= FAST_MIN_SAMPLES and math.isfinite(fast_se)
+                and fast - c.noise_sigmas * fast_se > slope - c.noise_sigmas * se):
             slope, se = fast, fast_se  # a fire growing fast: the short window sees it a minute sooner
         level = self.trend.median_last() or ppm
         fall, fall_se = fast, fast_se
         max_fall = c.max_air_changes_per_h / 3600.0 * max(0.0, level - c.outdoor_ppm)
-        if math.isfinite(fall_se) and -(fall + c.noise_sigmas * fall_se) > max_fall:
+        if (len(self.fall.samples) >= FAST_MIN_SAMPLES and math.isfinite(fall_se)
+                and -(fall + c.noise_sigmas * fall_se) > max_fall):
             self.implausible_until_s = t_s + c.implausible_hold_s
             self.implausible_why = (f"CO2 fell {-fall * 60:.0f} ppm/min where ventilation removes at most "
                                     f"{max_fall * 60:.0f}: the sensor reads a local source, not the room")
@@ -102,13 +108,15 @@ class Co2Detector:
         self.pm_rise.add(t_s, pm)
         level = self.pm_trend.median_last(5) or pm
         floor = c.pm_floor_present_ug_m3 if present else c.pm_floor_absent_ug_m3
-        c_level = clip01((level - floor) / c.pm_span_ug_m3)
         slope, se = self.pm_rise.slope()
+        decaying = math.isfinite(se) and slope + c.noise_sigmas * se < 0.0
+        c_level = 0.0 if decaying else clip01((level - floor) / c.pm_span_ug_m3)
         rise = (slope - c.noise_sigmas * se) * 60.0 if math.isfinite(se) else 0.0
         explained = c.pm_rise_present_ug_m3_min if present else c.pm_rise_absent_ug_m3_min
         c_rise = clip01((rise - explained) / c.pm_rise_span_ug_m3_min)
         conf = max(c_level, c_rise)
         values = {"pm_ug_m3": round(level, 1), "floor_ug_m3": floor, "rise_ug_m3_min": round(rise, 1),
+                  "decaying": decaying,
                   "rise_explained_ug_m3_min": explained, "present": present}
         if conf <= 0:
             reason = "particles normal"
