@@ -86,9 +86,11 @@ class Co2Detector:
         if t_s < self.implausible_until_s:
             return Evidence("co2", 0.0, {"co2_ppm": round(level), "quality": "implausible"},
                             self.implausible_why, t_s)
-        rising = max(0.0, slope - c.noise_sigmas * se) if math.isfinite(se) else 0.0
+        # the rate's lower bound, negative while the level falls: a room emptying of CO2 generates nothing
+        # (clipping the rate at 0 left the ventilation term alone, read as 15 persons after a crowd left)
+        rising = slope - c.noise_sigmas * se if math.isfinite(se) else -math.inf
         decay = c.air_changes_per_h / 3600.0 * max(0.0, level - c.outdoor_ppm)
-        persons = c.room_volume_m3 * (rising + decay) * 1e-6 / (c.person_l_per_min / 60000.0)
+        persons = max(0.0, c.room_volume_m3 * (rising + decay) * 1e-6 / (c.person_l_per_min / 60000.0))
         explained = c.max_occupants + c.appliance_persons if present else c.absent_persons
         conf = clip01((persons - explained) / (c.span_persons if present else c.span_persons_absent))
         values = {"co2_ppm": round(level), "rate_ppm_per_min": round(slope * 60.0, 1),
