@@ -12,7 +12,12 @@ must itself lie in the band (the 3 bins reach one bin beyond it: a 390 Hz note i
 would cost one multiply-add per sample per bin; with ~30 bins per band the batched FFT is cheaper in numpy
 and gives the median for free.
 
-Stage 2, segments: on-frames with a stable peak (±2 bins) and a steady level (within ``BEEP_LEVEL_DB`` of the
+Stage 2, beeps. In the piezo band (``SoundConfig.segmenter`` "ridge", the default) a beep is an envelope
+over one to three lines that may wander in pitch and flip in level (qrad_agent.fire.ridges), and the
+pattern is matched on onsets (``ridges.match_t3``); once a cycle is confirmed, the alarm's next cycle is
+recognised from its known period, pitch and long gap even if one of its beeps was lost. The 520 Hz band,
+and the piezo band with segmenter "bin" (the detector before issue 16, kept for comparison), use the
+one-bin segments below: on-frames with a stable peak (±2 bins) and a steady level (within ``BEEP_LEVEL_DB`` of the
 beep's peak: an alarm's envelope is flat, the speech or music under it is not) form a tone segment; off runs
 of up to ``BRIDGE_FRAMES`` are bridged; blips under ``MIN_SEGMENT_FRAMES`` are dropped.
 
@@ -37,6 +42,7 @@ import numpy as np
 
 from qrad_agent.fire.config import SoundConfig
 from qrad_agent.fire.evidence import Evidence
+from qrad_agent.fire.ridges import PATTERN_LEVEL_DB, REVERB_ON_S, Beep, RidgeBand, match_t3
 
 SAMPLE_RATE_HZ = 16000
 FRAME_N = 256
@@ -70,6 +76,12 @@ GAP_QUIET_DB = 6.0
 """In the 520 Hz band the gaps must be this much quieter than the beeps across the whole region."""
 SAME_CYCLE_S = 2.0
 """Confirmations closer than this are one cycle heard in both bands."""
+LOCK_TOLERANCE_S = 0.3
+"""A confirmed alarm's next cycle starts within this of one period after the last (a cheap alarm's
+period drifts by a few %; one period is 3.2-5.8 s)."""
+HARMONIC_ONSET_S = 0.06
+"""Piezo-band beeps starting and ending this close to 520 Hz square-wave beeps are that square wave's 5th or
+7th harmonic: a pattern built on them must continue with the square wave's next beep, not any sound."""
 STREAM_GAP_S = 0.5
 """A jump in block times larger than this resets the segmentation (the stream lost audio)."""
 
@@ -154,7 +166,9 @@ class AlarmSoundDetector:
         bw = sample_rate_hz / FRAME_N
         hi = (round(cfg.high_band_hz[0] / bw), round(cfg.high_band_hz[1] / bw))
         lo = (round(cfg.low_band_hz[0] / bw), round(cfg.low_band_hz[1] / bw))
-        self.bands = (_Band("high", hi, (hi[0] - 8, hi[1] + 9)),
+        high: _Band | RidgeBand = (RidgeBand("high", hi, (hi[0] - 8, hi[1] + 9), self.frame_s)
+                                   if cfg.segmenter == "ridge" else _Band("high", hi, (hi[0] - 8, hi[1] + 9)))
+        self.bands = (high,
                       _Band("low", lo, (max(1, lo[0] - 5), lo[1] + 11),
                             (cfg.low_band_hz[0] / bw, cfg.low_band_hz[1] / bw)))
         self.bin_hz = bw
@@ -162,9 +176,12 @@ class AlarmSoundDetector:
         self._pending = np.zeros(0, dtype=np.float32)
         self._frame = 0  # frames processed since start
         self._last_t: float | None = None
+        self._block_t = 0.0
+        self._lock: tuple[Beep, float] | None = None
         self.confirmations = 0
         self.consecutive = 0
         self.last_confirm_t: float | None = None
+        self.run_start_t: float | None = None
         self.last_match: dict | None = None
         self.samples = 0
 
@@ -182,12 +199,68 @@ class AlarmSoundDetector:
         frames = data[: n * FRAME_N].reshape(n, FRAME_N) * self._window
         power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
         confirmed = False
-        for band in self.bands:
-            confirmed |= self._scan(band, power, t_s)
+        self._block_t = t_s
+        for band in reversed(self.bands):  # the 520 Hz band first: the piezo band looks at its beeps
+            if isinstance(band, RidgeBand):
+                confirmed |= band.scan(power, self.cfg, self._frame, self._ridge_beep)
+            else:
+                confirmed |= self._scan(band, power, t_s)
         self._frame += n
         return confirmed
 
+    def _ridge_beep(self, band: RidgeBand, beep: Beep) -> bool:
+        """A beep in progress in the ridge-tracked band: does it complete a T3 cycle?"""
+        found = match_t3(self.cfg, list(band.segments), beep)
+        if found is None:
+            return self._continues(band, beep)
+        match, triple = found
+        low = next((b for b in self.bands if isinstance(b, _Band) and b.harmonic), None)
+        if low is not None and any(self._square_harmonic(low, s.start_s, s.end_s) for s in triple):
+            now = low.cur_start * self.frame_s if low.cur_start is not None else -math.inf
+            if abs(beep.start_s - now) > HARMONIC_ONSET_S:
+                return False  # a square wave's harmonics, then some other sound: not one alarm's pattern
+        self.last_match = {**match, "freq_hz": round(beep.lines[0] * self.bin_hz),
+                           "lines_hz": sorted(round(f * self.bin_hz) for f in beep.lines)}
+        self._lock = (beep, beep.start_s - triple[0].start_s)
+        self._confirm(band, beep, self._block_t)
+        return True
+
+    def _continues(self, band: RidgeBand, beep: Beep) -> bool:
+        """After a confirmed cycle the alarm's pitch, level and cycle period are known: a beep of that pitch
+        and level starting one period after the last cycle's first beep (within ``LOCK_TOLERANCE_S``), after a
+        long gap and with another beep of it inside that cycle, is the alarm's next cycle even when one of its beeps was lost
+        to noise or a door (the first confirmation still needs the whole pattern)."""
+        if self._lock is None:
+            return False
+        first, period = self._lock
+        expected = first.start_s + period
+        if beep.start_s > expected + LOCK_TOLERANCE_S:
+            self._lock = None
+            return False
+        if (abs(beep.start_s - expected) > LOCK_TOLERANCE_S or not beep.shares_pitch(first)
+                or abs(beep.level_db - first.level_db) > PATTERN_LEVEL_DB):
+            return False
+        alike = [s for s in band.segments if s.shares_pitch(first) and s.duration_s >= self.cfg.on_min_s
+                 and abs(s.level_db - first.level_db) <= PATTERN_LEVEL_DB]
+        quiet_from = beep.start_s - (self.cfg.long_gap_min_s - REVERB_ON_S)
+        if not any(first.end_s < s.start_s < quiet_from for s in alike):
+            return False  # none of the cycle's other beeps
+        if any(quiet_from <= s.start_s < beep.start_s for s in alike):
+            return False  # no long gap before it: a beep train, not the next T3 cycle
+        self.last_match = {"continued": True, "period_s": round(beep.start_s - first.start_s, 3),
+                           "freq_hz": round(beep.lines[0] * self.bin_hz),
+                           "lines_hz": sorted(round(f * self.bin_hz) for f in beep.lines)}
+        self._lock = (beep, period)
+        self._confirm(band, beep, self._block_t)
+        return True
+
+    def _square_harmonic(self, low: _Band, start_s: float, end_s: float) -> bool:
+        """A beep that starts and ends with a 520 Hz square-wave beep: its 5th or 7th harmonic."""
+        return any(abs(start_s - q.start_s) <= HARMONIC_ONSET_S and abs(end_s - q.end_s) <= HARMONIC_ONSET_S
+                   for q in low.segments if q.duration_s >= self.cfg.on_min_s)
+
     def _restart(self) -> None:
+        self._lock = None
         for band in self.bands:
             band.reset()
             band.segments.clear()
@@ -283,11 +356,13 @@ class AlarmSoundDetector:
                            "long_gap_s": round(long_gap, 3), "freq_hz": round(s1.bin * self.bin_hz)}
         return True
 
-    def _confirm(self, band: _Band, seg: Segment, t_s: float) -> None:
+    def _confirm(self, band: _Band | RidgeBand, seg: Segment | Beep, t_s: float) -> None:
         since = t_s - self.last_confirm_t if self.last_confirm_t is not None else math.inf
         if since < SAME_CYCLE_S:  # the other band (a square wave's harmonics) heard the same cycle
             return
         self.consecutive = self.consecutive + 1 if since <= CONSECUTIVE_CYCLE_S else 1
+        if self.consecutive == 1:
+            self.run_start_t = t_s
         self.confirmations += 1
         self.last_confirm_t = t_s
         if self.last_match is not None:
@@ -304,4 +379,4 @@ class AlarmSoundDetector:
         values = {"cycles": self.consecutive if conf else 0, **(self.last_match or {})} if conf else {}
         reason = (f"temporal-three alarm sound, {self.consecutive} cycle(s), last at {self.last_confirm_t:.1f} s"
                   if conf else "no alarm pattern")
-        return Evidence("sound", conf, values, reason, t_s)
+        return Evidence("sound", conf, values, reason, t_s, since_s=self.run_start_t if conf >= 1.0 else None)

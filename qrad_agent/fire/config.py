@@ -7,6 +7,8 @@ sections, unknown fields are errors and values are frozen after load.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -25,6 +27,9 @@ class SoundConfig(_Section):
     """
 
     enabled: bool = True
+    segmenter: Literal["ridge", "bin"] = Field(
+        "ridge", description="piezo band: 'ridge' tracks a beep's lines and envelope (qrad_agent.fire.ridges); "
+                             "'bin' keys a beep to one FFT bin (the detector before issue 16, kept to compare)")
     high_band_hz: tuple[float, float] = (2740.0, 3860.0)
     low_band_hz: tuple[float, float] = (460.0, 580.0)
     contrast_db: float = Field(9.0, gt=0, description="tone peak over the band's median bin, dB")
@@ -90,10 +95,22 @@ class Co2Config(_Section):
     slope_window_s: float = Field(120.0, ge=20.0)
     noise_sigmas: float = Field(4.0, ge=0)
     span_persons: float = Field(30.0, gt=0, description="excess persons giving full confidence")
+    span_persons_absent: float = Field(
+        10.0, gt=0, description="the same in an empty room: 13 persons' CO2 where nobody is, is not people")
     level_ppm: float = Field(6000.0, gt=0, description="with nobody present, a level this high is evidence")
+    max_air_changes_per_h: float = Field(
+        10.0, gt=0, description="fastest ventilation of the room (a wide-open window): a faster CO2 fall "
+                                "is a local source at the sensor")
+    fall_window_s: float = Field(30.0, ge=6.0, description="window of the fall-rate slope, s")
+    implausible_hold_s: float = Field(900.0, ge=0, description="CO2 gives no evidence this long after an "
+                                                                "implausible fall, s")
     pm_floor_present_ug_m3: float = Field(300.0, ge=0)
     pm_floor_absent_ug_m3: float = Field(100.0, ge=0)
     pm_span_ug_m3: float = Field(300.0, gt=0)
+    pm_slope_window_s: float = Field(120.0, ge=20.0, description="window of the PM2.5 rise slope, s")
+    pm_rise_present_ug_m3_min: float = Field(150.0, ge=0, description="rise people explain (cooking)")
+    pm_rise_absent_ug_m3_min: float = Field(5.0, ge=0, description="rise an empty room explains")
+    pm_rise_span_ug_m3_min: float = Field(20.0, gt=0, description="unexplained rise giving full confidence")
     presence_db_a: float = Field(45.0, description="a sound level above this means people are present")
     presence_hold_s: float = Field(900.0, ge=0)
     occupied_hours: tuple[float, float] = (7.0, 23.0)
@@ -112,7 +129,10 @@ class FusionConfig(_Section):
         "sound": 1.0, "heat": 1.0, "co2": 0.6, "particles": 0.6})
     pre_alarm_score: float = Field(0.5, gt=0)
     alarm_score: float = Field(1.0, gt=0)
-    pre_alarm_persist_s: float = Field(10.0, ge=0)
+    pre_alarm_persist_s: float = Field(
+        60.0, ge=0, description="a minute: at a 2 s sensor rate the UCI office's night-time CO2 blips (a "
+                                "person or a draught at the sensor, rising for about a minute) gave PRE_ALARMs "
+                                "at 10 s (benchmarks/fire.py); ALARM keeps its own, shorter persistence")
     alarm_persist_s: float = Field(4.0, ge=0)
 
     @model_validator(mode="after")
@@ -155,8 +175,8 @@ class FireConfig(_Section):
     sound_level_channels: list[str] = Field(default_factory=list)
     occupancy_channels: list[str] = Field(default_factory=list)
     audio_stale_s: float = Field(5.0, gt=0, description="no audio block this long: sound input missing")
-    sound: SoundConfig = SoundConfig()
-    heat: HeatConfig = HeatConfig()
-    co2: Co2Config = Co2Config()
-    fusion: FusionConfig = FusionConfig()
-    thermal: ThermalProtectionConfig = ThermalProtectionConfig()
+    sound: SoundConfig = Field(default_factory=SoundConfig)
+    heat: HeatConfig = Field(default_factory=HeatConfig)
+    co2: Co2Config = Field(default_factory=Co2Config)
+    fusion: FusionConfig = Field(default_factory=FusionConfig)
+    thermal: ThermalProtectionConfig = Field(default_factory=ThermalProtectionConfig)

@@ -16,6 +16,9 @@ class Evidence:
     reason: str = ""
     t_s: float = 0.0
     available: bool = True
+    since_s: float | None = None
+    """When the detector's own evidence began, if it persists by construction (a T3 alarm confirmed over
+    consecutive cycles has sounded since the first): the fusion counts its persistence from then."""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON values."""

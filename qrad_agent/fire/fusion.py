@@ -5,6 +5,8 @@ off a status page and checked against the benchmark):
 
     score = sum over detectors of weight * confidence          (weights from FusionConfig)
     ALARM      score >= alarm_score held for alarm_persist_s    latched until reset(authorised=True)
+               (held since the evidence's ``since_s`` when one detector alone reaches alarm_score and
+               says since when its evidence holds: T3 confirmed over two cycles has sounded ~5 s already)
     PRE_ALARM  score >= pre_alarm_score held for pre_alarm_persist_s
     FAULT      otherwise, while an input the configuration needs is missing (its detector says why)
     NORMAL     otherwise
@@ -68,6 +70,10 @@ class FireFusion:
     def update(self, t_s: float, evidence: list[Evidence], needed: tuple[str, ...] = ()) -> Decision:
         score = self.score(evidence)
         self._above_alarm_s = _held(self._above_alarm_s, score >= self.cfg.alarm_score, t_s)
+        if self._above_alarm_s is not None:  # definite on its own and held since: persistence already shown
+            own = [e.since_s for e in evidence if e.since_s is not None
+                   and self.cfg.weights.get(e.detector, 0.0) * e.confidence >= self.cfg.alarm_score]
+            self._above_alarm_s = min([self._above_alarm_s, *own])
         self._above_pre_s = _held(self._above_pre_s, score >= self.cfg.pre_alarm_score, t_s)
         missing = tuple(e.detector for e in evidence if not e.available and e.detector in needed)
         state, reason = self._next(t_s, score, evidence, missing)

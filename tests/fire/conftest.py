@@ -1,4 +1,4 @@
-"""Shared helpers for the fire tests: feeding audio to a detector, the data directory."""
+"""Shared helpers for the fire tests: feeding audio to a detector, the in-repo data excerpts."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from qrad_agent.fire.alarm_sound import AlarmSoundDetector
 from qrad_agent.fire.config import SoundConfig
 from qrad_hwsim.fire import sounds
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+EXCERPTS = Path(__file__).resolve().parent / "data"
 
 
 def feed(signal: np.ndarray, det: AlarmSoundDetector | None = None) -> tuple[AlarmSoundDetector, list[float]]:
@@ -27,10 +27,9 @@ def feed(signal: np.ndarray, det: AlarmSoundDetector | None = None) -> tuple[Ala
 
 
 @pytest.fixture
-def data_dir() -> Path:
-    if not DATA.exists():
-        pytest.skip("../shared/data not present")
-    return DATA
+def excerpts() -> Path:
+    """tests/fire/data: small excerpts of the public data sets, with their sources (README.md there)."""
+    return EXCERPTS
 
 
 @pytest.fixture

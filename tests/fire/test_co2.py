@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from qrad_agent.fire.co2 import Co2Detector
 from qrad_agent.fire.config import Co2Config
 
@@ -38,3 +40,36 @@ def test_particles_floor_depends_on_presence() -> None:
     _, present = det.update(0.0, 500.0, 250.0, True)
     _, absent = det.update(5.0, 500.0, 250.0, False)
     assert present.confidence == 0.0 and absent.confidence > 0.0
+
+
+def _pm_run(rise_ug_m3_min: float, present: bool, minutes: float = 10.0) -> float:
+    det, worst = Co2Detector(Co2Config()), 0.0
+    for k in range(int(minutes * 30)):
+        t = 2.0 * k
+        _, pm = det.update(t, 450.0, 8.0 + rise_ug_m3_min * t / 60.0, present)
+        worst = max(worst, pm.confidence)
+    return worst
+
+
+def test_particle_rise_unexplained_in_an_empty_room_is_evidence_before_any_level() -> None:
+    """A smouldering-like 30 µg/m³/min rise with nobody present: full evidence within minutes, while the
+    level is still far under the 100 µg/m³ floor the level rule needs."""
+    assert _pm_run(30.0, present=False, minutes=3.0) >= 0.9
+
+
+def test_cooking_like_particle_rise_with_people_present_is_explained() -> None:
+    assert _pm_run(100.0, present=True, minutes=2.5) == 0.0
+
+
+def test_co2_that_falls_faster_than_ventilation_is_a_local_source() -> None:
+    """619 -> 1365 -> 894 ppm within two minutes (the UCI office at night): the fall is impossible for room
+    air at 10 air changes per hour, so the CO2 gives no evidence for a while, and says why."""
+    det = Co2Detector(Co2Config())
+    trace = [(0.0, 619.0), (60.0, 1365.0), (120.0, 894.0), (180.0, 1165.0), (240.0, 622.0)]
+    last = None
+    for t in range(0, 240, 2):
+        ppm = float(np.interp(t, [a for a, _ in trace], [b for _, b in trace]))
+        last, _ = det.update(float(t), ppm, None, False)
+        if t >= 100:
+            assert last.confidence == 0.0 and last.values.get("quality") == "implausible", (t, last)
+    assert last is not None and "local source" in last.reason

@@ -27,9 +27,9 @@ def test_persistence_then_alarm_latches_until_authorised_reset() -> None:
 
 def test_co2_alone_is_pre_alarm_with_particles_alarm() -> None:
     f = FireFusion(FusionConfig())
-    states = [f.update(t, ev(co2=1.0)).state for t in range(0, 30, 5)]
+    states = [f.update(t, ev(co2=1.0)).state for t in range(0, 90, 5)]
     assert FireState.PRE_ALARM in states and FireState.ALARM not in states
-    states = [f.update(t, ev(co2=1.0, pm=1.0)).state for t in range(30, 40, 2)]
+    states = [f.update(t, ev(co2=1.0, pm=1.0)).state for t in range(90, 100, 2)]
     assert states[-1] is FireState.ALARM
 
 
@@ -59,3 +59,15 @@ def test_decision_explains_itself_in_plain_json() -> None:
     assert payload["state"] == "alarm" and payload["score"] == 1.1
     assert {e["detector"] for e in payload["evidence"]} == {"heat", "co2"}
     assert "heat 0.80" in d.reason
+
+
+def test_sound_held_since_its_first_cycle_needs_no_further_persistence() -> None:
+    """A T3 alarm confirmed over two cycles (confidence 1) says since when it sounds: the ALARM persistence
+    counts from then, so the second cycle's confirmation is an ALARM at once; without ``since_s`` it waits."""
+    f = FireFusion(FusionConfig())
+    sound = Evidence("sound", 1.0, {}, "T3", 10.0, since_s=5.0)
+    assert f.update(10.0, [sound]).state is FireState.ALARM
+    g = FireFusion(FusionConfig())
+    assert g.update(10.0, [Evidence("sound", 1.0, {}, "T3", 10.0)]).state is FireState.NORMAL
+    h = FireFusion(FusionConfig())  # since_s only counts for evidence that alone reaches the alarm score
+    assert h.update(10.0, [Evidence("co2", 1.0, {}, "c", 10.0, since_s=0.0)]).state is FireState.NORMAL
