@@ -228,8 +228,8 @@ class AlarmSoundDetector:
     def _continues(self, band: RidgeBand, beep: Beep) -> bool:
         """After a confirmed cycle the alarm's pitch, level and cycle period are known: a beep of that pitch
         and level starting one period after the last cycle's first beep (within ``LOCK_TOLERANCE_S``), after a
-        long gap and with another beep of it inside that cycle, is the alarm's next cycle even when one of its beeps was lost
-        to noise or a door (the first confirmation still needs the whole pattern)."""
+        long gap and with another beep of it inside that cycle, is the alarm's next cycle even when one of its
+        beeps was lost to noise or a door (the first confirmation still needs the whole pattern)."""
         if self._lock is None:
             return False
         first, period = self._lock
