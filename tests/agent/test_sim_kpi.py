@@ -172,7 +172,7 @@ def test_sim_on_a_terminal_draws_its_progress_and_ends_quietly_on_ctrl_c() -> No
         drawn = _read_until(master, b"]   1 %  simulating 7 day(s)", 120)  # ready: the run is under way
         assert b"]   1 %" in drawn, drawn
         proc.send_signal(signal.SIGINT)
-        returncode = proc.wait(60)
+        returncode = proc.wait(120)
         rest = _read_until(master, b"no KPIs", 10)
     finally:
         if proc.poll() is None:

@@ -74,6 +74,9 @@ def _config(root: Path) -> dict:
     keep = {"room_sht4x", "board", "cpu0", "cpu1", "cpu2", "cpu3"}  # sysfs only: no ports in virtual time
     data["sensors"] = [s for s in data["sensors"] if s["name"] in keep]
     data["thermostat"].update(mode="comfort", room_channels=["room_temp"])
+    # The idle cases step the setpoint to ask for full power at once: a fast reference (the default moves it
+    # from the old setpoint at about 4 K/h, bumpless, which would take half an hour to cross a 22 °C room).
+    data["thermostat"].setdefault("pid", {}).update(setpoint_filter_s=30.0, setpoint_ramp_k_per_h=3600.0)
     data["fire"] = {"enabled": False}  # fire detection has its own tests; thermal protection runs without it
     data["safety"].update(check_period_s=SAFETY_PERIOD_S, cpu_temp_max_c=CPU_MAX_C,
                           surface_channel="surface_temp")

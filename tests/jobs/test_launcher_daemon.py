@@ -98,7 +98,7 @@ def test_agent_and_launcher_processes_run_a_job(base_dir: Path) -> None:
         (broken / "manifest.json").write_text("{not json")
         refused = subprocess.run([AGENT, "jobs", "--config", str(config), "submit", str(broken), "--wait", "20"],
                                  capture_output=True, text=True, timeout=60)
-        assert refused.returncode == 1 and '"malformed_manifest"' in refused.stdout, refused.stdout + refused.stderr
+        assert refused.returncode == 1 and 'malformed_manifest' in refused.stdout, refused.stdout + refused.stderr
         for proc in (agent, launcher):
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=15) == 0, logs

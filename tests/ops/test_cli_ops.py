@@ -337,7 +337,7 @@ def test_logs_since_and_follow(daemon) -> None:
     while "method=identify" not in seen and time.monotonic() < deadline:
         seen = follow.stdout.readline()
     follow.send_signal(signal.SIGINT)
-    follow.communicate(timeout=10)
+    follow.communicate(timeout=60)
     assert "method=identify" in seen and follow.returncode == 0
 
 
