@@ -146,7 +146,8 @@ def test_override_by_root_applies_and_clears(daemon) -> None:
     set_ = _cli("override", "22.5", "--hours", "1", "--config", str(config), "--json")
     assert set_.returncode == 0, set_.stderr
     assert json.loads(set_.stdout)["override_c"] == 22.5
-    status = _wait_json(config, ["status"], lambda s: s["thermostat"]["mode"] == "override", 10)  # next step
+    status = _wait_json(config, ["status"], lambda s: s["thermostat"]["mode"] == "override"
+                        and s["thermostat"]["setpoint_c"] == 22.5, 30)  # applied at the next control step
     assert status["thermostat"]["mode"] == "override" and status["thermostat"]["setpoint_c"] == 22.5
     cleared = _cli("override", "--clear", "--config", str(config), "--json")
     assert json.loads(cleared.stdout)["override_c"] is None
