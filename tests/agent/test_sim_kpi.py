@@ -166,7 +166,10 @@ def _read_until(fd: int, marker: bytes, timeout_s: float) -> bytes:
 def test_sim_on_a_terminal_draws_its_progress_and_ends_quietly_on_ctrl_c() -> None:
     master, slave = os.openpty()
     agent = Path(sys.executable).with_name("qrad-agent")
-    proc = subprocess.Popen([str(agent), "sim", "--days", "7"], stdin=slave, stdout=slave, stderr=slave)
+    # Ctrl-C's default disposition, as on a terminal (a CI runner started in the background ignores SIGINT,
+    # and a child that inherits "ignored" never sees a KeyboardInterrupt).
+    proc = subprocess.Popen([str(agent), "sim", "--days", "7"], stdin=slave, stdout=slave, stderr=slave,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.close(slave)
     try:
         drawn = _read_until(master, b"]   1 %  simulating 7 day(s)", 120)  # ready: the run is under way

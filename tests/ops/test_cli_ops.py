@@ -329,7 +329,8 @@ def test_logs_since_and_follow(daemon) -> None:
     recent = json.loads(_cli("logs", "--since", "10m", "--config", str(config), "--json").stdout)
     assert recent and all(e["timestamp"] >= recent[0]["timestamp"] for e in recent)
     follow = subprocess.Popen([AGENT, "logs", "--follow", "--component", "api", "--config", str(config)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal
     assert follow.stdout is not None
     follow.stdout.readline()  # the recent api events first
     assert _cli("identify", "--count", "1", "--config", str(config)).returncode == 0
