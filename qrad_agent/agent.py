@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from pathlib import Path
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +23,13 @@ from qrad_agent.config import AgentConfig
 from qrad_agent.control.pid import PidGains
 from qrad_agent.control.thermostat import Controller, PidStep, Thermostat
 from qrad_agent.loopwatch import LoopWatch
+from qrad_agent.commands import Commands
+from qrad_agent.ops.field import FireTest, Identify
+from qrad_agent.ops.operations import Operations
 from qrad_agent.ops.periodic import PeriodicSelftest
 from qrad_agent.ops.tuning import Tuner
-from qrad_agent.errors import ComponentDied, ResetRefused
+from qrad_agent.errors import ComponentDied
+from qrad_agent.parts import HeaterParts, RunInfo
 from qrad_agent.fire.detector import FireDetector
 from qrad_agent.fire_response import FireResponse, thermal_check
 from qrad_agent.power.authority import LATCH_FILE, SafetyState
@@ -80,27 +83,42 @@ class Agent:
         if self.jobs is not None:
             from qrad_agent.jobs.energy_monitor import EnergyMonitor as Monitor
 
-            self.energy = Monitor(self)
+            hub_ref: list[SensorHub] = []  # the hub is built below; the monitor reads it only when running
+            self.energy = Monitor(cfg.jobs, cfg.power, self.jobs,
+                                  lambda: (self.thermostat.pv_c, self.thermostat.setpoint_c),
+                                  lambda channel: _good_value(hub_ref[0], channel))
             self.jobs.on_job_end = self.energy.on_job_end
         context = DriverContext(sysfs_root=cfg.power.sysfs_root)
         self.hub = SensorHub([build_driver(s, context) for s in cfg.sensors], self.clock, cfg.sensor_hub,
                              cfg.thermostat.room_channels)
+        if self.energy is not None:
+            hub_ref.append(self.hub)
         fans = [c for c in cfg.safety.fan_channels if c in self.hub.specs]
         self.safety = SafetyLayer(cfg.safety, self.power, self.clock, cfg.power.heartbeat_timeout_s,
                                   fans=fan_readings(self.hub, fans, self.clock) if fans else None)
         self.thermostat = Thermostat(cfg.thermostat, self.power, self.hub, self.safety, self.clock,
                                      self.notifier, controller)
         self.state_path = cfg.state_dir / "state.json"
-        self.tuner = Tuner(self)
+        self.run_info = RunInfo()
+        self.operations = Operations()
+        self.tuner = Tuner(self.thermostat, self.safety, self.clock, self.operations, self._gains_confirmed)
         self.tuned_gains: PidGains | None = None
-        self.sync = self._build_sync(cfg) if cfg.sync is not None else None
+        self.sync: SyncClient | None = None
         self.fire_response = FireResponse(self.safety, self.save_state, lambda: self.sync,
                                           self._reset_fire_detector)
+        self.fire_test = FireTest(self.safety, self.power, cfg.safety.alarm_gpio_line, lambda: self.sync,
+                                  self.operations)
+        self.commands = Commands(self.thermostat, self.safety, self.fire_response, self.tuner, self.fire_test,
+                                 Identify(cfg.power.sysfs_root, cfg.safety.identify_gpio_line, self.operations),
+                                 self.jobs, lambda: None if self.energy is None else self.energy.carbon,
+                                 self.clock.now)
+        if cfg.sync is not None:
+            self.sync = self._build_sync_client(cfg)
         self.fire: FireDetector | None = None
         self.deadman: Any = None  # the launcher's dead-man beat (jobs through a launcher service only)
-        self.config_path: Path | None = None  # the file the configuration came from (selftest compares it)
-        self.code_hash_at_start: str | None = None
-        self.periodic_selftest = PeriodicSelftest(self)
+        self.parts = HeaterParts(cfg, self.clock, self.hub, self.power, self.safety, self.thermostat, self.jobs,
+                                 self.energy, self.run_info)
+        self.periodic_selftest = PeriodicSelftest(self.parts)
         self.loopwatch: LoopWatch | None = None  # the daemon watches its loop (cli); virtual-time runs do not
         if cfg.fire.enabled:
             fire_cfg = cfg.fire if cfg.fire.room_channels else cfg.fire.model_copy(
@@ -126,7 +144,8 @@ class Agent:
         audio = next((d for d in self.hub.drivers.values() if d.type_name == "audio"), None)
         return None if audio is None else audio.subscribe()
 
-    def _build_sync(self, cfg: AgentConfig) -> SyncClient:
+    def _build_sync_client(self, cfg: AgentConfig) -> SyncClient:
+        """The sync client, whose platform commands go to the commands surface (built before it)."""
         from qrad_agent.platform import AgentCommands
         from qrad_agent.sync.client import SyncClient
         from qrad_agent.sync.commands import CommandHandler, ReplayWindow
@@ -139,15 +158,21 @@ class Agent:
         verifier = Verifier(load_public_key(s.platform_public_key)) if s.platform_public_key else None
         replay = ReplayWindow(s.outbox_path.with_name("sync-commands.db"), s.command_replay_window_s)
         password = cfg.platform.password.get_secret_value() if cfg.platform.password else None
-        handler = CommandHandler(AgentCommands(self), replay, verifier, device_id=cfg.device_id)
+        target = AgentCommands(self.commands, cfg, self.jobs, self.status, lambda: self.run_info.config_path)
+        handler = CommandHandler(target, replay, verifier, device_id=cfg.device_id)
         return SyncClient(s, cfg.device_id, self.outbox, handler, username=cfg.platform.username,
                           password=password)
+
+    def _gains_confirmed(self, gains: PidGains) -> None:
+        """Autotune's confirmed gains: kept in the state file (they survive a restart)."""
+        self.tuned_gains = gains
+        self.save_state()
 
     def components(self) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
         """Name -> coroutine function of every supervised component."""
         api = ApiServer(self.cfg.api.socket_path, self.api_handlers(), self.cfg.api.group)
         components = {"safety": self.safety.run, "sensors": self.hub.run, "control": self.thermostat.run,
-                      "api": api.run, "persist": self.persist}
+                      "api": api.run, "persist": self.persist, "operations": self.operations.run}
         if self.periodic_selftest.enabled:  # the daemon's (cli); a virtual-time run has no wall clock to check
             components["selftest"] = self.periodic_selftest.run
         if self.loopwatch is not None:
@@ -167,21 +192,36 @@ class Agent:
             components["sync"] = self.sync.run
             from qrad_agent.platform import Reporter
 
-            components["reporter"] = Reporter(self, self.sync).run
+            components["reporter"] = Reporter(self.cfg, self.parts, self.sync).run
         if self.fire is not None:
             components["fire"] = self.fire.run
         return components
 
     def api_handlers(self) -> dict[str, Handler]:
-        """Local API methods: read-only views for the technicians' group, changes for the privileged one."""
+        """Local API methods: read-only views for the technicians' group, changes (the commands surface)
+        for the privileged one."""
         from qrad_agent.ops import handlers
+        from qrad_agent.ops.explain import explain_power
+        from qrad_agent.ops.selftest import as_json, run_selftest
+        from qrad_agent.ops.status import build_status
 
-        return handlers.build(self)
+        def thermostat_view() -> dict[str, Any]:
+            t = self.thermostat
+            until = t.override_until_s
+            return {**t.status(), "mode_setting": t.mode_setting,
+                    "override_remaining_s": None if until is None else max(0.0, until - self.clock.monotonic())}
+
+        views = handlers.Views(
+            status=lambda: build_status(self.status(), self.parts), sensors=self.hub.status,
+            power_explain=lambda: explain_power(self.thermostat, self.power, self.safety),
+            selftest=lambda: as_json(run_selftest(self.parts)), thermostat=thermostat_view,
+            safety=self.safety.status, autotune_status=self.tuner.status, fire_test_status=self.fire_test.status)
+        return handlers.build(self.commands, views, self.cfg.api.privileged_group)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set. Raises ComponentDied if a component ends or fails."""
         self.power.force_minimum("starting", routine=True)
-        self.started_at = (self.clock.monotonic(), time.time())
+        self.run_info.started_at = (self.clock.monotonic(), time.time())
         self.restore_state()
         tasks: dict[asyncio.Task[Any], str] = {
             asyncio.create_task(fn(), name=name): name for name, fn in self.components().items()}
@@ -195,11 +235,13 @@ class Agent:
                     error = None if task.cancelled() else task.exception()
                     raise ComponentDied(tasks[task], error)
         finally:
-            # The stop latch first: whatever still runs while the tasks are cancelled (autotune's clean-up,
-            # a command) is refused from now on; then the floor, then the tasks end.
+            # The stop latch first: whatever still runs while the tasks are cancelled (a command, a long
+            # operation's clean-up) is refused above the floor from now on; the long operations end next
+            # (autotune restores its held demand, a fire test its condition), then the floor, then the rest.
             self.safety_state.stop("agent stopping")
-            self.power.force_minimum("agent stopped", routine=True)
             self.notifier.notify("STOPPING=1")
+            await self.operations.stop()
+            self.power.force_minimum("agent stopped", routine=True)
             await self._cancel([*tasks, stopper])
             self.power.force_minimum("agent stopped", routine=True)
             self.save_state()
@@ -213,31 +255,6 @@ class Agent:
         _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
         for task in pending:
             log.error("component did not stop in time", component=task.get_name())
-
-    def extra_changes(self) -> dict[str, Any]:
-        """Privileged API changes offered by optional components (jobs, fire, sync), name -> action(params)."""
-        changes: dict[str, Any] = {"autotune": self.tuner.request}
-        if self.jobs is not None:
-            jobs = self.jobs
-            changes["cancel_job"] = lambda params: {"cancelled": jobs.cancel(str(params.get("job_id")))}
-        changes["prepare_update"] = self.prepare_update
-        return changes
-
-    def prepare_update(self, params: dict) -> dict:
-        """An update is coming (update/updater.py): start no new job and ask the checkpointable ones to save
-        and stop; ``release``: the update was refused, start jobs again. Returns the busy job slots."""
-        if self.jobs is None:
-            return {"running": 0}
-        if params.get("release"):
-            self.jobs.update_hold = False
-            self.jobs._wake.set()
-        else:
-            self.jobs.update_hold = True
-            if not self.jobs.frozen:  # frozen jobs cannot save: the stop's checkpoint_all thaws them first
-                for job_id, active in list(self.jobs.active.items()):
-                    if active.manifest.checkpointable:
-                        self.jobs._stop(job_id, "checkpoint", None)
-        return {"running": self.jobs.used_slots()}
 
     def state(self) -> dict:
         """What survives a restart: controller state and the learned power curve."""
@@ -332,27 +349,6 @@ class Agent:
             status["event_loop"] = self.loopwatch.status()
         return status
 
-    def reset_alarm(self, code: str, by: str) -> bool:
-        """Reset a latched alarm (authorised callers only); False when no such alarm is latched.
-
-        Raises ResetRefused naming what still holds when the alarm's cause is present.
-        """
-        if code == "fire_alarm":
-            return self.fire_response.reset(by)
-        if code in self.safety.LATCHED and code in self.safety.conditions:
-            still = self.safety.cause_still_present(code)
-            if still is not None:
-                raise ResetRefused(f"{code} still holds: {still}")
-            for check in self.safety.checks:
-                protection = getattr(check, "protection", None)
-                if protection is not None:
-                    protection.reset()
-            reset = self.safety.reset(code)
-            if reset:
-                log.warning("latched condition reset", condition=code, by=by)
-            return reset
-        return False
-
 
 def fan_readings(hub: SensorHub, channels: list[str], clock: Clock,
                  max_age_s: float = 30.0) -> Callable[[], dict[str, float | None]]:
@@ -366,6 +362,11 @@ def fan_readings(hub: SensorHub, channels: list[str], clock: Clock,
             result[channel] = reading.value if fresh and reading is not None else None
         return result
     return read
+
+
+def _good_value(hub: SensorHub, channel: str) -> float | None:
+    reading = hub.latest.get(channel)
+    return reading.value if reading is not None and reading.ok else None
 
 
 def channel_value(hub: SensorHub, channel: str, clock: Clock, max_age_s: float = 30.0) -> Callable[[], float | None]:

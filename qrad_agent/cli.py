@@ -536,7 +536,7 @@ async def _serve(cfg: AgentConfig, config_path: Path | None = None) -> None:
     from qrad_agent.loopwatch import LoopWatch
 
     agent = Agent(cfg)
-    agent.config_path = config_path
+    agent.run_info.config_path = config_path
     agent.loopwatch = LoopWatch()
     agent.periodic_selftest.enabled = True
     await agent.run(stop)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from qrad_drivers.base import DriverContext
 from qrad_drivers.registry import build_driver, config_models
 
+from qrad_agent.control.schedule import ScheduleRuleSpec
 from qrad_agent.envvars import DEVICE_ID_PATTERN, SETTINGS, check_environment
 from qrad_agent.errors import ConfigError
 from qrad_agent.fire.config import FireConfig
@@ -113,12 +114,8 @@ class ModeSetpointsConfig(Section):
         return self
 
 
-class ScheduleRuleConfig(Section):
-    """From ``start`` (HH:MM) on ``days`` ("mon-fri", "sat,sun", "daily") the room is in ``mode``."""
-
-    days: str
-    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    mode: Literal["comfort", "eco", "frost"]
+ScheduleRuleConfig = ScheduleRuleSpec
+"""From ``start`` on ``days`` the room is in ``mode``: the one schedule grammar (control/schedule.py)."""
 
 
 class SummerConfig(Section):

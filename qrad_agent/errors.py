@@ -23,6 +23,16 @@ class AgentError(Exception):
     """Base of every error the agent raises on purpose."""
 
 
+class Refused(AgentError):
+    """A change the agent refuses (the one command surface: local API and platform alike); the message says
+    why. ``usage``: the request itself is wrong (an unknown name, a value out of range), so the CLI exits 2
+    rather than 1 (a refusal of a well-formed request)."""
+
+    def __init__(self, message: str, usage: bool = False) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
 class ConfigError(AgentError):
     """The configuration file is missing, unreadable, not TOML, or fails validation.
 

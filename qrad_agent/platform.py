@@ -17,15 +17,17 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import replace
-from datetime import datetime
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
 import qrad_agent
-from qrad_agent.control.schedule import WeeklySchedule
+from qrad_agent.commands import Commands
+from qrad_agent.config import AgentConfig
 from qrad_agent.jobs.model import RejectReason
+from qrad_agent.parts import HeaterParts
+from qrad_agent.sensing.hub import SensorHub
 from qrad_agent.sync.bundles import BundleError, BundleFetcher
 from qrad_agent.sync.commands import CommandRejected, JobManifest
 from qrad_agent.sync.contract import (
@@ -41,51 +43,53 @@ from qrad_agent.sync.contract import (
 from qrad_agent.sync.outbox import OutboxError
 from qrad_agent.sync.privacy import ChannelAggregator, Policy, local_day_start, personal_kind
 
+if TYPE_CHECKING:
+    from qrad_agent.jobs.runner import JobRunner
+
 log = structlog.get_logger(component="platform")
 
 QUALITY = {"ok": "good", "stale": "suspect", "out_of_range": "suspect", "fault": "fault"}
 
 
 class AgentCommands:
-    """Platform commands applied to the running agent (runtime changes; the config file is not rewritten)."""
+    """The platform's commands (the sync layer's CommandTarget) on the agent's one command surface,
+    `qrad_agent.commands.Commands`, plus what only the platform sends: signed job manifests, agent updates
+    and the diagnostics request. Runtime changes; the config file is not rewritten."""
 
-    def __init__(self, agent: Any) -> None:
-        self.agent = agent
+    def __init__(self, commands: Commands, cfg: AgentConfig, jobs: JobRunner | None,
+                 diagnostics: Callable[[], dict[str, Any]], config_path: Callable[[], Path | None]) -> None:
+        self.commands = commands
+        self.cfg = cfg
+        self.jobs = jobs
+        self._diagnostics = diagnostics
+        self._config_path = config_path
         self._bundle_fetcher: BundleFetcher | None = None
         self._fetching: dict[str, asyncio.Task] = {}
 
     async def set_setpoint(self, mode: str, setpoint_c: float) -> None:
-        schedule = self.agent.thermostat.schedule
-        field = f"{mode}_c"
-        if not hasattr(schedule.setpoints, field):
-            raise CommandRejected(f"no mode {mode!r}")
-        try:
-            schedule.setpoints = replace(schedule.setpoints, **{field: setpoint_c})
-        except ValueError as exc:
-            raise CommandRejected(str(exc)) from exc
-        log.info("setpoint changed by the platform", mode=mode, setpoint_c=setpoint_c)
+        self.commands.set_setpoint(mode, setpoint_c, by="platform")
 
     async def set_mode(self, mode: str) -> None:
-        self.agent.thermostat.mode_setting = mode
-        log.info("mode changed by the platform", mode=mode)
+        self.commands.set_mode(mode, by="platform")
 
     async def set_schedule(self, rules: list[dict[str, str]]) -> None:
-        try:
-            new = WeeklySchedule.parse(rules, self.agent.thermostat.schedule.setpoints)
-        except ValueError as exc:
-            raise CommandRejected(str(exc)) from exc
-        self.agent.thermostat.schedule = new
-        log.info("schedule changed by the platform", rules=len(rules))
+        self.commands.set_schedule(rules, by="platform")
+
+    async def set_override(self, setpoint_c: float, duration_s: float | None) -> None:
+        self.commands.set_override(setpoint_c, duration_s, by="platform")
+
+    async def clear_override(self) -> None:
+        self.commands.clear_override(by="platform")
 
     async def submit_job(self, manifest: JobManifest) -> None:
         """Queue the job whose bundle is on the heater (``<jobs_dir>/incoming/<sha256>``), or accept it and
         fetch the bundle in the background (``sync.bundle_url``): the job's status messages say the rest."""
-        jobs = self.agent.jobs
+        jobs = self.jobs
         if jobs is None:
             raise CommandRejected("jobs are disabled on this heater")
-        if manifest.device_id != self.agent.cfg.device_id:
+        if manifest.device_id != self.cfg.device_id:
             raise CommandRejected(f"manifest is for device {manifest.device_id}, this heater is "
-                                  f"{self.agent.cfg.device_id}")
+                                  f"{self.cfg.device_id}")
         if manifest.job_id in jobs.records or manifest.job_id in self._fetching:
             raise CommandRejected(f"job {manifest.job_id} exists")
         try:
@@ -106,19 +110,18 @@ class AgentCommands:
             raise CommandRejected(f"bundle {manifest.image_sha256[:12]} is not on the heater and sync.bundle_url "
                                   "is not set")
         self._fetching[manifest.job_id] = asyncio.get_running_loop().create_task(
-            self._fetch_and_submit(fetcher, manifest), name=f"fetch:{manifest.job_id}")
+            self._fetch_and_submit(jobs, fetcher, manifest), name=f"fetch:{manifest.job_id}")
 
     def _fetcher(self) -> BundleFetcher | None:
-        s = self.agent.cfg.sync
-        if self._bundle_fetcher is None and s is not None and s.bundle_url and self.agent.jobs is not None:
-            jobs_cfg = self.agent.jobs.cfg
+        s = self.cfg.sync
+        if self._bundle_fetcher is None and s is not None and s.bundle_url and self.jobs is not None:
+            jobs_cfg = self.jobs.cfg
             self._bundle_fetcher = BundleFetcher(s.bundle_url, jobs_cfg.jobs_dir / "incoming",
                                                  jobs_cfg.max_bundle_mb << 20, s.ca_file, s.cert_file, s.key_file,
                                                  allow_http=s.bundle_allow_http)
         return self._bundle_fetcher
 
-    async def _fetch_and_submit(self, fetcher: BundleFetcher, manifest: JobManifest) -> None:
-        jobs = self.agent.jobs
+    async def _fetch_and_submit(self, jobs: JobRunner, fetcher: BundleFetcher, manifest: JobManifest) -> None:
         try:
             try:
                 path = await asyncio.to_thread(fetcher.fetch, manifest.image_sha256)
@@ -133,86 +136,77 @@ class AgentCommands:
         finally:
             self._fetching.pop(manifest.job_id, None)
 
+    async def close(self) -> None:
+        """Cancel and await the bundle fetches in flight (the sync component's stop)."""
+        tasks = list(self._fetching.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+
     async def cancel_job(self, job_id: str) -> None:
-        if self.agent.jobs is None or not self.agent.jobs.cancel(job_id):
-            raise CommandRejected(f"no running or queued job {job_id}")
+        self.commands.cancel_job(job_id)
 
     async def ack_job(self, job_id: str) -> None:
-        if self.agent.jobs is None or not self.agent.jobs.ack(job_id):
-            raise CommandRejected(f"no finished job {job_id}")
-        log.info("job result acknowledged by the platform", job=job_id)
+        self.commands.ack_job(job_id)
 
     async def diagnostics(self) -> dict[str, Any]:
-        return self.agent.status()
+        return self._diagnostics()
 
     async def reset_alarm(self, code: str) -> None:
-        if not self.agent.reset_alarm(code, by="platform"):
-            raise CommandRejected(f"no latched alarm {code!r}")
+        self.commands.reset_alarm(code, by="platform")
 
     async def set_grid_intensity(self, g_per_kwh: float) -> None:
-        energy = getattr(self.agent, "energy", None)
-        if energy is None:
-            raise CommandRejected("jobs are disabled on this heater: no energy or carbon accounting")
-        try:
-            energy.carbon.set_intensity(g_per_kwh, "platform")
-        except ValueError as exc:
-            raise CommandRejected(str(exc)) from exc
+        self.commands.set_grid_intensity(g_per_kwh, "platform")
 
     async def update_agent(self, bundle_sha256: str) -> None:
         """Start the updater as its own process (it restarts this agent; update/updater.py)."""
         from qrad_agent.update.launch import UpdateLaunchError, launch_updater
 
         try:
-            await asyncio.to_thread(launch_updater, self.agent.cfg, bundle_sha256,
-                                    getattr(self.agent, "config_path", None))
+            await asyncio.to_thread(launch_updater, self.cfg, bundle_sha256, self._config_path())
         except UpdateLaunchError as exc:
             raise CommandRejected(str(exc)) from exc
         log.warning("update started by the platform", bundle=bundle_sha256[:12])
 
     async def set_weather(self, points: list[tuple[float, float, float]]) -> None:
         """Outdoor forecast points (unix s, °C, W/m²) for the room model (local calendar time)."""
-        predictor = self.agent.thermostat.predictor
-        if predictor is None:
-            raise CommandRejected("predictive heating is disabled on this heater")
-        try:
-            kept = predictor.set_weather([(datetime.fromtimestamp(t), c, g) for t, c, g in points],
-                                         self.agent.clock.now())
-        except (ValueError, OverflowError, OSError) as exc:
-            raise CommandRejected(f"weather refused: {exc}") from exc
-        log.info("weather forecast received from the platform", points=kept)
+        self.commands.set_weather(points)
 
 
 class Reporter:
-    """Telemetry batches and the retained state, from the agent's components to the outbox."""
+    """Telemetry batches and the retained state, from the agent's components (``parts``) to the outbox."""
 
-    def __init__(self, agent: Any, sync: Any, wall_clock: Callable[[], float] = time.time) -> None:
-        self.agent = agent
+    def __init__(self, cfg: AgentConfig, parts: HeaterParts, sync: Any,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.parts = parts
         self.sync = sync
         self.wall_clock = wall_clock
-        self.policies = channel_policies(agent)
+        self.policies = channel_policies(cfg, parts.hub)
         self.aggregators = {
             name: ChannelAggregator(name, kind, local_day_start)
-            for name, spec in agent.hub.specs.items() if self.policies[name] is Policy.AGGREGATE
-            for kind in [personal_kind(name, spec.quantity, agent.cfg.fire.occupancy_channels)] if kind is not None}
+            for name, spec in parts.hub.specs.items() if self.policies[name] is Policy.AGGREGATE
+            for kind in [personal_kind(name, spec.quantity, cfg.fire.occupancy_channels)] if kind is not None}
         self._consumed: dict[str, float] = {}  # per aggregated channel: the hub time of the last sample taken
-        self._update_marker = agent.cfg.state_dir / "update-reported"
+        self._update_marker = cfg.state_dir / "update-reported"
         self.last_forecast: DemandForecastMessage | None = None
         self._forecast_at_s: float | None = None  # loop time of the last forecast published
 
     def state(self) -> StateMessage:
         """The retained state now."""
-        t, p = self.agent.thermostat, self.agent.power
+        t, p, jobs = self.parts.thermostat, self.parts.power, self.parts.jobs
         mode = t.status()["mode"]
         demand = max(0.0, t.demand_w)
         max_w = p.cfg.max_w
-        cores = (self.agent.cfg.jobs.cpus if self.agent.jobs else 0) * min(1.0, demand / max_w)
-        health = "safe_state" if self.agent.safety.forced else "ok"
-        energy = self.agent.energy.status() if getattr(self.agent, "energy", None) is not None else {}
+        cores = (self.cfg.jobs.cpus if jobs else 0) * min(1.0, demand / max_w)
+        health = "safe_state" if self.parts.safety.forced else "ok"
+        energy = self.parts.energy.status() if self.parts.energy is not None else {}
         return StateMessage(mode=mode if mode in ("auto", "comfort", "eco", "frost", "off") else "auto",
                             setpoint_c=None if math.isnan(t.setpoint_c) else t.setpoint_c,
                             room_c=None if math.isnan(t.pv_c) else t.pv_c, power_w=p.measured_w,
                             heat_demand_w=demand, compute_capacity_cores=cores, health=health,
-                            jobs_running=self.agent.jobs.used_slots() if self.agent.jobs else 0,
+                            jobs_running=jobs.used_slots() if jobs else 0,
                             heat_delivered_kwh=energy.get("heat_delivered_kwh"),
                             compute_core_h_per_kwh=energy.get("compute_core_h_per_kwh"),
                             agent_version=qrad_agent.__version__,
@@ -222,13 +216,13 @@ class Reporter:
         """The latest reading of each ``send`` channel and the closed periods of each ``aggregate`` one,
         stamped with wall-clock time; ``local`` channels are left out."""
         now = self.wall_clock()
-        offset = now - self.agent.clock.monotonic()
+        offset = now - self.parts.clock.monotonic()
         readings = [Reading(channel=name, t=r.t_s + offset, value=None if r.value != r.value else r.value,
                             unit=r.unit[:16], quality=QUALITY[r.quality.value])
-                    for name, r in self.agent.hub.latest.items() if self.policies.get(name) is Policy.SEND]
+                    for name, r in self.parts.hub.latest.items() if self.policies.get(name) is Policy.SEND]
         for name, aggregator in self.aggregators.items():
             since = self._consumed.get(name, -math.inf)
-            for r in self.agent.hub.channels[name].history:
+            for r in self.parts.hub.channels[name].history:
                 if r.t_s > since:
                     aggregator.add(r.t_s + offset, r.value, r.quality.value == "ok")
                     self._consumed[name] = r.t_s
@@ -239,18 +233,18 @@ class Reporter:
 
     def forecast(self) -> DemandForecastMessage | None:
         """The heat-demand forecast now (model, else persistence); None without a predictor or history."""
-        predictor = self.agent.thermostat.predictor
+        predictor = self.parts.thermostat.predictor
         if predictor is None:
             return None
-        now = self.agent.clock.now()
-        demand = predictor.forecast(now, self.agent.thermostat.schedule)
+        now = self.parts.clock.now()
+        demand = predictor.forecast(now, self.parts.thermostat.schedule)
         method: Literal["model", "persistence"] = "model"
         if demand is None:
             demand, method = predictor.persistence_forecast(now), "persistence"
         if demand is None:
             return None
-        cpus = self.agent.cfg.jobs.cpus if self.agent.jobs else 0
-        max_w = self.agent.power.cfg.max_w
+        cpus = self.cfg.jobs.cpus if self.parts.jobs else 0
+        max_w = self.parts.power.cfg.max_w
         fit = predictor.model.fit_rms_k
         return DemandForecastMessage(
             issued_at=time.time(), t0=predictor.slot_start(now).timestamp(), slot_s=predictor.s.slot_s,
@@ -262,8 +256,8 @@ class Reporter:
     def maybe_publish_forecast(self) -> bool:
         """Publish the forecast when ``forecast_period_s`` has passed or a slot moved by more than
         ``forecast_change_w``; True if published."""
-        cfg = self.agent.cfg.thermostat.predict
-        now_s = self.agent.clock.monotonic()
+        cfg = self.cfg.thermostat.predict
+        now_s = self.parts.clock.monotonic()
         due = self._forecast_at_s is None or now_s - self._forecast_at_s >= cfg.forecast_period_s
         message = self.forecast()
         if message is None:
@@ -281,7 +275,9 @@ class Reporter:
     async def report_jobs(self) -> int:
         """Publish each job whose platform status changed since the last report (through the outbox,
         never dropped); a finished job's message carries its result summary. Returns how many."""
-        runner = self.agent.jobs
+        runner = self.parts.jobs
+        if runner is None:
+            return 0
         sent = 0
         for record in list(runner.records.values()):
             status = platform_job_status(record)
@@ -318,7 +314,7 @@ class Reporter:
             last_at = float(self._update_marker.read_text().strip() or 0)
         except (OSError, ValueError):
             last_at = 0.0
-        return [e for e in Layout(self.agent.cfg.update.root).history()
+        return [e for e in Layout(self.cfg.update.root).history()
                 if isinstance(e.get("at"), (int, float)) and e["at"] > last_at]
 
     async def report_updates(self) -> int:
@@ -339,14 +335,15 @@ class Reporter:
 
     async def run(self) -> None:
         """Until cancelled: state every ``sync.state_period_s``, telemetry every ``sync.telemetry_period_s``."""
-        cfg = self.agent.cfg.sync
+        cfg = self.cfg.sync
+        assert cfg is not None  # a Reporter exists only with sync configured
         loop = asyncio.get_running_loop()
         next_telemetry = loop.time() + cfg.telemetry_period_s
         while True:
             self.sync.set_state(self.state())
             await self.report_updates()
             self.maybe_publish_forecast()
-            if self.agent.jobs is not None:
+            if self.parts.jobs is not None:
                 await self.report_jobs()
             if loop.time() >= next_telemetry:
                 await self.sync.enqueue(Kind.TELEMETRY, self.telemetry())
@@ -354,13 +351,13 @@ class Reporter:
             await asyncio.sleep(min(cfg.state_period_s, max(0.0, next_telemetry - loop.time())))
 
 
-def channel_policies(agent: Any) -> dict[str, Policy]:
+def channel_policies(cfg: AgentConfig, hub: SensorHub) -> dict[str, Policy]:
     """Channel -> its privacy policy: ``sync.privacy`` if it names the channel, else aggregate for a personal
     channel (presence, sound level, contacts) and send for the rest."""
-    overrides = agent.cfg.sync.privacy if agent.cfg.sync is not None else {}
+    overrides = cfg.sync.privacy if cfg.sync is not None else {}
     policies = {}
-    for name, spec in agent.hub.specs.items():
-        personal = personal_kind(name, spec.quantity, agent.cfg.fire.occupancy_channels)
+    for name, spec in hub.specs.items():
+        personal = personal_kind(name, spec.quantity, cfg.fire.occupancy_channels)
         default = Policy.AGGREGATE if personal is not None else Policy.SEND
         policies[name] = Policy(overrides.get(name, default))
     return policies

@@ -134,6 +134,10 @@ class SafetyLayer:
         still = self.cause_still_present(condition)
         if still is not None:
             raise ResetRefused(f"{condition} still holds: {still}")
+        for check in self.checks:  # a check with its own latch (thermal protection) starts afresh
+            protection = getattr(check, "protection", None)
+            if protection is not None:
+                protection.reset()
         if condition == "fan_failure":
             self._fan_proving, self._fans_ok_since_s = True, None
             self.state.ceiling_w = self.cfg.fan_proof_w

@@ -191,7 +191,7 @@ async def _simulate(cfg: AgentConfig, heater: Any, start: datetime, days: float,
     trace = Trace()
     duration_s = days * 86400.0
 
-    feeder = sim_forecast.Feeder(agent, heater, start, forecast_error_k, seed)
+    feeder = sim_forecast.Feeder(agent.thermostat, heater, start, forecast_error_k, seed)
     feeder.demand = forecasts if forecasts is not None else []
 
     def record(state: Any) -> None:

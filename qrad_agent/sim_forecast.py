@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from qrad_agent.control.thermostat import Thermostat
 
 HOUR_S = 3600.0
 HORIZON_H = 48
@@ -44,9 +47,9 @@ class Feeder:
     the order in which the agent and the simulator run at equal virtual times), and records the agent's
     heat-demand forecast each hour (``demand``). ``error_k`` None: no weather is sent."""
 
-    def __init__(self, agent: Any, heater: Any, start: datetime, error_k: float | None, seed: int,
+    def __init__(self, thermostat: Thermostat, heater: Any, start: datetime, error_k: float | None, seed: int,
                  period_s: float = HOUR_S) -> None:
-        self.agent, self.heater, self.start = agent, heater, start
+        self.thermostat, self.heater, self.start = thermostat, heater, start
         self.error_k, self.period_s = error_k, period_s
         self.rng = np.random.default_rng(seed + 7919)
         self.next_s = 0.0
@@ -54,14 +57,14 @@ class Feeder:
 
     def on_step(self, t_s: float) -> None:
         """At each ``period_s`` of simulated time, hand the agent's predictor a new forecast."""
-        predictor = self.agent.thermostat.predictor
+        predictor = self.thermostat.predictor
         if predictor is None or t_s < self.next_s:
             return
         self.next_s = (t_s // self.period_s + 1) * self.period_s
         now = self.start + timedelta(seconds=t_s)
         if self.error_k is not None:
             predictor.set_weather(forecast_points(self.heater, now, t_s, self.error_k, self.rng), now)
-        thermostat = self.agent.thermostat
+        thermostat = self.thermostat
         demand = predictor.forecast(now, thermostat.schedule)
         if demand is not None:
             grid_s = t_s - (t_s % predictor.s.slot_s)

@@ -22,6 +22,8 @@ from typing import Any
 
 import structlog
 
+from qrad_agent.errors import Refused
+
 log = structlog.get_logger(component="api")
 
 MAX_REQUEST_BYTES = 65536
@@ -47,15 +49,8 @@ def peer_of(writer: asyncio.StreamWriter) -> Peer:
     return Peer(*struct.unpack("3i", raw))
 
 
-class ApiError(Exception):
-    """A request the API refuses; the message goes back to the client.
-
-    ``usage``: the request itself is wrong (an unknown name, a value out of its range), so the CLI exits 2
-    rather than 1 (a refusal of a well-formed request)."""
-
-    def __init__(self, message: str, usage: bool = False) -> None:
-        super().__init__(message)
-        self.usage = usage
+class ApiError(Refused):
+    """A request the API refuses; the message goes back to the client (``usage``: see `Refused`)."""
 
 
 class ApiServer:
@@ -108,7 +103,7 @@ class ApiServer:
             if not isinstance(params, dict):
                 raise ApiError("params must be an object")
             return {"ok": True, "result": handler(params, peer)}
-        except ApiError as exc:
+        except Refused as exc:  # ApiError, or a refusal from the commands surface
             return {"ok": False, "error": str(exc), "usage": exc.usage}
         except json.JSONDecodeError as exc:
             return {"ok": False, "error": f"malformed JSON: {exc}"}

@@ -16,7 +16,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 WEEK = timedelta(days=7)
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -211,3 +213,20 @@ def default_home(setpoints: ModeSetpoints | None = None) -> WeeklySchedule:
         ],
         setpoints,
     )
+
+
+class ScheduleRuleSpec(BaseModel):
+    """One schedule rule as written in the config file ([[thermostat.schedule]]), a platform `set_schedule`
+    command and the local API alike: the one grammar of `WeeklySchedule.parse` (days "mon-fri", "sat,sun",
+    "fri-mon", "daily", "weekdays", "weekend"; start "HH:MM" or "HH:MM:SS"; mode comfort, eco or frost)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    days: str = Field(max_length=64)
+    start: str = Field(max_length=8)
+    mode: Literal["comfort", "eco", "frost"]
+
+    @model_validator(mode="after")
+    def _grammar(self) -> ScheduleRuleSpec:
+        _parse_rule(0, self.model_dump())  # raises ValueError naming the field and the bad value
+        return self

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from qrad_agent.errors import ActuatorError
+from qrad_agent.jobs.config import JobsConfig
 from qrad_agent.jobs.carbon import CarbonAccountant
 from qrad_agent.jobs.energy import (
     JobCpuReader,
@@ -26,6 +28,10 @@ from qrad_agent.jobs.energy import (
     PackageEnergyReader,
     PackageFrequencyReader,
 )
+
+if TYPE_CHECKING:
+    from qrad_agent.config import PowerConfig
+    from qrad_agent.jobs.runner import JobRunner
 
 log = structlog.get_logger(component="jobs.energy")
 
@@ -46,11 +52,17 @@ def board_topology(sysfs_root: Path, cpus: int) -> tuple[int, int]:
 
 
 class EnergyMonitor:
-    """Samples the inputs of the accountant and writes each job's energy into its record."""
+    """Samples the inputs of the accountant and writes each job's energy into its record: ``jobs`` (the
+    runner whose records get ``energy_wh``), ``room`` (the room temperature and setpoint now, °C, NaN when
+    unknown: the thermostat's), ``mains_kwh_reading`` (the latest good reading of the mains meter's energy
+    channel, kWh, or None)."""
 
-    def __init__(self, agent: Any) -> None:
-        self.agent = agent
-        jobs_cfg, power_cfg = agent.cfg.jobs, agent.cfg.power
+    def __init__(self, jobs_cfg: JobsConfig, power_cfg: PowerConfig, jobs: JobRunner,
+                 room: Callable[[], tuple[float, float]],
+                 mains_kwh_reading: Callable[[str], float | None]) -> None:
+        self.jobs = jobs
+        self.room = room
+        self.mains_kwh_reading = mains_kwh_reading
         self.interval_s = jobs_cfg.energy_interval_s
         self.meter_channel = jobs_cfg.mains_energy_channel
         n_packages, cores = board_topology(power_cfg.sysfs_root, jobs_cfg.cpus)
@@ -73,8 +85,7 @@ class EnergyMonitor:
     def _mains_kwh(self) -> float | None:
         if self.meter_channel is None:
             return None
-        reading = self.agent.hub.latest.get(self.meter_channel)
-        return reading.value if reading is not None and reading.ok else None
+        return self.mains_kwh_reading(self.meter_channel)
 
     def sample(self, t_s: float) -> None:
         """One interval ending at loop time ``t_s``. Never raises for a bad input (logged, skipped)."""
@@ -98,12 +109,11 @@ class EnergyMonitor:
         except ValueError as exc:
             log.error("energy interval skipped", error=str(exc))
             return
-        t = self.agent.thermostat
-        self.carbon.interval(self.accountant.heat_delivered_j - heat_before_j, report.job_j, _finite(t.pv_c),
-                             _finite(t.setpoint_c))
-        runner = self.agent.jobs
+        pv_c, setpoint_c = self.room()
+        self.carbon.interval(self.accountant.heat_delivered_j - heat_before_j, report.job_j, _finite(pv_c),
+                             _finite(setpoint_c))
         for job_id in cpu:
-            record = runner.records.get(job_id) if runner is not None else None
+            record = self.jobs.records.get(job_id)
             if record is not None:
                 record.usage.energy_wh = round(self.accountant.energy_wh(job_id), 6)
                 self._carbon_into(record)

@@ -343,6 +343,19 @@ class JobRunner:
             self._finish(record, Status.CANCELLED, reason="cancelled before start")
         return True
 
+    def hold_for_update(self, hold: bool) -> int:
+        """``hold``: an update is coming: start no new job and ask the checkpointable ones to save and stop
+        (frozen jobs cannot save: the stop's checkpoint_all thaws them first); False: start jobs again.
+        Returns the busy job slots."""
+        self.update_hold = hold
+        if not hold:
+            self._wake.set()
+        elif not self.frozen:
+            for job_id, active in list(self.active.items()):
+                if active.manifest.checkpointable:
+                    self._stop(job_id, "checkpoint", None)
+        return self.used_slots()
+
     def used_slots(self) -> int:
         return sum(a.manifest.cores for a in self.active.values())
 

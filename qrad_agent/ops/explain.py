@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from qrad_agent.api.fmt import number, plain
+from qrad_agent.control.thermostat import Thermostat
+from qrad_agent.power.manager import PowerManager
+from qrad_agent.safety import SafetyLayer
 
 
-def explain_power(agent: Any) -> dict[str, Any]:
+def explain_power(thermostat: Thermostat, power: PowerManager, safety: SafetyLayer) -> dict[str, Any]:
     """Setpoint and room temperature -> controller terms -> heat demand -> curve level -> interface states.
 
-    ``agent`` is the running Agent; every value under ``applied`` is read back from sysfs now.
+    Every value under ``applied`` is read back from sysfs now.
     """
-    thermostat, power = agent.thermostat, agent.power
     controller = thermostat.controller
     terms = getattr(getattr(controller, "pid", None), "terms", None)
     level = power.level
@@ -24,7 +26,7 @@ def explain_power(agent: Any) -> dict[str, Any]:
         "terms_w": None if terms is None else {"p": terms.p_w, "i": terms.i_w, "d": terms.d_w},
         "demand_w": thermostat.demand_w,
         "limit_reason": thermostat.limit_reason,
-        "safety": agent.safety.status(),
+        "safety": safety.status(),
         "curve": {"level": level, "expected_w": power.curve.power_w(level), "samples": power.curve.samples},
         "measured_w": power.measured_w,
         "chain": power.chain_names(),

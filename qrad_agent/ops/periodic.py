@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from qrad_agent.ops.selftest import Check, code_hash, run_selftest
+from qrad_agent.parts import HeaterParts
 
 log = structlog.get_logger(component="selftest")
 
@@ -24,10 +25,11 @@ SELFTEST_PERIOD_S = 3600.0
 
 
 class PeriodicSelftest:
-    """Owned by the supervisor as the ``selftest`` component; ``agent`` is what `run_selftest` inspects."""
+    """Owned by the supervisor as the ``selftest`` component; ``parts`` is what `run_selftest` inspects (its
+    ``run.code_hash_at_start`` is set here, at start)."""
 
-    def __init__(self, agent: Any) -> None:
-        self.agent = agent
+    def __init__(self, parts: HeaterParts) -> None:
+        self.parts = parts
         self.runs = 0
         self.failed: list[str] = []
         self.last_run_s: float | None = None
@@ -35,7 +37,7 @@ class PeriodicSelftest:
 
     def check_once(self) -> list[Check]:
         """Run every check now; record and log the failures."""
-        checks = run_selftest(self.agent)
+        checks = run_selftest(self.parts)
         failed = [f"{c.name}: {c.detail}" for c in checks if not c.ok]
         if failed and failed != self.failed:
             log.error("selftest failed", failed=failed)
@@ -47,7 +49,7 @@ class PeriodicSelftest:
 
     async def run(self) -> None:
         """Until cancelled."""
-        self.agent.code_hash_at_start = await asyncio.to_thread(code_hash)
+        self.parts.run.code_hash_at_start = await asyncio.to_thread(code_hash)
         await asyncio.sleep(SELFTEST_FIRST_S)
         while True:
             self.check_once()

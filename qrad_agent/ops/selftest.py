@@ -19,6 +19,7 @@ from typing import Any
 import qrad_agent
 from qrad_agent.api.fmt import number
 from qrad_agent.api.views import display_step
+from qrad_agent.parts import HeaterParts
 
 MIN_FREE_DISK_MB = 100.0
 MAX_PERIOD_JITTER = 0.2
@@ -50,39 +51,39 @@ def code_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-def run_selftest(agent: Any) -> list[Check]:
-    """Every check, on the running ``agent``."""
+def run_selftest(parts: HeaterParts) -> list[Check]:
+    """Every check, on the running heater's ``parts``."""
     checks = []
-    status = agent.hub.status()
+    status = parts.hub.status()
     for name, ch in sorted(status["channels"].items()):
-        period = agent.hub.specs[name].period_s
+        period = parts.hub.specs[name].period_s
         fresh = ch["age_s"] is not None and ch["age_s"] <= 3 * period + 5
         ok = ch["quality"] == "ok" and fresh
         value = number(ch["value"], ch["unit"], display_step(ch)) if ch["value"] is not None else f"- {ch['unit']}"
         age = "no reading yet" if ch["age_s"] is None else f"age {ch['age_s']:.1f} s"
         checks.append(Check(f"sensor {name}", ok, f"{value}, {ch['quality'] or 'no reading'}, {age}"
                             f"{', ' + ch['reason'] if ch['reason'] else ''}"))
-    choice = agent.hub.best(agent.cfg.thermostat.room_channels, agent.cfg.thermostat.stale_after_s)
+    choice = parts.hub.best(parts.cfg.thermostat.room_channels, parts.cfg.thermostat.stale_after_s)
     checks.append(Check("room temperature sensors agree", choice.reading is not None and not choice.notes,
                         "; ".join(choice.notes) or choice.reason or "agree"))
-    for name, (ok, detail) in agent.power.verify().items():
+    for name, (ok, detail) in parts.power.verify().items():
         checks.append(Check(f"actuator {name}", ok, detail))
-    checks.append(Check("power interfaces", bool(agent.power.actuators),
-                        " -> ".join(agent.power.chain_names()) or "no interface left"))
-    conditions = dict(agent.safety.conditions)
+    checks.append(Check("power interfaces", bool(parts.power.actuators),
+                        " -> ".join(parts.power.chain_names()) or "no interface left"))
+    conditions = dict(parts.safety.conditions)
     checks.append(Check("no safety condition holds", not conditions,
                         "; ".join(f"{c}: {r}" for c, r in conditions.items()) or "power may follow demand"))
-    checks.append(_loop_timing(agent))
-    checks.append(_clock(agent))
-    checks.append(_code_unchanged(agent))
-    checks.append(_config_unchanged(agent))
-    checks.append(_disk(agent.cfg.state_dir))
-    output = agent.safety.alarm_output_path()
+    checks.append(_loop_timing(parts))
+    checks.append(_clock(parts))
+    checks.append(_code_unchanged(parts))
+    checks.append(_config_unchanged(parts))
+    checks.append(_disk(parts.cfg.state_dir))
+    output = parts.safety.alarm_output_path()
     if output is not None:
         presence = "present" if output.exists() else "missing: the fire alarm cannot be signalled"
         checks.append(Check("alarm output line", output.exists(), f"{output} {presence}"))
-    if agent.jobs is not None:
-        state = agent.jobs.launcher_state()
+    if parts.jobs is not None:
+        state = parts.jobs.launcher_state()
         checks.append(Check("jobs launcher", not state.startswith("unreachable"), state))
     return checks
 
@@ -92,8 +93,8 @@ def config_hash(cfg: Any) -> str:
     return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _code_unchanged(agent: Any) -> Check:
-    started = getattr(agent, "code_hash_at_start", None)
+def _code_unchanged(parts: HeaterParts) -> Check:
+    started = parts.run.code_hash_at_start
     now = code_hash()
     if started is None:
         return Check("code unchanged since start", True, f"{now} (qrad-agent {qrad_agent.__version__})")
@@ -102,9 +103,9 @@ def _code_unchanged(agent: Any) -> Check:
                  f"installed sources {now} differ from the running {started}: restart to run what is installed")
 
 
-def _config_unchanged(agent: Any) -> Check:
-    running = config_hash(agent.cfg)
-    path = getattr(agent, "config_path", None)
+def _config_unchanged(parts: HeaterParts) -> Check:
+    running = config_hash(parts.cfg)
+    path = parts.run.config_path
     if path is None:
         return Check("config unchanged since start", True, f"{running} (no file: built in memory)")
     from qrad_agent.config import load_config
@@ -119,9 +120,9 @@ def _config_unchanged(agent: Any) -> Check:
                  "running): restart to apply it")
 
 
-def _loop_timing(agent: Any) -> Check:
-    steps = list(agent.thermostat.step_times_s)
-    period = agent.thermostat.cfg.period_s
+def _loop_timing(parts: HeaterParts) -> Check:
+    steps = list(parts.thermostat.step_times_s)
+    period = parts.thermostat.cfg.period_s
     if len(steps) < MIN_STEPS:
         wait_s = (MIN_STEPS - len(steps)) * period
         return Check("control loop timing", True, f"{len(steps)} control step(s) so far: it can judge after "
@@ -133,9 +134,11 @@ def _loop_timing(agent: Any) -> Check:
                  f"{len(gaps)} periods of {period:g} s, worst deviation {worst_s:.3f} s (allowed {allowed_s:g} s)")
 
 
-def _clock(agent: Any) -> Check:
-    loop_s, wall_s = agent.clock.monotonic(), time.time()
-    start_loop_s, start_wall_s = agent.started_at
+def _clock(parts: HeaterParts) -> Check:
+    loop_s, wall_s = parts.clock.monotonic(), time.time()
+    if parts.run.started_at is None:
+        return Check("clock", True, "not started yet", pending=True)
+    start_loop_s, start_wall_s = parts.run.started_at
     span = loop_s - start_loop_s
     if span < 10:
         return Check("clock", True, f"running {span:.0f} s: it can compare after 10 s", pending=True)

@@ -11,33 +11,33 @@ from __future__ import annotations
 from typing import Any
 
 from qrad_agent.log import recent
+from qrad_agent.parts import HeaterParts
 
 RECENT_EVENTS = 5
 """How many of the latest warnings and errors `status` shows."""
 
 
-def build_status(agent: Any) -> dict[str, Any]:
-    """``agent.status()`` plus ``uptime_s``, ``room``, ``control`` (age of the last step, s), ``disabled``
-    (optional components switched off and the key that does it), ``events`` and ``verdict``."""
-    status = agent.status()
-    now_s = agent.clock.monotonic()
-    started = getattr(agent, "started_at", None)
+def build_status(status: dict[str, Any], parts: HeaterParts) -> dict[str, Any]:
+    """The components' ``status`` plus ``uptime_s``, ``room``, ``control`` (age of the last step, s),
+    ``disabled`` (optional components switched off and the key that does it), ``events`` and ``verdict``."""
+    now_s = parts.clock.monotonic()
+    started = parts.run.started_at
     status["uptime_s"] = None if started is None else round(now_s - started[0], 1)
-    status["room"] = room_choice(agent)
-    steps = agent.thermostat.step_times_s
-    status["control"] = {"period_s": agent.thermostat.cfg.period_s,
+    status["room"] = room_choice(parts)
+    steps = parts.thermostat.step_times_s
+    status["control"] = {"period_s": parts.thermostat.cfg.period_s,
                          "last_step_age_s": round(now_s - steps[-1], 1) if steps else None}
-    status["disabled"] = disabled_components(agent.cfg)
+    status["disabled"] = disabled_components(parts.cfg)
     status["events"] = recent.query(level="warning", limit=RECENT_EVENTS)
     status["verdict"] = verdict(status)
     return status
 
 
-def room_choice(agent: Any) -> dict[str, Any]:
+def room_choice(parts: HeaterParts) -> dict[str, Any]:
     """The room temperature the thermostat would take now: channel, value (°C), and why the channels
     preferred to it were passed over; channel None with the reason when none is usable."""
-    channels = agent.cfg.thermostat.room_channels
-    choice = agent.hub.best(channels, agent.cfg.thermostat.stale_after_s)
+    channels = parts.cfg.thermostat.room_channels
+    choice = parts.hub.best(channels, parts.cfg.thermostat.stale_after_s)
     if choice.reading is None:
         return {"channel": None, "value_c": None, "reason": choice.reason, "skipped": [], "notes": list(choice.notes)}
     return {"channel": choice.reading.channel, "value_c": choice.reading.value, "reason": "",

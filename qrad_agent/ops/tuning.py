@@ -5,23 +5,34 @@ persisted with the agent's state."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 
-from qrad_agent.api.server import ApiError
+from qrad_agent.clock import Clock
 from qrad_agent.control.autotune import AutotuneResult, autotune, hub_temperature, thermostat_plan
 from qrad_agent.control.pid import PidGains
-from qrad_agent.control.thermostat import PidStep
+from qrad_agent.control.thermostat import PidStep, Thermostat
+from qrad_agent.errors import Refused as ApiError
+from qrad_agent.ops.operations import Operations
+from qrad_agent.safety import SafetyLayer
 
 log = structlog.get_logger(component="autotune")
 
 
 class Tuner:
-    """One autotune at a time, on the agent's thermostat."""
+    """One autotune at a time, on ``thermostat``, run as the ``autotune`` operation of ``operations``;
+    refused while ``safety`` holds power at its floor. ``on_gains(gains)`` applies confirmed gains and
+    persists them (the agent's state)."""
 
-    def __init__(self, agent: Any) -> None:
-        self.agent = agent
+    def __init__(self, thermostat: Thermostat, safety: SafetyLayer, clock: Clock, operations: Operations,
+                 on_gains: Callable[[PidGains], None]) -> None:
+        self.thermostat = thermostat
+        self.safety = safety
+        self.clock = clock
+        self.operations = operations
+        self.on_gains = on_gains
         self.task: asyncio.Task | None = None
         self.result: AutotuneResult | None = None
         self.phase = ""
@@ -32,7 +43,7 @@ class Tuner:
     def request(self, params: dict[str, Any]) -> dict[str, Any]:
         """``dry_run``: the plan only; ``confirm``: apply the last proposal; ``cancel``: stop the running
         test (the thermostat drives the power again); otherwise start a test. Raises ApiError."""
-        thermostat = self.agent.thermostat
+        thermostat = self.thermostat
         if params.get("confirm"):
             return self.confirm()
         if params.get("cancel"):
@@ -47,9 +58,9 @@ class Tuner:
             raise ApiError("autotune tunes the PID; this heater runs the hysteresis thermostat")
         if self.task is not None and not self.task.done():
             raise ApiError("an autotune is already running (qrad-agent autotune --status, or --cancel)")
-        if self.agent.safety.forced:
+        if self.safety.forced:
             raise ApiError("autotune: the safety layer holds power at its minimum: "
-                           + "; ".join(f"{c} ({r})" for c, r in self.agent.safety.conditions.items()))
+                           + "; ".join(f"{c} ({r})" for c, r in self.safety.conditions.items()))
         cfg = thermostat.cfg
         room_c = hub_temperature(thermostat.hub, cfg.room_channels, cfg.stale_after_s)()
         if room_c is None:
@@ -60,12 +71,12 @@ class Tuner:
                            f"(setpoint {plan.center_c:.1f} ± {plan.band_k:g} K), where the test would abort at "
                            "once; start it when the thermostat has brought the room within the band")
         self.result, self.cancelled = None, False
-        self.phase, self.started_s, self.max_duration_s = "starting", self.agent.clock.monotonic(), plan.max_duration_s
-        self.task = asyncio.get_running_loop().create_task(self._run(plan), name="autotune")
+        self.phase, self.started_s, self.max_duration_s = "starting", self.clock.monotonic(), plan.max_duration_s
+        self.task = self.operations.start("autotune", self._run(plan))
         return {"started": True, "plan": plan.describe()}
 
     async def _run(self, plan: Any) -> None:
-        thermostat = self.agent.thermostat
+        thermostat = self.thermostat
         thermostat.paused = "autotune step test"
         try:
             self.result = await autotune(thermostat, plan, on_phase=self._on_phase)
@@ -89,14 +100,14 @@ class Tuner:
             assert self.task is not None
             self.cancelled = True
             self.task.cancel()
-            self.agent.thermostat.paused = None  # at once, not only when the task has unwound
+            self.thermostat.paused = None  # at once, not only when the task has unwound
         return {"cancelled": running}
 
     def status(self) -> dict[str, Any]:
         """Running (phase "hold" / "step" / "fit", elapsed and longest duration, s), or the last result
         with the proposed gains."""
         running = self.task is not None and not self.task.done()
-        elapsed = None if self.started_s is None else self.agent.clock.monotonic() - self.started_s
+        elapsed = None if self.started_s is None else self.clock.monotonic() - self.started_s
         return {"running": running, "phase": self.phase or None, "elapsed_s": elapsed,
                 "max_duration_s": self.max_duration_s,
                 "result": None if self.result is None else self.result.status()}
@@ -105,16 +116,11 @@ class Tuner:
         """Apply and persist the proposed gains."""
         if self.result is None or self.result.gains is None:
             raise ApiError("no autotune proposal to confirm")
-        apply_gains(self.agent, self.result.gains)
+        controller = self.thermostat.controller
+        if not isinstance(controller, PidStep):
+            raise ApiError("not running the PID")
+        gains = self.result.gains
+        controller.pid.set_gains(gains)  # bumpless (control/pid.py)
+        self.on_gains(gains)
+        log.warning("PID gains applied", kp_w_per_k=gains.kp_w_per_k, ti_s=gains.ti_s, td_s=gains.td_s)
         return {"applied": self.result.status()}
-
-
-def apply_gains(agent: Any, gains: PidGains) -> None:
-    """Bumpless switch to ``gains`` and save them in the state file (they survive a restart)."""
-    controller = agent.thermostat.controller
-    if not isinstance(controller, PidStep):
-        raise ApiError("not running the PID")
-    controller.pid.set_gains(gains)
-    agent.tuned_gains = gains
-    agent.save_state()
-    log.warning("PID gains applied", kp_w_per_k=gains.kp_w_per_k, ti_s=gains.ti_s, td_s=gains.td_s)

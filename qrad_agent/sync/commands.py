@@ -32,7 +32,8 @@ from typing import Annotated, Any, Literal, Protocol, Union
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from qrad_agent.errors import AgentError
+from qrad_agent.control.schedule import ScheduleRuleSpec
+from qrad_agent.errors import Refused
 from qrad_agent.files import private_sqlite
 from qrad_agent.sync.signing import Verifier
 
@@ -58,7 +59,7 @@ class Reason(StrEnum):
     INTERNAL_ERROR = "internal_error"
 
 
-class CommandRejected(AgentError):
+class CommandRejected(Refused):
     """Raised by a `CommandTarget` method that refuses a valid command (e.g. an unknown job id)."""
 
 
@@ -84,18 +85,23 @@ class SetMode(_Command):
     mode: Literal["auto", "comfort", "eco", "frost", "off"]
 
 
-class ScheduleRule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    days: str = Field(pattern=r"^(daily|(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?"
-                              r"(,(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?)*)$")
-    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    mode: Literal["comfort", "eco", "frost"]
-
-
 class SetSchedule(_Command):
+    """The weekly schedule, in the one grammar of the config file (control/schedule.py)."""
+
     command: Literal["set_schedule"]
-    rules: list[ScheduleRule] = Field(min_length=1, max_length=64)
+    rules: list[ScheduleRuleSpec] = Field(min_length=1, max_length=64)
+
+
+class SetOverride(_Command):
+    """Hold ``setpoint_c`` instead of the schedule for ``duration_s`` (None: until cleared)."""
+
+    command: Literal["set_override"]
+    setpoint_c: float = Field(ge=5, le=30)
+    duration_s: float | None = Field(None, gt=0, le=7 * 86400)
+
+
+class ClearOverride(_Command):
+    command: Literal["clear_override"]
 
 
 class WeatherPoint(BaseModel):
@@ -181,7 +187,8 @@ class SetGridIntensity(_Command):
     g_per_kwh: float = Field(ge=0, le=5000)
 
 
-COMMANDS: tuple[type[_Command], ...] = (SetSetpoint, SetMode, SetSchedule, SubmitJob, CancelJob, AckJob,
+COMMANDS: tuple[type[_Command], ...] = (SetSetpoint, SetMode, SetSchedule, SetOverride, ClearOverride,
+                                        SubmitJob, CancelJob, AckJob,
                                         RequestDiagnostics, ResetAlarm, UpdateAgent, SetGridIntensity,
                                         SetWeather)
 COMMAND_NAMES = frozenset(m.model_fields["command"].annotation.__args__[0] for m in COMMANDS)  # type: ignore
@@ -213,6 +220,8 @@ class CommandTarget(Protocol):
     async def set_setpoint(self, mode: str, setpoint_c: float) -> None: ...
     async def set_mode(self, mode: str) -> None: ...
     async def set_schedule(self, rules: list[dict[str, str]]) -> None: ...
+    async def set_override(self, setpoint_c: float, duration_s: float | None) -> None: ...
+    async def clear_override(self) -> None: ...
     async def submit_job(self, manifest: JobManifest) -> None: ...
     async def cancel_job(self, job_id: str) -> None: ...
     async def ack_job(self, job_id: str) -> None: ...
@@ -305,7 +314,7 @@ class CommandHandler:
             return _error(cmd.command_id, name, Reason.REPLAYED, "command id already seen")
         try:
             result = await self._apply(cmd)
-        except CommandRejected as exc:
+        except Refused as exc:  # CommandRejected, or a refusal from the commands surface
             return _error(cmd.command_id, name, Reason.REJECTED, str(exc)[:500])
         log.info("command applied", command=name, command_id=cmd.command_id)
         return CommandResponse(command_id=cmd.command_id, command=name, ok=True, reason=Reason.OK,
@@ -342,6 +351,10 @@ class CommandHandler:
                 await t.set_mode(cmd.mode)
             case SetSchedule():
                 await t.set_schedule([r.model_dump() for r in cmd.rules])
+            case SetOverride():
+                await t.set_override(cmd.setpoint_c, cmd.duration_s)
+            case ClearOverride():
+                await t.clear_override()
             case SubmitJob():
                 await t.submit_job(cmd.manifest)
             case CancelJob():

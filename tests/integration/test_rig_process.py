@@ -96,6 +96,10 @@ def agent_config(tmp_path: Path, root: Path, speed: float, sync: dict[str, Any])
     data["thermostat"].update(mode="comfort", period_s=30.0 / speed, stale_after_s=10.0)
     data["thermostat"]["pid"] = {"kp_w_per_k": 1400.0, "ti_s": 1100.0 / speed}
     data["safety"]["alarm_gpio_line"] = ALARM_LINE
+    # CO2 is judged by its rate of rise (ppm per real second), which the rig compresses by its speed: two
+    # occupants at 60x read as a CO2 source of over a hundred people and, when the PIR misses them, as
+    # unexplained combustion gas. The fire here is found by its alarm sound, heat and particles.
+    data["fire"]["co2_channels"] = []
     data["sync"] = sync
     path = tmp_path / "agent.toml"
     path.write_text(to_toml(data) + "\n")
@@ -159,7 +163,9 @@ def test_winter_day_rig_with_the_real_daemon(tmp_path: Path) -> None:
             outage_started = time.time()
             alarm_output = root / "class" / "gpio" / f"gpio{ALARM_LINE}" / "value"
             _wait(lambda: alarm_output.read_text().strip() == "1", 120, "the alarm output")
-            assert not any(m["kind"] == "alarm" for m in log.messages.values())
+            early = [m for m in log.messages.values() if m["kind"] == "alarm"]
+            assert not early, (f"an alarm reached the platform before the outage (model time now "
+                               f"{_model_s(root):.0f} s, ignition at {fire_at_s:.0f} s): {early}")
             broker.start()
             outage_ended = time.time()
             assert platform.wait_for(lambda p: any(m["kind"] == "alarm" for m in log.messages.values()), 60)

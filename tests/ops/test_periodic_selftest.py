@@ -54,7 +54,7 @@ def test_a_failing_check_is_an_event_and_a_degraded_status_then_clears(tmp_path:
     cfg = load_config(config_file)
     heater = SimulatedHeater(tmp_path, HeaterSpec(initial_air_c=19.0), Weather.constant(5.0), START, seed=1)
     agent = Agent(cfg, Clock(calendar_start=START, loop_start_s=0.0), Notifier({}))
-    agent.config_path = config_file
+    agent.run_info.config_path = config_file
     agent.periodic_selftest.enabled = True
     seen: dict[str, object] = {}
 

@@ -15,6 +15,8 @@ from pydantic import ValidationError
 from qrad_agent.config import PredictConfig
 from qrad_agent.control.predict import FORECAST_SLOTS, Predictor, PredictSettings
 from qrad_agent.control.schedule import ModeSetpoints, default_home
+from qrad_agent.commands import Commands
+from qrad_agent.errors import Refused
 from qrad_agent.platform import AgentCommands, Reporter
 from qrad_agent.sync.commands import CommandHandler, CommandRejected, Reason, ReplayWindow
 from qrad_agent.sync.contract import DemandForecastMessage, schemas
@@ -64,19 +66,25 @@ def fake_agent(predictor: Predictor | None, now: datetime) -> Any:
                             cfg=cfg, jobs=object(), power=SimpleNamespace(cfg=SimpleNamespace(max_w=500.0)),
                             hub=SimpleNamespace(specs={}))
     agent.loop_s = loop_s
+    agent.commands = Commands(agent.thermostat, None, None, None, None, None, None,  # type: ignore[arg-type]
+                              lambda: None, clock.now)
     return agent
+
+
+def platform_commands(agent: Any) -> AgentCommands:
+    return AgentCommands(agent.commands, agent.cfg, None, dict, lambda: None)
 
 
 async def test_agent_applies_the_weather_to_its_predictor() -> None:
     predictor = Predictor(PredictSettings(), 0.0, 500.0)
     agent = fake_agent(predictor, datetime(2026, 1, 5, 12))
     start = datetime(2026, 1, 5, 13).timestamp()
-    await AgentCommands(agent).set_weather([(start + 3600 * h, 2.0 + h, 0.0) for h in range(3)])
+    await platform_commands(agent).set_weather([(start + 3600 * h, 2.0 + h, 0.0) for h in range(3)])
     assert predictor.outdoor_at(predictor.outdoor.times_s[0] + 1800)[0] == pytest.approx(2.5)
-    with pytest.raises(CommandRejected):
-        await AgentCommands(agent).set_weather([(start, 2.0, 0.0), (start + 60, 2.0, 2000.0)])
-    with pytest.raises(CommandRejected):
-        await AgentCommands(fake_agent(None, datetime(2026, 1, 5))).set_weather([(start, 2.0, 0.0)])
+    with pytest.raises(Refused, match="weather refused"):
+        await platform_commands(agent).set_weather([(start, 2.0, 0.0), (start + 60, 2.0, 2000.0)])
+    with pytest.raises(Refused, match="predictive heating is disabled"):
+        await platform_commands(fake_agent(None, datetime(2026, 1, 5))).set_weather([(start, 2.0, 0.0)])
 
 
 class RecordingSync:
@@ -101,7 +109,7 @@ def test_reporter_publishes_persistence_then_only_on_period_or_change() -> None:
     now = day_of_history(predictor, datetime(2026, 1, 5))
     agent = fake_agent(predictor, now)
     sync = RecordingSync()
-    reporter = Reporter(agent, sync)
+    reporter = Reporter(agent.cfg, agent, sync)
     assert reporter.maybe_publish_forecast()
     message = sync.published[-1]
     assert message.method == "persistence" and len(message.heat_demand_w) == FORECAST_SLOTS
@@ -129,4 +137,5 @@ def test_forecast_message_refuses_bad_values() -> None:
 
 
 def test_no_predictor_no_forecast() -> None:
-    assert Reporter(fake_agent(None, datetime(2026, 1, 5)), RecordingSync()).maybe_publish_forecast() is False
+    agent = fake_agent(None, datetime(2026, 1, 5))
+    assert Reporter(agent.cfg, agent, RecordingSync()).maybe_publish_forecast() is False

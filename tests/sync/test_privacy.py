@@ -76,7 +76,7 @@ def _feed(agent: Agent, t_s: float, presence: float, window: float, sound_db: fl
 async def test_personal_channels_leave_only_as_aggregates_by_default(tmp_path: Path, heater_agent_data) -> None:
     agent = _agent(tmp_path, heater_agent_data)
     wall = [T0 + HOUR - 120.0]
-    reporter = Reporter(agent, None, wall_clock=lambda: wall[0])
+    reporter = Reporter(agent.cfg, agent.parts, None, wall_clock=lambda: wall[0])
     mono = agent.clock.monotonic()
     for i in range(4):
         _feed(agent, mono + i, presence=1.0 if i % 2 else 0.0, window=float(i >= 2), sound_db=45.0)
@@ -96,7 +96,7 @@ async def test_personal_channels_leave_only_as_aggregates_by_default(tmp_path: P
 
 async def test_send_and_local_per_channel(tmp_path: Path, heater_agent_data) -> None:
     agent = _agent(tmp_path, heater_agent_data, {"window": "send", "sound": "local", "presence": "local"})
-    reporter = Reporter(agent, None)
+    reporter = Reporter(agent.cfg, agent.parts, None)
     _feed(agent, agent.clock.monotonic(), presence=1.0, window=1.0, sound_db=50.0)
     channels = {r.channel for r in reporter.telemetry().readings}
     assert "window" in channels and "sound" not in channels and "presence" not in channels

@@ -95,7 +95,7 @@ async def test_update_command_fetches_verifies_and_reports(tmp_path, heater_agen
     config = tmp_path / "agent.toml"
     config.write_text(_toml(data))
     agent = Agent(parse_config(data), Clock(), Notifier({}))
-    agent.config_path = config
+    agent.run_info.config_path = config
     heater = SimulatedHeater(tmp_path / "sys", HeaterSpec(initial_air_c=18.0), Weather.constant(5.0),
                              datetime(2026, 1, 5), seed=3)
     stop = asyncio.Event()
