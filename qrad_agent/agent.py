@@ -23,7 +23,7 @@ from qrad_agent.config import AgentConfig
 from qrad_agent.control.pid import PidGains
 from qrad_agent.control.thermostat import Controller, PidStep, Thermostat
 from qrad_agent.loopwatch import LoopWatch
-from qrad_agent.commands import Commands
+from qrad_agent.ops.commands import Commands
 from qrad_agent.ops.field import FireTest, Identify
 from qrad_agent.ops.operations import Operations
 from qrad_agent.ops.periodic import PeriodicSelftest

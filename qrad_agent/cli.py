@@ -21,6 +21,7 @@ import select
 import signal
 import sys
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     override.add_argument("setpoint_c", nargs="?", type=float, help="°C; omit with --clear")
     override.add_argument("--hours", type=float, help="for this long, > 0 (default: until cleared)")
     override.add_argument("--clear", action="store_true", help="back to the schedule")
+    mode = sub.add_parser("mode", help="set the thermostat's mode: auto follows the schedule (privileged)")
+    _add_socket_args(mode)
+    mode.add_argument("mode", choices=["auto", "comfort", "eco", "frost", "off"])
+    setpoint = sub.add_parser("setpoint", help="set a schedule mode's setpoint (privileged)")
+    _add_socket_args(setpoint)
+    setpoint.add_argument("mode", choices=["comfort", "eco", "frost"])
+    setpoint.add_argument("setpoint_c", type=float, help="°C; comfort >= eco >= frost")
+    schedule = sub.add_parser("schedule", help="replace the weekly schedule from a TOML file of [[rule]] "
+                                               "tables (days, start, mode), as in the config (privileged)")
+    _add_socket_args(schedule)
+    schedule.add_argument("file", type=Path)
     jobs = sub.add_parser("jobs", help="sandboxed compute jobs: list, show, submit, cancel")
     _add_config_arg(jobs)
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
@@ -223,7 +235,7 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "sensors":
             return cmd_sensors(args)
         if args.command in ("status", "power", "selftest", "logs", "override", "autotune", "identify",
-                            "fire-test", "reset-alarm"):
+                            "fire-test", "reset-alarm", "mode", "setpoint", "schedule"):
             return cmd_api(args)
         if args.command in fleet_cli.COMMANDS:
             return fleet_cli.main(args)
@@ -347,6 +359,15 @@ def cmd_api(args: argparse.Namespace) -> int:
             print(f"qrad-agent override: --hours must be > 0 (got {args.hours:g}); omit it to hold until "
                   "cleared", file=sys.stderr)
             return 2
+    if args.command == "schedule":
+        try:
+            args.rules = tomllib.loads(args.file.read_text()).get("rule")
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            print(f"qrad-agent schedule: {args.file}: {exc}", file=sys.stderr)
+            return 2
+        if not isinstance(args.rules, list) or not args.rules:
+            print(f"qrad-agent schedule: {args.file} has no [[rule]] tables (days, start, mode)", file=sys.stderr)
+            return 2
     if args.command == "fire-test" and not 0 < args.seconds <= 300:
         print("qrad-agent fire-test: --seconds must be in (0, 300]", file=sys.stderr)
         return 2
@@ -367,7 +388,8 @@ def cmd_api(args: argparse.Namespace) -> int:
     renderers: dict[str, Callable[[Any], str]] = {
         "status": views.status_table, "power": explain_table, "selftest": as_table, "logs": views.logs_table,
         "override": views.override_view, "autotune": views.autotune_view, "identify": views.identify_view,
-        "fire-test": views.fire_test_view, "reset-alarm": views.safety_view}
+        "fire-test": views.fire_test_view, "reset-alarm": views.safety_view, "mode": views.thermostat_view,
+        "setpoint": views.thermostat_view, "schedule": views.thermostat_view}
     print(json.dumps(json_safe(result), indent=2, default=str) if args.json else renderers[render](result))
     if args.command in ("selftest", "fire-test"):
         return 0 if result.get("ok") else 1
@@ -395,6 +417,12 @@ def _api_call(args: argparse.Namespace) -> tuple[str, dict, str]:
         return "fire_test", {"seconds": args.seconds, "cut_power": args.cut_power}, command
     if command == "reset-alarm":
         return "reset_alarm", {"code": args.code}, command
+    if command == "mode":
+        return "set_mode", {"mode": args.mode}, command
+    if command == "setpoint":
+        return "set_setpoint", {"mode": args.mode, "setpoint_c": args.setpoint_c}, command
+    if command == "schedule":
+        return "set_schedule", {"rules": args.rules}, command
     return {"status": "status", "power": "power_explain", "selftest": "selftest"}[command], {}, command
 
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from qrad_drivers.base import DriverContext
 from qrad_drivers.registry import build_driver, config_models
 
-from qrad_agent.control.schedule import ScheduleRuleSpec
+from qrad_agent.schedule_grammar import ScheduleRuleSpec
 from qrad_agent.envvars import DEVICE_ID_PATTERN, SETTINGS, check_environment
 from qrad_agent.errors import ConfigError
 from qrad_agent.fire.config import FireConfig

@@ -1,6 +1,6 @@
 """Typed, read-only views of the heater's parts for what only inspects them: status, selftest, power
 explain and the platform reporter. Nothing that holds a `HeaterParts` writes power through it: changes go
-through `qrad_agent.commands.Commands`, power through the authority (power/authority.py)."""
+through `qrad_agent.ops.commands.Commands`, power through the authority (power/authority.py)."""
 
 from __future__ import annotations
 

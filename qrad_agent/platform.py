@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import structlog
 
 import qrad_agent
-from qrad_agent.commands import Commands
+from qrad_agent.ops.commands import Commands
 from qrad_agent.config import AgentConfig
 from qrad_agent.jobs.model import RejectReason
 from qrad_agent.parts import HeaterParts
@@ -53,7 +53,7 @@ QUALITY = {"ok": "good", "stale": "suspect", "out_of_range": "suspect", "fault":
 
 class AgentCommands:
     """The platform's commands (the sync layer's CommandTarget) on the agent's one command surface,
-    `qrad_agent.commands.Commands`, plus what only the platform sends: signed job manifests, agent updates
+    `qrad_agent.ops.commands.Commands`, plus what only the platform sends: signed job manifests, agent updates
     and the diagnostics request. Runtime changes; the config file is not rewritten."""
 
     def __init__(self, commands: Commands, cfg: AgentConfig, jobs: JobRunner | None,

@@ -183,6 +183,16 @@ def override_view(status: dict[str, Any]) -> str:
     return f"override: holding {number(override, '°C', 0.1)} {span}, from the next control step"
 
 
+def thermostat_view(status: dict[str, Any]) -> str:
+    """The thermostat after `mode`, `setpoint` or `schedule`: its mode setting and the setpoint now."""
+    setpoint = status.get("setpoint_c")
+    now = number(setpoint, "°C", 0.1) if isinstance(setpoint, (int, float)) and setpoint == setpoint else "-"
+    line = f"mode {status.get('mode_setting')} (now {status.get('mode')}, setpoint {now})"
+    if status.get("override_c") is not None:
+        line += f"; an override holds {number(status['override_c'], '°C', 0.1)} until cleared or over"
+    return line + "; applied from the next control step"
+
+
 def identify_view(result: dict[str, Any]) -> str:
     """`identify`: which line blinks and how often."""
     return f"blinking the front LED (GPIO line {result['line']}) {result['blinking']} times"

@@ -12,18 +12,14 @@ from __future__ import annotations
 import bisect
 import enum
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from qrad_agent.schedule_grammar import DAY_NAMES, check_rule
 
 WEEK = timedelta(days=7)
-DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-DAY_ALIASES = {"daily": range(7), "weekdays": range(5), "weekend": (5, 6), "weekends": (5, 6)}
-_TIME_RE = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 
 
 class Mode(enum.Enum):
@@ -153,51 +149,9 @@ class WeeklySchedule:
         return cls([_parse_rule(index, raw) for index, raw in enumerate(rules)], setpoints, default_mode)
 
 
-def _bad(index: int, name: str, value: object, why: str) -> ValueError:
-    return ValueError(f"schedule rule {index}: field '{name}' has bad value {value!r}: {why}")
-
-
-def _parse_days(index: int, value: object) -> frozenset[int]:
-    if not isinstance(value, str) or not value.strip():
-        raise _bad(index, "days", value, "expected a string like 'mon-fri', 'sat,sun' or 'daily'")
-    days: set[int] = set()
-    for token in (part.strip().lower() for part in value.split(",")):
-        if token in DAY_ALIASES:
-            days.update(DAY_ALIASES[token])
-            continue
-        ends = [end.strip() for end in token.split("-")]
-        if len(ends) > 2 or not all(end in DAY_NAMES for end in ends):
-            raise _bad(index, "days", value, f"unknown day or range {token!r}; days are {', '.join(DAY_NAMES)}")
-        first, last = DAY_NAMES.index(ends[0]), DAY_NAMES.index(ends[-1])
-        days.update((first + k) % 7 for k in range((last - first) % 7 + 1))
-    return frozenset(days)
-
-
-def _parse_start(index: int, value: object) -> time:
-    match = _TIME_RE.fullmatch(value.strip()) if isinstance(value, str) else None
-    if match is None:
-        raise _bad(index, "start", value, "expected 'HH:MM' or 'HH:MM:SS'")
-    try:
-        return time(int(match[1]), int(match[2]), int(match[3] or 0))
-    except ValueError as exc:
-        raise _bad(index, "start", value, str(exc)) from exc
-
-
 def _parse_rule(index: int, raw: Mapping[str, Any]) -> ScheduleRule:
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"schedule rule {index}: expected a mapping, got {raw!r}")
-    unknown = sorted(set(raw) - {"days", "start", "mode"})
-    if unknown:
-        raise _bad(index, unknown[0], raw[unknown[0]], "unknown field; fields are days, start, mode")
-    for name in ("days", "start", "mode"):
-        if name not in raw:
-            raise ValueError(f"schedule rule {index}: field '{name}' is missing")
-    mode_value = raw["mode"]
-    modes = {mode.value: mode for mode in Mode}
-    if not isinstance(mode_value, str) or mode_value.strip().lower() not in modes:
-        raise _bad(index, "mode", mode_value, f"expected one of {', '.join(modes)}")
-    mode = modes[mode_value.strip().lower()]
-    return ScheduleRule(_parse_days(index, raw["days"]), _parse_start(index, raw["start"]), mode)
+    days, start, mode = check_rule(index, raw)
+    return ScheduleRule(days, start, Mode(mode))
 
 
 def default_home(setpoints: ModeSetpoints | None = None) -> WeeklySchedule:
@@ -213,20 +167,3 @@ def default_home(setpoints: ModeSetpoints | None = None) -> WeeklySchedule:
         ],
         setpoints,
     )
-
-
-class ScheduleRuleSpec(BaseModel):
-    """One schedule rule as written in the config file ([[thermostat.schedule]]), a platform `set_schedule`
-    command and the local API alike: the one grammar of `WeeklySchedule.parse` (days "mon-fri", "sat,sun",
-    "fri-mon", "daily", "weekdays", "weekend"; start "HH:MM" or "HH:MM:SS"; mode comfort, eco or frost)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    days: str = Field(max_length=64)
-    start: str = Field(max_length=8)
-    mode: Literal["comfort", "eco", "frost"]
-
-    @model_validator(mode="after")
-    def _grammar(self) -> ScheduleRuleSpec:
-        _parse_rule(0, self.model_dump())  # raises ValueError naming the field and the bad value
-        return self

@@ -1,6 +1,6 @@
 """The local API's methods. Views are open to anyone who can reach the socket (mode 0660: root and the
 technicians' group); changes need root or the privileged group (`api.privileged_group`), and every change
-is logged with the peer's pid, uid and gid. Every change goes through `qrad_agent.commands.Commands`, the
+is logged with the peer's pid, uid and gid. Every change goes through `qrad_agent.ops.commands.Commands`, the
 same surface as the platform's commands."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 
 from qrad_agent.api.server import ApiError, Handler, Peer
-from qrad_agent.commands import Commands
+from qrad_agent.ops.commands import Commands
 from qrad_agent.log import LEVELS, recent
 from qrad_agent.ops.auth import is_privileged
 

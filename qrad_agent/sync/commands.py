@@ -32,7 +32,7 @@ from typing import Annotated, Any, Literal, Protocol, Union
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from qrad_agent.control.schedule import ScheduleRuleSpec
+from qrad_agent.schedule_grammar import ScheduleRuleSpec
 from qrad_agent.errors import Refused
 from qrad_agent.files import private_sqlite
 from qrad_agent.sync.signing import Verifier

@@ -1,4 +1,4 @@
-"""The one command surface (qrad_agent/commands.py) and the long operations the supervisor owns.
+"""The one command surface (qrad_agent/ops/commands.py) and the long operations the supervisor owns.
 
 - One schedule grammar: the config file, a platform `set_schedule` command and the local API accept the same
   rules and refuse the same bad rule with the same words.

@@ -412,3 +412,26 @@ def test_a_pipe_closed_before_any_output_ends_quietly(daemon, tool: str) -> None
     _, err = proc.communicate(timeout=60)
     assert proc.returncode in (0, 141), err
     assert not err, err.decode()
+
+
+def test_mode_setpoint_and_schedule_from_the_cli(daemon, tmp_path: Path) -> None:
+    """The technician's mode, setpoint and schedule go through the same commands surface as the platform's:
+    one schedule grammar, refusals with the rule and field named."""
+    config, _ = daemon
+    before = json.loads(_cli("mode", "eco", "--config", str(config), "--json").stdout)
+    assert before["mode_setting"] == "eco", before
+    shown = _cli("setpoint", "eco", "18.5", "--config", str(config))
+    assert shown.returncode == 0 and "mode eco" in shown.stdout, shown
+    inverted = _cli("setpoint", "frost", "25", "--config", str(config))
+    assert inverted.returncode == 2 and "comfort_c >= eco_c >= frost_c" in inverted.stderr, inverted
+    rules = tmp_path / "week.toml"
+    rules.write_text('[[rule]]\ndays = "weekdays"\nstart = "06:30:00"\nmode = "comfort"\n'
+                     '[[rule]]\ndays = "fri-mon"\nstart = "22:00"\nmode = "eco"\n')
+    assert _cli("schedule", str(rules), "--config", str(config)).returncode == 0
+    rules.write_text('[[rule]]\ndays = "mon-xyz"\nstart = "06:30"\nmode = "comfort"\n')
+    bad = _cli("schedule", str(rules), "--config", str(config))
+    assert bad.returncode == 2 and "schedule rule 0: field 'days'" in bad.stderr, bad
+    unknown = _cli("mode", "turbo", "--config", str(config))
+    assert unknown.returncode == 2 and "invalid choice" in unknown.stderr
+    assert _cli("setpoint", "eco", "17", "--config", str(config)).returncode == 0
+    assert _cli("mode", "comfort", "--config", str(config)).returncode == 0  # as the fixture's config has it

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from qrad_agent.config import PredictConfig
 from qrad_agent.control.predict import FORECAST_SLOTS, Predictor, PredictSettings
 from qrad_agent.control.schedule import ModeSetpoints, default_home
-from qrad_agent.commands import Commands
+from qrad_agent.ops.commands import Commands
 from qrad_agent.errors import Refused
 from qrad_agent.platform import AgentCommands, Reporter
 from qrad_agent.sync.commands import CommandHandler, CommandRejected, Reason, ReplayWindow
