@@ -158,8 +158,9 @@ class Agent:
         verifier = Verifier(load_public_key(s.platform_public_key)) if s.platform_public_key else None
         replay = ReplayWindow(s.outbox_path.with_name("sync-commands.db"), s.command_replay_window_s)
         password = cfg.platform.password.get_secret_value() if cfg.platform.password else None
-        target = AgentCommands(self.commands, cfg, self.jobs, self.status, lambda: self.run_info.config_path)
-        handler = CommandHandler(target, replay, verifier, device_id=cfg.device_id)
+        self.platform_commands = AgentCommands(self.commands, cfg, self.jobs, self.status,
+                                               lambda: self.run_info.config_path)
+        handler = CommandHandler(self.platform_commands, replay, verifier, device_id=cfg.device_id)
         return SyncClient(s, cfg.device_id, self.outbox, handler, username=cfg.platform.username,
                           password=password)
 
@@ -245,7 +246,9 @@ class Agent:
             await self._cancel([*tasks, stopper])
             self.power.force_minimum("agent stopped", routine=True)
             self.save_state()
+            await self.fire_response.drain()
             if self.sync is not None:
+                await self.platform_commands.close()
                 self.outbox.close()
             log.info("agent stopped")
 

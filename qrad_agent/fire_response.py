@@ -82,6 +82,12 @@ class FireResponse:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def drain(self, timeout_s: float = 2.0) -> None:
+        """Wait (bounded) for the alarm messages handed to the outbox: the supervisor's stop, before the
+        outbox closes, so an alarm raised just before stop is stored, not dropped."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout_s)
+
     def reset(self, by: str) -> bool:
         """End a latched ALARM (an authorised command or a technician); False if none is latched."""
         if self.latched is None and CONDITION not in self.safety.conditions:
