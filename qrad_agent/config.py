@@ -190,7 +190,7 @@ class SensorHubConfig(Section):
     room channels: board and CPU temperatures follow power within seconds); a jump larger than
     ``max_rate_per_s * dt + spike_floor`` between two samples is a spike (FAULT); the floor absorbs noise.
     Defaults: room temperature 1 K/s (a flaming fire raises a room sensor by well under that per second
-    over the first minutes: UL FSRI armchair test, ../shared/data/fire_compartment_fsri), CO2 200 ppm/s.
+    over the first minutes: UL FSRI armchair compartment fire test), CO2 200 ppm/s.
     ``redundancy_tolerance_k``: redundant room temperatures further than this from their median are
     flagged (with three or more sensors) or reported as disagreeing (with two).
     ``frozen_vs_redundant_s``: a room temperature unchanged for this long (s) while another room channel

@@ -1,7 +1,7 @@
 """Occupants of the simulated room and the CO2 they exhale, with a ventilation mass balance.
 
 Occupancy comes from a weekly pattern (an office: 2 people on weekdays 08:30-12:00 and 13:30-18:00; or
-none) or from a replay of the UCI Occupancy Detection data (../shared/data/occupancy_uci/, 1-min rows with
+none) or from a replay of the UCI Occupancy Detection data set (Candanedo and Feldheim 2016; 1-min rows with
 an Occupancy column and a measured CO2 column), looped over its span.
 CO2 balance of a well-mixed room (volume V, air change rate n per hour, outdoor 420 ppm):
     dC/dt = G * N / V * 1e6 - n * (C - C_out)       [ppm/h]

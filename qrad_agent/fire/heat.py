@@ -1,7 +1,7 @@
 """Heat detection on the best room temperature: EN 54-5 class A1R, and "a rise our own power explains".
 
-EN 54-5 class A1 (typical 25 °C, max application 50 °C, static response 54-65 °C; ../shared/notes/
-fire-and-safety.md, and the class table distributors publish). Response-time limits from 25 °C, as
+EN 54-5 class A1 (typical 25 °C, max application 50 °C, static response 54-65 °C: EN 54-5
+as the class table distributors publish it). Response-time limits from 25 °C, as
 EN 54-5:2000 Table 5 is commonly quoted (not checked against the standard's text, which is not public;
 the test uses them as the acceptance windows): 1 K/min 29 min - 40 min 20 s;
 3 K/min 7 min 13 s - 13 min 40 s; 5 K/min 4 min 9 s - 8 min 20 s; 10 K/min 1 - 4 min 20 s; 20 K/min
