@@ -49,6 +49,22 @@ def example_config_data() -> dict[str, Any]:
     return tomllib.loads(text)
 
 
+def virtual_time_agent_data(root: Path) -> dict[str, Any]:
+    """hw-sim's example agent config for a whole agent in-process on a simulated heater under ``root`` in
+    virtual time: its sysfs sensors only (no serial ports or FIFOs there), comfort mode on room_temp, fire
+    detection off, warnings only on the console. Tests and benchmarks adjust what they exercise."""
+    data = example_config_data()
+    data["state_dir"] = str(root / "state")
+    data["api"] = {"socket_path": str(root / "api.sock")}
+    data["power"].update(sysfs_root=str(root), jobs_cgroup=str(root / "fs/cgroup/qrad-jobs"))
+    data["logging"] = {"level": "warning", "format": "console"}
+    keep = {"room_sht4x", "board", "cpu0", "cpu1", "cpu2", "cpu3"}
+    data["sensors"] = [s for s in data["sensors"] if s["name"] in keep]
+    data["thermostat"].update(mode="comfort", room_channels=["room_temp"])
+    data["fire"] = {"enabled": False}
+    return data
+
+
 def sim_config(root: Path, thermostat: dict[str, Any] | None = None) -> AgentConfig:
     """The example config with its paths under ``root``, quiet logs, and ``thermostat`` keys overridden.
 

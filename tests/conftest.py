@@ -35,3 +35,12 @@ def _no_leftover_threads(request):
         time.sleep(0.05)
     if left:
         pytest.fail(f"{request.node.nodeid} left threads running: {[t.name for t in left]}", pytrace=False)
+
+
+
+@pytest.fixture
+def sysfs_agent_data():
+    """A function root -> config data for an in-process, virtual-time heater (qrad_agent.sim)."""
+    from qrad_agent.sim import virtual_time_agent_data
+
+    return virtual_time_agent_data

@@ -1,7 +1,8 @@
 """The ``[fire]`` configuration section: thresholds and weights of every fire detector and of the fusion.
 
 Every default is justified by ``benchmarks/fire.py`` (scenarios in hw-sim/qrad_hwsim/fire/scenarios and
-the public data sets it replays: UL FSRI, UCI occupancy, smoke sensors); the docstrings say which figure each one protects. Like the other
+the public data sets it replays: UL FSRI, UCI occupancy, smoke sensors); the docstrings say which
+figure each one protects. Like the other
 sections, unknown fields are errors and values are frozen after load.
 """
 

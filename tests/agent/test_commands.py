@@ -29,7 +29,6 @@ from qrad_agent.config import parse_config
 from qrad_agent.errors import ConfigError, Refused
 from qrad_agent.platform import AgentCommands
 from qrad_agent.sdnotify import Notifier
-from qrad_agent.sim import example_config_data
 from qrad_agent.sync.commands import CommandHandler, Reason, ReplayWindow
 from qrad_hwsim.devices.suite import DeviceSuite
 from qrad_hwsim.faults import FaultControl
@@ -47,16 +46,7 @@ BAD_RULES = [{"days": "mon-xyz", "start": "06:30", "mode": "comfort"}]
 BAD_WORDS = "schedule rule 0: field 'days' has bad value 'mon-xyz'"
 
 
-def _config(root: Path, schedule: list[dict[str, str]] | None = None) -> dict[str, Any]:
-    data = example_config_data()
-    data["state_dir"] = str(root / "state")
-    data["api"] = {"socket_path": str(root / "api.sock")}
-    data["power"].update(sysfs_root=str(root), jobs_cgroup=str(root / "fs/cgroup/qrad-jobs"))
-    data["logging"] = {"level": "warning", "format": "console"}
-    keep = {"room_sht4x", "board", "cpu0", "cpu1", "cpu2", "cpu3"}  # sysfs only: no ports in virtual time
-    data["sensors"] = [s for s in data["sensors"] if s["name"] in keep]
-    data["thermostat"].update(mode="comfort", room_channels=["room_temp"])
-    data["fire"] = {"enabled": False}
+def _config(data: dict[str, Any], schedule: list[dict[str, str]] | None = None) -> dict[str, Any]:
     data["safety"]["identify_gpio_line"] = 24
     if schedule is not None:
         data["thermostat"]["schedule"] = schedule
@@ -75,8 +65,8 @@ def _heater(root: Path, initial_air_c: float = 20.0) -> tuple[SimulatedHeater, F
     return heater, control
 
 
-def _agent(root: Path, schedule: list[dict[str, str]] | None = None) -> Agent:
-    return Agent(parse_config(_config(root, schedule)), Clock(calendar_start=START, loop_start_s=0.0),
+def _agent(data: dict[str, Any], schedule: list[dict[str, str]] | None = None) -> Agent:
+    return Agent(parse_config(_config(data, schedule)), Clock(calendar_start=START, loop_start_s=0.0),
                  Notifier({}))
 
 
@@ -85,9 +75,9 @@ def _set_schedule(ident: str, rules: list[dict[str, str]]) -> bytes:
                        "rules": rules}).encode()
 
 
-def test_one_schedule_grammar_for_config_platform_and_local_api(tmp_path: Path) -> None:
+def test_one_schedule_grammar_for_config_platform_and_local_api(tmp_path: Path, sysfs_agent_data) -> None:
     _heater(tmp_path / "sys")
-    agent = _agent(tmp_path / "sys", GOOD_RULES)  # the config file takes them
+    agent = _agent(sysfs_agent_data(tmp_path / "sys"), GOOD_RULES)  # the config file takes them
     assert len(agent.thermostat.schedule.rules) == 2
     platform = CommandHandler(AgentCommands(agent.commands, agent.cfg, None, dict, lambda: None),
                               ReplayWindow(tmp_path / "replay.db", 86400), None, lambda: NOW)
@@ -101,7 +91,7 @@ def test_one_schedule_grammar_for_config_platform_and_local_api(tmp_path: Path) 
     assert good.ok, good
     assert api["set_schedule"]({"rules": GOOD_RULES}, ROOT_PEER)["mode_setting"] == "comfort"
     with pytest.raises(ConfigError) as config_error:
-        _agent(tmp_path / "sys", BAD_RULES)
+        _agent(sysfs_agent_data(tmp_path / "sys"), BAD_RULES)
     with pytest.raises(Refused) as api_error:
         api["set_schedule"]({"rules": BAD_RULES}, ROOT_PEER)
     assert not bad.ok and bad.reason is Reason.INVALID
@@ -110,9 +100,9 @@ def test_one_schedule_grammar_for_config_platform_and_local_api(tmp_path: Path) 
     assert api_error.value.usage
 
 
-def test_the_local_api_and_the_platform_refuse_alike(tmp_path: Path) -> None:
+def test_the_local_api_and_the_platform_refuse_alike(tmp_path: Path, sysfs_agent_data) -> None:
     _heater(tmp_path / "sys")
-    agent = _agent(tmp_path / "sys")
+    agent = _agent(sysfs_agent_data(tmp_path / "sys"))
     platform = AgentCommands(agent.commands, agent.cfg, None, dict, lambda: None)
     api = agent.api_handlers()
     for call_api, call_platform in (
@@ -130,10 +120,11 @@ def test_the_local_api_and_the_platform_refuse_alike(tmp_path: Path) -> None:
     assert agent.thermostat.mode_setting == "eco"
 
 
-def test_long_operations_end_before_the_floor_and_power_never_rises_after_stop(tmp_path: Path) -> None:
+def test_long_operations_end_before_the_floor_and_power_never_rises_after_stop(tmp_path: Path,
+                                                                              sysfs_agent_data) -> None:
     root = tmp_path / "sys"
     heater, control = _heater(root, initial_air_c=20.0)
-    agent = _agent(root)
+    agent = _agent(sysfs_agent_data(root))
 
     def on_step(state: Any) -> None:
         control.step(state, control.weather)  # type: ignore[attr-defined]

@@ -27,7 +27,7 @@ from qrad_agent.clock import Clock
 from qrad_agent.config import SafetyConfig, parse_config
 from qrad_agent.fire.config import ThermalProtectionConfig
 from qrad_agent.sdnotify import Notifier
-from qrad_agent.sim import example_config_data
+from qrad_agent.sim import virtual_time_agent_data
 from qrad_hwsim.devices.suite import DeviceSuite
 from qrad_hwsim.faults import FaultControl, TimedFault
 from qrad_hwsim.heater import HeaterSpec, SimulatedHeater
@@ -66,18 +66,10 @@ class Run:
 
 
 def _config(root: Path) -> dict:
-    data = example_config_data()
-    data["state_dir"] = str(root / "state")
-    data["api"] = {"socket_path": str(root / "api.sock")}
-    data["power"].update(sysfs_root=str(root), jobs_cgroup=str(root / "fs/cgroup/qrad-jobs"))
-    data["logging"] = {"level": "warning", "format": "console"}
-    keep = {"room_sht4x", "board", "cpu0", "cpu1", "cpu2", "cpu3"}  # sysfs only: no ports in virtual time
-    data["sensors"] = [s for s in data["sensors"] if s["name"] in keep]
-    data["thermostat"].update(mode="comfort", room_channels=["room_temp"])
+    data = virtual_time_agent_data(root)
     # The idle cases step the setpoint to ask for full power at once: a fast reference (the default moves it
     # from the old setpoint at about 4 K/h, bumpless, which would take half an hour to cross a 22 °C room).
     data["thermostat"].setdefault("pid", {}).update(setpoint_filter_s=30.0, setpoint_ramp_k_per_h=3600.0)
-    data["fire"] = {"enabled": False}  # fire detection has its own tests; thermal protection runs without it
     data["safety"].update(check_period_s=SAFETY_PERIOD_S, cpu_temp_max_c=CPU_MAX_C,
                           surface_channel="surface_temp")
     assert next(s for s in data["sensors"] if s["name"] == "board")["period_s"] == BOARD_PERIOD_S
