@@ -47,6 +47,10 @@ steady state (direct plus a reverberant field that may cancel at that pitch); th
 NEW_SOUND_DB = 10.0
 BRIDGE_FRAMES = 10
 """Dropouts up to 160 ms inside a beep (beating nulls, a flip between lines) do not split it."""
+LOCAL_NEAR, LOCAL_FAR = 3, 10
+"""A peak's neighbourhood: the bins 3 to 10 away on each side (190-625 Hz at 62.5 Hz bins), past the Hann
+window's main lobe (2 bins) and wide enough that a second or third line 300-350 Hz away raises at most three
+of a side's 8 bins, not their median."""
 MIN_SEGMENT_FRAMES = 3
 MAX_OPEN = 4
 """Beeps tracked at once (two alarms and noise); the weakest is dropped beyond this."""
@@ -123,9 +127,22 @@ class RidgeBand:
         is_max = (inner >= triple[:, :-2]) & (inner > triple[:, 2:])
         median = np.median(power[:, self.ref[0] : self.ref[1]], axis=1, keepdims=True) + 1e-12
         is_max &= inner >= 3.0 * median * 10.0 ** (cfg.contrast_db / 10.0)
+        is_max &= inner >= 3.0 * self._local_median(power) * 10.0 ** (cfg.contrast_db / 10.0)
         below, above = band[:, 1:-3], band[:, 3:-1]
         frac = np.arange(lo, hi + 1)[None, :] + (above - below) / (inner + 1e-12)
         return is_max, frac, 10.0 * np.log10(inner + 1e-12)
+
+    def _local_median(self, power: np.ndarray) -> np.ndarray:
+        """Per frame and band bin: the larger of the median powers of the bins LOCAL_NEAR..LOCAL_FAR below
+        and of those above it (frames x bins). A tone stands above its neighbourhood on both sides; a
+        broadband sound that fills part of the region (speech, 0.3-3.4 kHz) stands above the region's median,
+        and at its band edge above the quiet side, but not above its own side."""
+        lo, hi = self.bins
+        span = power[:, lo - LOCAL_FAR : hi + LOCAL_FAR + 1]
+        windows = np.lib.stride_tricks.sliding_window_view(span, 2 * LOCAL_FAR + 1, axis=1)
+        below = np.median(windows[:, :, : LOCAL_FAR - LOCAL_NEAR + 1], axis=2)
+        above = np.median(windows[:, :, LOCAL_FAR + LOCAL_NEAR :], axis=2)
+        return np.maximum(below, above) + 1e-12
 
     def scan(self, power: np.ndarray, cfg: SoundConfig, first_frame: int,
              on_current: Callable[[RidgeBand, Beep], bool]) -> bool:
