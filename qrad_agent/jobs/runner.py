@@ -65,7 +65,13 @@ class _Active:
     output_bytes: int = 0  # allocated, at the last poll
     output_inodes: int = 0
     too_deep: bool = False
-    fs_full: str | None = None  # "blocks" or "inodes": its own filesystem filled up (the kernel said ENOSPC)
+    log_bytes: int = 0  # allocated bytes of its stdout and stderr
+    fs_full: str | None = None  # "blocks" or "inodes": its own filesystem is full (the kernel says ENOSPC)
+
+    @property
+    def kernel_fs(self) -> bool:
+        """Whether the job writes in a filesystem of its own (jobfs.py), whose limits the kernel keeps."""
+        return self.input.fs_free_bytes is not None
 
 
 class JobRunner:
@@ -555,15 +561,17 @@ class JobRunner:
             self._stop(record.id, "walltime", 0.0)
             return
         await asyncio.to_thread(self._measure_output, record.id, active)
-        if active.stop_reason is None and active.fs_full is not None:
-            self._stop(record.id, "inodes" if active.fs_full == "inodes" else "output", 0.0)
-        elif active.stop_reason is None and active.output_bytes >= active.manifest.output_mb << 20:
+        # on its own filesystem the kernel keeps the job's bytes and inodes (ENOSPC; the job may handle it);
+        # its logs, on the jobs' filesystem, are counted here in both modes (and capped by RLIMIT_FSIZE)
+        kernel = active.kernel_fs
+        counted = active.log_bytes if kernel else active.output_bytes
+        if active.stop_reason is None and counted >= active.manifest.output_mb << 20:
             self._stop(record.id, "output", 0.0)
-        elif active.stop_reason is None and active.output_inodes >= self.cfg.max_output_inodes:
+        elif active.stop_reason is None and not kernel and active.output_inodes >= self.cfg.max_output_inodes:
             self._stop(record.id, "inodes", 0.0)
         elif active.stop_reason is None and active.too_deep:
             self._stop(record.id, "depth", 0.0)
-        elif active.stop_reason is None and self._biggest_writer_over_reserve(active):
+        elif active.stop_reason is None and not kernel and self._biggest_writer_over_reserve(active):
             self._stop(record.id, "disk", 0.0)
 
     def _biggest_writer_over_reserve(self, active: _Active) -> bool:
@@ -582,16 +590,19 @@ class JobRunner:
         """The job's output so far, as its filesystem counts it: allocated blocks of its logs and of what
         its work directory gained since the start (files, directories, preallocated space), and inodes."""
         job_dir = self.store.job_dir(job_id)
-        logs = sum(file_usage(job_dir / n) for n in ("stdout", "stderr"))
+        logs = active.log_bytes = sum(file_usage(job_dir / n) for n in ("stdout", "stderr"))
         work = self._privileged("work_usage", job_id)
         if isinstance(work, TreeUsage):
             active.output_bytes = logs + max(0, work.allocated_bytes - active.input.allocated_bytes)
             active.output_inodes = max(0, work.inodes - active.input.inodes)
             active.too_deep = active.too_deep or work.too_deep
+            # as it is now: a job that hit ENOSPC, freed its scratch files and went on is not flagged
             if work.fs_free_inodes is not None and work.fs_free_inodes <= 0:
                 active.fs_full = "inodes"
             elif work.fs_free_bytes is not None and work.fs_free_bytes < jobfs.FULL_BYTES:
-                active.fs_full = active.fs_full or "blocks"
+                active.fs_full = "blocks"
+            else:
+                active.fs_full = None
         else:
             active.output_bytes = max(active.output_bytes, logs)
 
@@ -655,12 +666,14 @@ class JobRunner:
                          detail=f"the jobs' filesystem fell below the agent's reserve ({self.cfg.disk_reserve_mb} "
                                 f"MiB, {self.cfg.inode_reserve} inodes); its {record.usage.output_bytes >> 20} MiB, "
                                 f"{record.usage.output_inodes} inodes of output deleted")
-        elif stop == "inodes" or active.output_inodes >= self.cfg.max_output_inodes or active.fs_full == "inodes":
-            self._remove_work(record.id)
-            how = (" (its filesystem ran out of inodes: the kernel refused more with ENOSPC)"
-                   if active.fs_full == "inodes" else "")
+        elif active.fs_full == "inodes":  # in its own filesystem: nothing of the agent's taken, output kept
             self._finish(record, Status.KILLED_OUTPUT, reason="output_inodes",
-                         detail=f"over {self.cfg.max_output_inodes} files and directories{how}; output deleted")
+                         detail=f"its filesystem's {self.cfg.max_output_inodes} inodes are used up: the kernel "
+                                "refused more files and directories with ENOSPC")
+        elif stop == "inodes" or (not active.kernel_fs and active.output_inodes >= self.cfg.max_output_inodes):
+            self._remove_work(record.id)
+            self._finish(record, Status.KILLED_OUTPUT, reason="output_inodes",
+                         detail=f"over {self.cfg.max_output_inodes} files and directories; output deleted")
         elif stop == "depth" or active.too_deep:
             self._finish(record, Status.KILLED_OUTPUT, reason="output_depth",
                          detail=f"directories nested deeper than {MAX_DEPTH} levels (the deeper ones deleted)")
@@ -668,7 +681,8 @@ class JobRunner:
             self._finish(record, Status.KILLED_OUTPUT, reason="output_full",
                          detail=f"its filesystem of {active.manifest.output_mb} MiB is full: the kernel refused "
                                 "more writes with ENOSPC")
-        elif stop == "output" or record.usage.output_bytes >= active.manifest.output_mb << 20:
+        elif stop == "output" or (not active.kernel_fs
+                                  and record.usage.output_bytes >= active.manifest.output_mb << 20):
             self._finish(record, Status.KILLED_OUTPUT, detail=f"over {active.manifest.output_mb} MiB")
         elif record.usage.oom_kills > 0:
             self._finish(record, Status.KILLED_MEMORY, detail=f"over {active.manifest.memory_mb} MiB")
