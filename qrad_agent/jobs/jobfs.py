@@ -4,11 +4,11 @@ A job's ``work/`` directory is the mount point of an ext4 image (``<jobs_dir>/<i
 loop-mounted ``nodev,nosuid,noatime``. The image is made when the job first starts: preallocated
 (``posix_fallocate``), so the blocks it may ever use are taken from the jobs' filesystem at once and a job
 cannot grow the host's usage afterwards, then ``mkfs.ext4 -N <inodes> -d work/`` copies the bundle into it.
-Its free space is the bundle's allocated bytes plus the job's ``output_mb`` (a little more, never less),
-its free inodes the configured ``max_output_inodes`` (rounded up by ext4 to its inode-table blocks): a job
-that writes past either gets ENOSPC from the kernel, and the agent's state, outbox and the other jobs'
-images are not touched. No root reserve (``-m 0``: the job is never root); a small journal so that a
-result survives a power cut; ``lost+found`` is removed (``e2fsck`` makes it again if it needs one).
+Its free space is the bundle's allocated bytes plus the job's ``output_mb`` plus `FULL_BYTES` (at most
+16 KiB or 0.25 % more, never less), its free inodes the configured ``max_output_inodes`` (rounded up by ext4
+to its inode-table blocks): a job that writes past either gets ENOSPC from the kernel, and the agent's
+state, outbox and the other jobs' images are not touched. No root reserve (``-m 0``: the job is never root); a small journal (from 16 MiB)
+so that a result survives a power cut; ``lost+found`` is removed (``e2fsck`` makes it again if it needs one).
 
 The image stays mounted while the result waits for the platform (the agent reads it through a directory
 descriptor the launcher gives it, see launcher.py), through checkpoints and restarts, and is unmounted
@@ -40,9 +40,13 @@ INODE_BYTES = 256
 RESERVED_INODES = 11
 """ext4's inodes 1..10 are reserved and 11 is lost+found (removed after mkfs, so free again)."""
 FULL_BYTES = 64 * 1024
-"""Free space below which a job's filesystem counts as full (ext4 keeps a few blocks for metadata, so a job
-that got ENOSPC still sees a little free space)."""
+"""Free space below which a job's filesystem counts as full: ext4 refuses a write (ENOSPC) with a few blocks
+still free (it keeps them for the extent tree; 28 KiB measured on a 2 MiB image). Each image gets this much
+on top of the job's limit, so a job flagged full has used at least its ``output_mb``."""
 TOOL_TIMEOUT_S = 120.0
+JOURNAL_FROM = 16 << 20
+"""Images for this many free bytes or more get a 4 MiB journal (ext4's smallest at 4 KiB blocks); smaller
+ones none (a power cut may then need an e2fsck before a result is read)."""
 
 
 class JobFsError(OSError):
@@ -96,7 +100,7 @@ def _run(argv: list[str]) -> None:
         raise JobFsError(f"{argv[0]} exited {done.returncode}: {(done.stderr or done.stdout).strip()[:300]}")
 
 
-def _make_image(image: Path, size: int, inodes: int, source: Path | None) -> None:
+def _make_image(image: Path, size: int, inodes: int, source: Path | None, journal: bool = False) -> None:
     fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         os.posix_fallocate(fd, 0, size)
@@ -104,8 +108,7 @@ def _make_image(image: Path, size: int, inodes: int, source: Path | None) -> Non
         os.close(fd)
     argv = ["mkfs.ext4", "-q", "-F", "-b", str(BLOCK), "-I", str(INODE_BYTES), "-m", "0", "-N", str(inodes),
             "-O", "^resize_inode", "-E", "nodiscard,lazy_itable_init=0,lazy_journal_init=0,root_owner=0:0"]
-    if size >= 16 << 20:
-        argv += ["-J", "size=4"]
+    argv += ["-J", "size=4"] if journal else ["-O", "^has_journal"]
     if source is not None:
         argv += ["-d", str(source)]
     _run([*argv, str(image)])
@@ -128,16 +131,20 @@ def create(job_dir: Path, output_bytes: int, output_inodes: int) -> FsLimits:
     if image.exists():
         return ensure_mounted(job_dir)
     bundle = usage(work)
-    want_bytes = bundle.allocated_bytes + output_bytes
+    want_bytes = bundle.allocated_bytes + output_bytes + FULL_BYTES
     inodes = bundle.inodes + output_inodes + RESERVED_INODES
     tmp_image, probe = job_dir / f".{IMAGE_NAME}.tmp", job_dir / ".fs-measure"
     size = _round(want_bytes + inodes * INODE_BYTES + (1 << 20) + want_bytes // 50)
-    tolerance = max(FULL_BYTES, want_bytes // 200)
+    tolerance = max(16 << 10, want_bytes // 400)
     probe.mkdir(mode=0o700, exist_ok=True)
     try:
         free = 0
         for _ in range(6):  # ext4's overhead (journal, tables, reserved clusters) is measured, not guessed
-            _make_image(tmp_image, size, inodes, work)
+            try:
+                _make_image(tmp_image, size, inodes, work, journal=want_bytes >= JOURNAL_FROM)
+            except JobFsError:  # too small for its tables and journal: grow
+                size = _round(size * 5 // 4 + (1 << 20))
+                continue
             _run(["mount", "-t", "ext4", "-o", MOUNT_OPTIONS, str(tmp_image), str(probe)])
             try:
                 os.rmdir(probe / "lost+found")

@@ -478,8 +478,11 @@ class JobRunner:
     async def _make_fs_task(self, record: JobRecord, manifest: Manifest) -> None:
         try:
             made = await asyncio.to_thread(self.launcher.make_fs, record.id, manifest.output_mb << 20)
-        except LauncherUnavailable as exc:
-            log.error("launcher unavailable; job filesystem not made", job=record.id, error=str(exc))
+        except LauncherUnavailable as exc:  # infrastructure, not the job: it waits for the launcher
+            log.error("launcher unavailable; job filesystem not made", job=record.id, error=str(exc),
+                      retry_s=LAUNCHER_RETRY_S)
+            record.reason = "launcher_unavailable"
+            self.store.save(record)
             self._launcher_retry_at = time.monotonic() + LAUNCHER_RETRY_S
             return
         except Exception as exc:  # mkfs or mount refused: this job cannot run, the next may
@@ -561,11 +564,14 @@ class JobRunner:
             self._stop(record.id, "walltime", 0.0)
             return
         await asyncio.to_thread(self._measure_output, record.id, active)
-        # on its own filesystem the kernel keeps the job's bytes and inodes (ENOSPC; the job may handle it);
-        # its logs, on the jobs' filesystem, are counted here in both modes (and capped by RLIMIT_FSIZE)
+        # on its own filesystem the kernel keeps the job's bytes and inodes: it got ENOSPC, and is stopped
+        # with its grace (it may save what it has); its logs, on the jobs' filesystem, are counted here in
+        # both modes (and capped by RLIMIT_FSIZE)
         kernel = active.kernel_fs
         counted = active.log_bytes if kernel else active.output_bytes
-        if active.stop_reason is None and counted >= active.manifest.output_mb << 20:
+        if active.stop_reason is None and active.fs_full is not None:
+            self._stop(record.id, "inodes" if active.fs_full == "inodes" else "output", None)
+        elif active.stop_reason is None and counted >= active.manifest.output_mb << 20:
             self._stop(record.id, "output", 0.0)
         elif active.stop_reason is None and not kernel and active.output_inodes >= self.cfg.max_output_inodes:
             self._stop(record.id, "inodes", 0.0)
@@ -596,15 +602,24 @@ class JobRunner:
             active.output_bytes = logs + max(0, work.allocated_bytes - active.input.allocated_bytes)
             active.output_inodes = max(0, work.inodes - active.input.inodes)
             active.too_deep = active.too_deep or work.too_deep
-            # as it is now: a job that hit ENOSPC, freed its scratch files and went on is not flagged
-            if work.fs_free_inodes is not None and work.fs_free_inodes <= 0:
-                active.fs_full = "inodes"
-            elif work.fs_free_bytes is not None and work.fs_free_bytes < jobfs.FULL_BYTES:
-                active.fs_full = "blocks"
-            else:
-                active.fs_full = None
+            active.fs_full = self._fs_full(active, work)
         else:
             active.output_bytes = max(active.output_bytes, logs)
+
+    def _fs_full(self, active: _Active, work: TreeUsage) -> str | None:
+        """"inodes" or "blocks" when the job's own filesystem is at its limit, as the kernel counts it (what
+        it took since the start, metadata included; ext4 may refuse a large write with a few blocks still
+        free, so "nearly no space left" is not enough); None when it is not, or on no filesystem of its own.
+        As it is now: a job that hit ENOSPC, freed its scratch files and went on is not flagged."""
+        start_b, start_i = active.input.fs_free_bytes, active.input.fs_free_inodes
+        if start_b is None or start_i is None or work.fs_free_bytes is None or work.fs_free_inodes is None:
+            return None
+        if work.fs_free_inodes <= 0 or start_i - work.fs_free_inodes >= self.cfg.max_output_inodes:
+            return "inodes"
+        if (work.fs_free_bytes < jobfs.FULL_BYTES
+                or start_b - work.fs_free_bytes >= active.manifest.output_mb << 20):
+            return "blocks"
+        return None
 
     def _stop(self, job_id: str, reason: str, grace_s: float | None) -> None:
         """SIGTERM the job's own processes (not bwrap's), SIGKILL everything after ``grace_s``."""
@@ -666,7 +681,7 @@ class JobRunner:
                          detail=f"the jobs' filesystem fell below the agent's reserve ({self.cfg.disk_reserve_mb} "
                                 f"MiB, {self.cfg.inode_reserve} inodes); its {record.usage.output_bytes >> 20} MiB, "
                                 f"{record.usage.output_inodes} inodes of output deleted")
-        elif active.fs_full == "inodes":  # in its own filesystem: nothing of the agent's taken, output kept
+        elif active.fs_full == "inodes" or (active.kernel_fs and stop == "inodes"):  # its own inodes: output kept
             self._finish(record, Status.KILLED_OUTPUT, reason="output_inodes",
                          detail=f"its filesystem's {self.cfg.max_output_inodes} inodes are used up: the kernel "
                                 "refused more files and directories with ENOSPC")
