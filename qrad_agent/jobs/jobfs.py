@@ -7,8 +7,9 @@ cannot grow the host's usage afterwards, then ``mkfs.ext4 -N <inodes> -d work/``
 Its free space is the bundle's allocated bytes plus the job's ``output_mb`` plus `FULL_BYTES` (at most
 16 KiB or 0.25 % more, never less), its free inodes the configured ``max_output_inodes`` (rounded up by ext4
 to its inode-table blocks): a job that writes past either gets ENOSPC from the kernel, and the agent's
-state, outbox and the other jobs' images are not touched. No root reserve (``-m 0``: the job is never root); a small journal (from 16 MiB)
-so that a result survives a power cut; ``lost+found`` is removed (``e2fsck`` makes it again if it needs one).
+state, outbox and the other jobs' images are not touched. No root reserve (``-m 0``: the job is never
+root); a small journal (from 16 MiB) so that a result survives a power cut; ``lost+found`` is removed
+(``e2fsck`` makes it again if it needs one).
 
 The image stays mounted while the result waits for the platform (the agent reads it through a directory
 descriptor the launcher gives it, see launcher.py), through checkpoints and restarts, and is unmounted
@@ -238,7 +239,8 @@ def _unescape(raw: bytes) -> str:
 def sweep(jobs_root: Path) -> list[str]:
     """Unmount what a crash left: every mount under ``jobs_root`` that is not the ``work/`` of a job
     directory holding its image (a job deleted or being deleted, a half-made image's measuring mount).
-    Returns the mount points let go; a kept job's image stays (mounted or not)."""
+    Returns the mount points let go; a kept job's image stays (mounted or not). Leftover probe directories
+    of `unavailable_reason` are deleted."""
     gone = []
     for point in mounts_under(jobs_root):
         job_dir = point.parent
@@ -251,4 +253,6 @@ def sweep(jobs_root: Path) -> list[str]:
             gone.append(str(point))
         except JobFsError:
             pass
+    for probe in Path(jobs_root).glob(".fs-probe-*"):  # a probe a crash interrupted (unmounted above)
+        remove_tree(probe)
     return gone

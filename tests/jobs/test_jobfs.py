@@ -113,7 +113,9 @@ async def test_a_job_cannot_write_past_its_own_filesystem(base_dir, signing_key,
         assert "ENOSPC" in result["detail"]
         # the agent goes on: its status writes succeed, and the next job runs
         assert h.runner.store.save(record)
-        after, out = await h.run("print('{\"ok\": 1}')", output_mb=OUTPUT_MB)
+        # another job, with the first one's full filesystem still mounted, writes its own 1 MiB
+        after, out = await h.run("open('data', 'wb').write(b'x' * (1 << 20))\nprint('{\"ok\": 1}')",
+                                 output_mb=OUTPUT_MB)
         assert after.status == Status.SUCCEEDED and out == {"ok": 1}
         for job_id in (record.id, after.id):
             assert h.runner.ack(job_id)
