@@ -528,7 +528,8 @@ class JobRunner:
             return
         active = _Active(manifest, cgroup, proc, input=input_usage)
         self.active[record.id] = active
-        record.disk_limits = "kernel" if input_usage.fs_free_bytes is not None else "user_space"
+        record.disk_limits = (KERNEL if input_usage.fs_free_bytes is not None
+                              else self.disk_limits if self.disk_limits != KERNEL else "user_space")
         record.status, record.started_at = Status.RUNNING, record.started_at or time.time()
         self.store.save(record)
         active.task = asyncio.get_running_loop().create_task(self._supervise(record, active),

@@ -235,3 +235,21 @@ async def test_launcher_in_its_own_mount_namespace_serves_results(base_dir, sign
                 launcher.kill()
                 launcher.wait()
             remove_tree(runner.tree)
+
+
+async def test_without_loop_mounts_jobs_run_degraded_and_say_so(base_dir, signing_key):
+    """The documented fallback, forced: no filesystem per job, the runner's polling keeps the limits, and the
+    status and every result name the degraded mode and why."""
+    h, task = await start_harness(base_dir, signing_key, max_output_inodes=300)
+    try:
+        h.runner.launcher.fs_reason = "forced by the test"  # as when the probe at setup fails
+        assert h.runner.status()["disk_limits"] == "user_space: forced by the test"
+        record, _ = await h.run("import time\nfor i in range(100000):\n    open(f'e{i}', 'w').close()\n"
+                                "time.sleep(30)\n", timeout=30)
+        assert record.status == Status.KILLED_OUTPUT and record.reason == "output_inodes", record
+        assert record.disk_limits == "user_space: forced by the test" and record.usage.output_inodes >= 300
+        assert not (h.runner.store.job_dir(record.id) / jobfs.IMAGE_NAME).exists()
+        assert jobfs.mounts_under(base_dir) == []
+        assert h.runner.result_summary(record.id)["disk_limits"] == "user_space: forced by the test"
+    finally:
+        await stop_harness(h, task)
