@@ -547,7 +547,7 @@ def cmd_launcher(cfg: AgentConfig, allow_uids: list[int] | None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _stop)
     Notifier().notify("READY=1")
-    log.info("launcher ready", socket=str(cfg.jobs.launcher_socket))
+    log.info("launcher ready", socket=str(cfg.jobs.launcher_socket), disk_limits=launcher.disk_limits)
     server.serve_forever()
     server.close()  # idempotent: the signal handler's close may not have finished
     log.info("launcher stopped")

@@ -12,9 +12,21 @@ CAP_DAC_READ_SEARCH). `Launcher` is exactly those operations, by job id:
     kill(job_id)                  SIGKILL everything in the job's cgroup (thawing v1 frozen tasks)
     reclaim(job_id)               work/ back to root, owner-writable, once the job is gone; directories
                                   nested deeper than tree.MAX_DEPTH are deleted
-    work_usage(job_id)            allocated bytes and inodes of work/ (output limits)   -> TreeUsage
+    work_usage(job_id)            allocated bytes and inodes of work/ (output limits), and the free
+                                  space and inodes of its filesystem                    -> TreeUsage
+    make_fs(job_id, output_bytes) work/ becomes the job's own ext4 image, its size and inodes the job's
+                                  limits (jobfs.py); None when degraded (see below)     -> FsLimits
+    destroy_fs(job_id)            unmount it and delete its image (before its files are deleted)
+    open_work(job_id)             a read-only directory descriptor of work/ (results)   -> fd
     floor_jobs(reason)            the dead-man: freeze every job, their quota to its minimum (never raises)
     lift_floor()                  thaw them again (the agent sets their quota itself)
+
+Disk limits (``disk_limits``): "kernel" when `setup` could make, loop-mount and unmount a probe ext4 image
+(root, /dev/loop-control, mkfs.ext4): every job then writes in a filesystem of its own and ENOSPC is the
+kernel's. Otherwise "user_space: <why>": jobs still run, in a plain directory on the jobs' filesystem, with
+only the runner's polling of allocated blocks and inodes and the agent's free-space reserve to stop them (a
+hostile job can outrun those between two polls); the runner reports that degraded mode in its status and in
+every result (``disk_limits``), and logs it at start.
 
 Two deployments (``jobs.launcher_socket``):
 - unset: the agent calls a `Launcher` in its own process and must hold those privileges (tests, a
@@ -30,6 +42,9 @@ Wire format: one JSON object per datagram (at most `MAX_MESSAGE`), request ``{"o
 ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. ``spawn`` carries the job's stdout and stderr
 descriptors (SCM_RIGHTS), answers ``{"ok": true, "pid": N}``, and keeps the connection: the server sends
 ``{"exit": returncode}`` when the sandbox ends, and kills the job if the agent closes the connection first.
+``open_work`` answers with the directory descriptor (SCM_RIGHTS): under systemd the launcher's mounts are in
+its own mount namespace (they do not propagate back to the host), so the agent reads a job's files only
+through that descriptor.
 ``watch`` (``{"op": "watch", "timeout_s": T}``) is the dead-man: the agent sends a beat (any datagram) at
 least every T s from its event loop; when none comes for T s (the agent hangs, its loop is blocked, or it
 is stopped) or the connection closes (it died), the launcher puts every job at the power floor (frozen,
@@ -54,6 +69,7 @@ from typing import Any, Protocol
 import structlog
 
 from qrad_agent.errors import AgentError
+from qrad_agent.jobs import jobfs
 from qrad_agent.jobs.cgroups import JobCgroup, JobsCgroupTree
 from qrad_agent.jobs.config import JobsConfig
 from qrad_agent.jobs.model import JOB_ID_PATTERN
@@ -73,6 +89,10 @@ SETUP_TIMEOUT_S = 30.0
 """``setup`` may create the job user (useradd); the agent asks it once, before its components start."""
 SPAWN_TIMEOUT_S = 10.0
 """``spawn`` hands the job its directory and starts bubblewrap; a slow one only delays that job."""
+MAKE_FS_TIMEOUT_S = 120.0
+"""``make_fs`` runs mkfs.ext4 (copying the bundle, up to max_bundle_mb) and mounts; the runner calls it from
+a worker thread, so this bounds only how long that job waits."""
+KERNEL = "kernel"
 
 
 class LauncherError(AgentError):
@@ -100,9 +120,16 @@ class Launcher:
         self.tree = tree or JobsCgroupTree(cfg.cgroup)
         self.store = store or JobStore(cfg.jobs_dir)
         self.user: JobUser | None = None
+        self.fs_reason: str | None = "not set up"  # why jobs get no filesystem of their own; None: they do
+
+    @property
+    def disk_limits(self) -> str:
+        """"kernel", or "user_space: <why>" (the degraded mode, see the module doc)."""
+        return KERNEL if self.fs_reason is None else f"user_space: {self.fs_reason}"
 
     def setup(self) -> JobUser:
-        """Check bwrap/setpriv/prlimit, find (or create) the job user, own the jobs directory's group.
+        """Check bwrap/setpriv/prlimit, find (or create) the job user, own the jobs directory's group; probe
+        the per-job filesystems and unmount what a crash left of them (jobfs.sweep).
 
         Raises SandboxError when the tools or the user are missing."""
         check_tools(self.cfg)
@@ -112,6 +139,14 @@ class Launcher:
         except PermissionError as exc:
             raise SandboxError(f"no privilege to prepare {self.store.root} for the job user ({exc}); run "
                                "qrad-agent-launcher.service and set jobs.launcher_socket") from exc
+        self.fs_reason = jobfs.unavailable_reason(self.store.root)
+        if self.fs_reason is None:
+            gone = jobfs.sweep(self.store.root)
+            if gone:
+                log.warning("stale job filesystems unmounted", mounts=gone)
+        else:
+            log.error("jobs' disk limits degraded to user-space accounting: no filesystem per job",
+                      why=self.fs_reason)
         return self.user
 
     def ping(self) -> str:
@@ -200,16 +235,52 @@ class Launcher:
     def reclaim(self, job_id: str) -> None:
         """Give the finished job's work directory back to root (owner-writable) so the agent can read and
         delete it. Files with several links are left alone (a job may link another job's file); directories
-        deeper than tree.MAX_DEPTH are deleted (the job was stopped for making them)."""
+        deeper than tree.MAX_DEPTH are deleted (the job was stopped for making them). A job filesystem not
+        mounted (a restart) is mounted again first."""
         try:
+            job_dir = self._job_dir(job_id)
+            if self.fs_reason is None and (job_dir / jobfs.IMAGE_NAME).is_file():
+                jobfs.ensure_mounted(job_dir)
             work = self._work_dir(job_id)
         except LauncherError:
             return
         _chown_tree(work, 0, 0, strict=False)
 
     def work_usage(self, job_id: str) -> TreeUsage:
-        """Allocated bytes (st_blocks) and inodes under the job's work directory, walked to tree.MAX_DEPTH."""
-        return usage(self._work_dir(job_id))
+        """Allocated bytes (st_blocks) and inodes under the job's work directory, walked to tree.MAX_DEPTH;
+        on a job filesystem also its free bytes and inodes (statvfs)."""
+        work = self._work_dir(job_id)
+        walked = usage(work)
+        if not jobfs.is_mounted(work):
+            return walked
+        free = jobfs.limits(work)
+        return TreeUsage(walked.allocated_bytes, walked.inodes, walked.too_deep, free.bytes, free.inodes)
+
+    def make_fs(self, job_id: str, output_bytes: int) -> jobfs.FsLimits | None:
+        """The job's work directory as a filesystem of its own (jobfs.create): ``output_bytes`` free beyond
+        the bundle, ``jobs.max_output_inodes`` free inodes. Idempotent (a checkpointed job keeps its image).
+        None in the degraded mode. Raises LauncherError (bad id), jobfs.JobFsError/OSError."""
+        job_dir = self._job_dir(job_id)
+        if self.fs_reason is not None:
+            return None
+        self._work_dir(job_id)
+        return jobfs.create(job_dir, output_bytes, self.cfg.max_output_inodes)
+
+    def destroy_fs(self, job_id: str) -> None:
+        """Unmount the job's filesystem and delete its image (no-op without one). Raises JobFsError."""
+        try:
+            job_dir = self._job_dir(job_id)
+        except LauncherError:
+            return
+        jobfs.destroy(job_dir)
+
+    def open_work(self, job_id: str) -> int:
+        """A read-only directory descriptor of the job's work directory (its filesystem mounted again if a
+        restart lost the mount); the caller closes it. Raises LauncherError/OSError."""
+        job_dir = self._job_dir(job_id)
+        if self.fs_reason is None and (job_dir / jobfs.IMAGE_NAME).is_file():
+            jobfs.ensure_mounted(job_dir)
+        return os.open(self._work_dir(job_id), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
 
     def _cgroup(self, job_id: str) -> JobCgroup:
         return self.tree.job(self._valid_id(job_id))
@@ -387,6 +458,14 @@ class LauncherServer:
                 if request.get("op") == "watch":
                     self._watch(conn, request)
                     return
+                if request.get("op") == "open_work":
+                    raw_id = request.get("job_id")
+                    work_fd = self.launcher.open_work(raw_id if isinstance(raw_id, str) else "")
+                    try:
+                        _send(conn, {"ok": True}, [work_fd])
+                    finally:
+                        os.close(work_fd)
+                    return
                 _send(conn, {"ok": True, **self._dispatch(request)})
             except Exception as exc:  # every refusal goes back to the peer, the server keeps serving
                 try:
@@ -405,7 +484,7 @@ class LauncherServer:
             return {}
         if op == "setup":
             user = launcher.setup()
-            return {"user": user.name, "uid": user.uid, "gid": user.gid}
+            return {"user": user.name, "uid": user.uid, "gid": user.gid, "disk_limits": launcher.disk_limits}
         if op == "prepare":
             launcher.prepare(job_id)
             return {}
@@ -419,7 +498,17 @@ class LauncherServer:
             return {}
         if op == "work_usage":
             u = launcher.work_usage(str(job_id))
-            return {"bytes": u.allocated_bytes, "inodes": u.inodes, "too_deep": u.too_deep}
+            return {"bytes": u.allocated_bytes, "inodes": u.inodes, "too_deep": u.too_deep,
+                    "fs_free_bytes": u.fs_free_bytes, "fs_free_inodes": u.fs_free_inodes}
+        if op == "make_fs":
+            output_bytes = request.get("output_bytes")
+            if not isinstance(output_bytes, int) or not 1 <= output_bytes <= launcher.cfg.max_output_mb << 20:
+                raise LauncherError(f"output_bytes {output_bytes!r} outside 1..{launcher.cfg.max_output_mb << 20}")
+            made = launcher.make_fs(job_id, output_bytes)
+            return {"fs": None if made is None else {"bytes": made.bytes, "inodes": made.inodes}}
+        if op == "destroy_fs":
+            launcher.destroy_fs(job_id)
+            return {}
         raise LauncherError(f"unknown op {op!r}")
 
     def _spawn(self, conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
@@ -519,6 +608,7 @@ class RemoteLauncher:
         self.cfg = cfg
         self.path = path
         self.user: JobUser | None = None
+        self.disk_limits = "user_space: launcher not set up"
 
     def _connect(self, timeout_s: float = REQUEST_TIMEOUT_S) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -547,6 +637,7 @@ class RemoteLauncher:
     def setup(self) -> JobUser:
         answer = self._call({"op": "setup"}, SETUP_TIMEOUT_S)  # at start, before the loop runs anything
         self.user = JobUser(answer["user"], answer["uid"], answer["gid"])
+        self.disk_limits = str(answer.get("disk_limits", "user_space: the launcher does not say"))
         return self.user
 
     def prepare(self, job_id: str) -> None:
@@ -577,7 +668,35 @@ class RemoteLauncher:
 
     def work_usage(self, job_id: str) -> TreeUsage:
         answer = self._call({"op": "work_usage", "job_id": job_id})
-        return TreeUsage(int(answer["bytes"]), int(answer["inodes"]), bool(answer["too_deep"]))
+        free_b, free_i = answer.get("fs_free_bytes"), answer.get("fs_free_inodes")
+        return TreeUsage(int(answer["bytes"]), int(answer["inodes"]), bool(answer["too_deep"]),
+                         int(free_b) if free_b is not None else None, int(free_i) if free_i is not None else None)
+
+    def make_fs(self, job_id: str, output_bytes: int) -> jobfs.FsLimits | None:
+        answer = self._call({"op": "make_fs", "job_id": job_id, "output_bytes": output_bytes}, MAKE_FS_TIMEOUT_S)
+        fs = answer.get("fs")
+        return jobfs.FsLimits(int(fs["bytes"]), int(fs["inodes"])) if isinstance(fs, dict) else None
+
+    def destroy_fs(self, job_id: str) -> None:
+        self._call({"op": "destroy_fs", "job_id": job_id}, MAKE_FS_TIMEOUT_S)
+
+    def open_work(self, job_id: str) -> int:
+        """The job's work directory as the launcher sees it (its own mount namespace), by descriptor."""
+        with self._connect() as sock:
+            try:
+                _send(sock, {"op": "open_work", "job_id": job_id})
+                answer, fds = _recv(sock, maxfds=1)
+            except OSError as exc:
+                raise LauncherUnavailable(f"launcher at {self.path}: open_work: {exc}") from exc
+        try:
+            _checked(answer, "open_work")
+            if len(fds) != 1:
+                raise LauncherError("launcher sent no descriptor for open_work")
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return fds[0]
 
     def watch(self, timeout_s: float) -> socket.socket:
         """Arm the launcher's dead-man; returns the non-blocking connection to beat on (any datagram).

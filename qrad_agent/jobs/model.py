@@ -141,6 +141,8 @@ class JobRecord(BaseModel):
     signed: bool = False
     acked: bool = False
     reported: str | None = Field(None, description="the last status published to the platform")
+    disk_limits: str | None = Field(None, description="how its disk limits were kept: kernel (a filesystem of "
+                                    "its own, jobfs.py) or user_space: <why> (degraded: polling only); None: not run")
     usage: Usage = Field(default_factory=Usage)
 
     def summary(self) -> dict[str, Any]:

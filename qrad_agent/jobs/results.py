@@ -54,16 +54,18 @@ def _sha256_at(dir_fd: int, name: str) -> str:
     return digest.hexdigest()
 
 
-def summary(record: JobRecord, store: JobStore, inputs: set[str]) -> dict[str, Any]:
+def summary(record: JobRecord, store: JobStore, inputs: set[str], work_fd: int | None = None) -> dict[str, Any]:
     """The result of a finished job (its files reclaimed by the launcher): status, reason, detail, stdout
-    tail, usage and its output files (path -> bytes, SHA-256). Raises OSError when its directory cannot be
-    read (the caller turns it into `unreadable`)."""
+    tail, usage, ``disk_limits`` (kernel, or user_space: degraded) and its output files (path -> bytes,
+    SHA-256). ``work_fd``: a descriptor of its work directory (the launcher's view of the job's own
+    filesystem); None: the path in the store. Raises OSError when its directory cannot be read (the caller
+    turns it into `unreadable`)."""
     outputs: dict[str, dict[str, Any]] = {}
     total = listed_bytes = 0
     cut_paths = escaped_paths = 0
     work = store.work_dir(record.id)
-    walk = TreeWalk(work)
-    if work.is_dir():
+    walk = TreeWalk(work if work_fd is None else work_fd)
+    if work_fd is not None or work.is_dir():
         for entry in walk:
             if not stat.S_ISREG(entry.st.st_mode):
                 continue
@@ -92,6 +94,8 @@ def summary(record: JobRecord, store: JobStore, inputs: set[str]) -> dict[str, A
         "detail": (record.detail or "")[:MAX_DETAIL_CHARS] or None,
         "stdout_tail": store.tail(record.id, "stdout", STDOUT_TAIL_BYTES), "outputs": outputs,
         "outputs_total": total, "usage": record.usage.model_dump()}
+    if record.disk_limits is not None:
+        result["disk_limits"] = record.disk_limits
     notes = []
     if total > len(outputs):
         notes.append(f"{total - len(outputs)} more output files not listed")

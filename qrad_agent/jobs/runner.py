@@ -25,11 +25,11 @@ from pathlib import Path
 
 import structlog
 
-from qrad_agent.jobs import bundle, results
+from qrad_agent.jobs import bundle, jobfs, results
 from qrad_agent.jobs.cgroups import JobCgroup, JobsCgroupTree
 from qrad_agent.jobs.config import JobsConfig
-from qrad_agent.jobs.launcher import (LAUNCHER_LOST, JobProcess, Launcher, LauncherError, LauncherUnavailable,
-                                     RemoteLauncher)
+from qrad_agent.jobs.launcher import (KERNEL, LAUNCHER_LOST, JobProcess, Launcher, LauncherError,
+                                     LauncherUnavailable, RemoteLauncher)
 from qrad_agent.jobs.model import (CHECKPOINTED_EXIT, JOB_ID_PATTERN, JobRecord, JobRejected, Manifest, RejectReason,
                                   Status)
 from qrad_agent.jobs.sandbox import SANDBOX_START_FAILED, JobUser
@@ -65,6 +65,13 @@ class _Active:
     output_bytes: int = 0  # allocated, at the last poll
     output_inodes: int = 0
     too_deep: bool = False
+    log_bytes: int = 0  # allocated bytes of its stdout and stderr
+    fs_full: str | None = None  # "blocks" or "inodes": its own filesystem is full (the kernel says ENOSPC)
+
+    @property
+    def kernel_fs(self) -> bool:
+        """Whether the job writes in a filesystem of its own (jobfs.py), whose limits the kernel keeps."""
+        return self.input.fs_free_bytes is not None
 
 
 class JobRunner:
@@ -95,6 +102,9 @@ class JobRunner:
         self._removals: set[asyncio.Task] = set()  # deletions of job files in worker threads
         self.update_hold = False  # an update is being prepared: no new start (agent.prepare_update)
         self.on_job_end: Callable[[JobRecord], None] | None = None  # the energy monitor's, with final usage
+        self._fs_ready: dict[str, jobfs.FsLimits] = {}  # jobs whose own filesystem is made and mounted
+        self._making_fs: dict[str, asyncio.Task] = {}  # jobfs images being made in worker threads
+        self._held_for_fs: str | None = None  # the job whose image does not fit above the reserve (logged once)
 
     # -- setup and shutdown --
 
@@ -166,6 +176,8 @@ class JobRunner:
         let the deletions in progress finish."""
         if self.active:
             await self.checkpoint_all(self.cfg.checkpoint_grace_s if not self.frozen else 0.0)
+        if self._making_fs:  # worker threads cannot be cancelled: they finish (the image stays for the restart)
+            await asyncio.gather(*self._making_fs.values(), return_exceptions=True)
         await self.deletions_done()
 
     # -- submission, queries, acknowledgement --
@@ -297,6 +309,8 @@ class JobRunner:
         record = self.records.get(job_id)
         if record is None or not record.status.terminal:
             return False
+        self._privileged("destroy_fs", job_id)
+        self._fs_ready.pop(job_id, None)
         self._discard(self.store.job_dir(job_id))
         del self.records[job_id]
         self.manifests.pop(job_id, None)
@@ -319,7 +333,16 @@ class JobRunner:
         try:
             manifest = self.manifests.get(job_id) or self._load_manifest(job_id)
             inputs = set(manifest.files) if manifest is not None else set()
-            return results.summary(record, self.store, inputs)
+            try:  # the launcher's view: under systemd its mounts are in its own mount namespace
+                work_fd: int | None = self.launcher.open_work(job_id)
+            except (LauncherError, OSError) as exc:
+                log.warning("job directory read in the agent's own view", job=job_id, error=str(exc))
+                work_fd = None
+            try:
+                return results.summary(record, self.store, inputs, work_fd)
+            finally:
+                if work_fd is not None:
+                    os.close(work_fd)
         except Exception as exc:
             log.error("job result unreadable", job=job_id, error=f"{type(exc).__name__}: {exc}")
             return results.unreadable(record, exc)
@@ -366,7 +389,14 @@ class JobRunner:
             by_status[r.status.value] = by_status.get(r.status.value, 0) + 1
         return {"slots": self.cfg.total_slots, "used_slots": self.used_slots(), "hold": self.hold,
                 "frozen": self.frozen, "queued": len(self._queue), "jobs": by_status,
-                "launcher": self.launcher_state(), "below_reserve": self._disk_low_reason()}
+                "launcher": self.launcher_state(), "below_reserve": self._disk_low_reason(),
+                "disk_limits": self.disk_limits}
+
+    @property
+    def disk_limits(self) -> str:
+        """"kernel" (each job in a filesystem of its own, jobfs.py), or "user_space: <why>" (degraded: only
+        the runner's polling and the reserve stop a job that fills the disk)."""
+        return self.launcher.disk_limits
 
     def launcher_state(self) -> str:
         """"in process", "reachable", or why the launcher service cannot be reached."""
@@ -387,14 +417,16 @@ class JobRunner:
         st = os.statvfs(self.store.root)
         return st.f_favail if st.f_files else None
 
-    def _disk_low_reason(self) -> str | None:
-        """Why the jobs' filesystem is below the agent's reserve (blocks or inodes), or None."""
+    def _disk_low_reason(self, need_bytes: int = 0) -> str | None:
+        """Why the jobs' filesystem is below the agent's reserve (blocks or inodes), or None; ``need_bytes``:
+        what the next job's image will take (preallocated) on top of the reserve."""
         try:
             free_b, free_i = self.disk_free_bytes(), self.disk_free_inodes()
         except OSError as exc:
             return f"jobs directory unusable: {_os_detail(exc)}"
-        if free_b < self.cfg.disk_reserve_mb << 20:
-            return f"free disk {free_b >> 20} MiB below the reserve of {self.cfg.disk_reserve_mb} MiB"
+        if free_b - need_bytes < self.cfg.disk_reserve_mb << 20:
+            extra = f" after the next job's {need_bytes >> 20} MiB filesystem" if need_bytes else ""
+            return f"free disk {free_b >> 20} MiB{extra} below the reserve of {self.cfg.disk_reserve_mb} MiB"
         if free_i is not None and free_i < self.cfg.inode_reserve:
             return f"free inodes {free_i} below the reserve of {self.cfg.inode_reserve}"
         return None
@@ -421,8 +453,51 @@ class JobRunner:
             manifest = self.manifests[job_id]
             if manifest.cores > self.cfg.total_slots - self.used_slots():
                 return  # head of line waits for slots: no starvation of big jobs
+            if self.disk_limits == KERNEL and job_id not in self._fs_ready:
+                self._make_fs(record, manifest)  # in a worker thread; the job starts once it is mounted
+                return
             heapq.heappop(self._queue)
             self._start(record, manifest)
+
+    def _make_fs(self, record: JobRecord, manifest: Manifest) -> None:
+        """Make the head job's own filesystem (jobfs.py) in a worker thread, once the jobs' filesystem keeps
+        the reserve after its preallocated image; then wake the loop to start it."""
+        if record.id in self._making_fs:
+            return
+        need = (manifest.output_mb << 20) + self.cfg.max_output_inodes * jobfs.INODE_BYTES + (8 << 20)
+        low = self._disk_low_reason(need)
+        if low is not None:
+            if self._held_for_fs != record.id:
+                log.warning("jobs held: the jobs' filesystem is below the agent's reserve", why=low)
+                self._held_for_fs = record.id
+            return
+        self._held_for_fs = None
+        task = asyncio.get_running_loop().create_task(self._make_fs_task(record, manifest), name=f"jobfs:{record.id}")
+        self._making_fs[record.id] = task
+
+    async def _make_fs_task(self, record: JobRecord, manifest: Manifest) -> None:
+        try:
+            made = await asyncio.to_thread(self.launcher.make_fs, record.id, manifest.output_mb << 20)
+        except LauncherUnavailable as exc:  # infrastructure, not the job: it waits for the launcher
+            log.error("launcher unavailable; job filesystem not made", job=record.id, error=str(exc),
+                      retry_s=LAUNCHER_RETRY_S)
+            record.reason = "launcher_unavailable"
+            self.store.save(record)
+            self._launcher_retry_at = time.monotonic() + LAUNCHER_RETRY_S
+            return
+        except Exception as exc:  # mkfs or mount refused: this job cannot run, the next may
+            self._privileged("destroy_fs", record.id)
+            self._finish(record, Status.FAILED, reason="job_fs", detail=f"its filesystem was not made: {exc}")
+            # its queue entry is dropped by _start_ready (no longer QUEUED)
+            return
+        finally:
+            self._making_fs.pop(record.id, None)
+            self._wake.set()
+        if made is not None:
+            self._fs_ready[record.id] = made
+            log.info("job filesystem mounted", job=record.id, free_bytes=made.bytes, free_inodes=made.inodes)
+        else:  # the launcher fell back to user-space accounting meanwhile (it restarted without loop devices)
+            self._fs_ready[record.id] = jobfs.FsLimits(0, 0)
 
     def _start(self, record: JobRecord, manifest: Manifest) -> None:
         assert self.user is not None, "setup() first"
@@ -453,6 +528,8 @@ class JobRunner:
             return
         active = _Active(manifest, cgroup, proc, input=input_usage)
         self.active[record.id] = active
+        record.disk_limits = (KERNEL if input_usage.fs_free_bytes is not None
+                              else self.disk_limits if self.disk_limits != KERNEL else "user_space")
         record.status, record.started_at = Status.RUNNING, record.started_at or time.time()
         self.store.save(record)
         active.task = asyncio.get_running_loop().create_task(self._supervise(record, active),
@@ -488,13 +565,20 @@ class JobRunner:
             self._stop(record.id, "walltime", 0.0)
             return
         await asyncio.to_thread(self._measure_output, record.id, active)
-        if active.stop_reason is None and active.output_bytes >= active.manifest.output_mb << 20:
+        # on its own filesystem the kernel keeps the job's bytes and inodes: it got ENOSPC, and is stopped
+        # with its grace (it may save what it has); its logs, on the jobs' filesystem, are counted here in
+        # both modes (and capped by RLIMIT_FSIZE)
+        kernel = active.kernel_fs
+        counted = active.log_bytes if kernel else active.output_bytes
+        if active.stop_reason is None and active.fs_full is not None:
+            self._stop(record.id, "inodes" if active.fs_full == "inodes" else "output", None)
+        elif active.stop_reason is None and counted >= active.manifest.output_mb << 20:
             self._stop(record.id, "output", 0.0)
-        elif active.stop_reason is None and active.output_inodes >= self.cfg.max_output_inodes:
+        elif active.stop_reason is None and not kernel and active.output_inodes >= self.cfg.max_output_inodes:
             self._stop(record.id, "inodes", 0.0)
         elif active.stop_reason is None and active.too_deep:
             self._stop(record.id, "depth", 0.0)
-        elif active.stop_reason is None and self._biggest_writer_over_reserve(active):
+        elif active.stop_reason is None and not kernel and self._biggest_writer_over_reserve(active):
             self._stop(record.id, "disk", 0.0)
 
     def _biggest_writer_over_reserve(self, active: _Active) -> bool:
@@ -513,14 +597,30 @@ class JobRunner:
         """The job's output so far, as its filesystem counts it: allocated blocks of its logs and of what
         its work directory gained since the start (files, directories, preallocated space), and inodes."""
         job_dir = self.store.job_dir(job_id)
-        logs = sum(file_usage(job_dir / n) for n in ("stdout", "stderr"))
+        logs = active.log_bytes = sum(file_usage(job_dir / n) for n in ("stdout", "stderr"))
         work = self._privileged("work_usage", job_id)
         if isinstance(work, TreeUsage):
             active.output_bytes = logs + max(0, work.allocated_bytes - active.input.allocated_bytes)
             active.output_inodes = max(0, work.inodes - active.input.inodes)
             active.too_deep = active.too_deep or work.too_deep
+            active.fs_full = self._fs_full(active, work)
         else:
             active.output_bytes = max(active.output_bytes, logs)
+
+    def _fs_full(self, active: _Active, work: TreeUsage) -> str | None:
+        """"inodes" or "blocks" when the job's own filesystem is at its limit, as the kernel counts it (what
+        it took since the start, metadata included; ext4 may refuse a large write with a few blocks still
+        free, so "nearly no space left" is not enough); None when it is not, or on no filesystem of its own.
+        As it is now: a job that hit ENOSPC, freed its scratch files and went on is not flagged."""
+        start_b, start_i = active.input.fs_free_bytes, active.input.fs_free_inodes
+        if start_b is None or start_i is None or work.fs_free_bytes is None or work.fs_free_inodes is None:
+            return None
+        if work.fs_free_inodes <= 0 or start_i - work.fs_free_inodes >= self.cfg.max_output_inodes:
+            return "inodes"
+        if (work.fs_free_bytes < jobfs.FULL_BYTES
+                or start_b - work.fs_free_bytes >= active.manifest.output_mb << 20):
+            return "blocks"
+        return None
 
     def _stop(self, job_id: str, reason: str, grace_s: float | None) -> None:
         """SIGTERM the job's own processes (not bwrap's), SIGKILL everything after ``grace_s``."""
@@ -582,14 +682,23 @@ class JobRunner:
                          detail=f"the jobs' filesystem fell below the agent's reserve ({self.cfg.disk_reserve_mb} "
                                 f"MiB, {self.cfg.inode_reserve} inodes); its {record.usage.output_bytes >> 20} MiB, "
                                 f"{record.usage.output_inodes} inodes of output deleted")
-        elif stop == "inodes" or active.output_inodes >= self.cfg.max_output_inodes:
+        elif active.fs_full == "inodes" or (active.kernel_fs and stop == "inodes"):  # its own inodes: output kept
+            self._finish(record, Status.KILLED_OUTPUT, reason="output_inodes",
+                         detail=f"its filesystem's {self.cfg.max_output_inodes} inodes are used up: the kernel "
+                                "refused more files and directories with ENOSPC")
+        elif stop == "inodes" or (not active.kernel_fs and active.output_inodes >= self.cfg.max_output_inodes):
             self._remove_work(record.id)
             self._finish(record, Status.KILLED_OUTPUT, reason="output_inodes",
                          detail=f"over {self.cfg.max_output_inodes} files and directories; output deleted")
         elif stop == "depth" or active.too_deep:
             self._finish(record, Status.KILLED_OUTPUT, reason="output_depth",
                          detail=f"directories nested deeper than {MAX_DEPTH} levels (the deeper ones deleted)")
-        elif stop == "output" or record.usage.output_bytes >= active.manifest.output_mb << 20:
+        elif active.fs_full == "blocks":
+            self._finish(record, Status.KILLED_OUTPUT, reason="output_full",
+                         detail=f"its filesystem of {active.manifest.output_mb} MiB is full: the kernel refused "
+                                "more writes with ENOSPC")
+        elif stop == "output" or (not active.kernel_fs
+                                  and record.usage.output_bytes >= active.manifest.output_mb << 20):
             self._finish(record, Status.KILLED_OUTPUT, detail=f"over {active.manifest.output_mb} MiB")
         elif record.usage.oom_kills > 0:
             self._finish(record, Status.KILLED_MEMORY, detail=f"over {active.manifest.memory_mb} MiB")
@@ -615,6 +724,8 @@ class JobRunner:
             self._finish(record, Status.FAILED, reason="exit_code" if rc and rc > 0 else "signal")
 
     def _remove_work(self, job_id: str) -> None:
+        self._privileged("destroy_fs", job_id)
+        self._fs_ready.pop(job_id, None)
         self._discard(self.store.work_dir(job_id))
 
     def _discard(self, path: Path) -> None:

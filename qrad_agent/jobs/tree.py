@@ -50,14 +50,15 @@ class TreeWalk:
     ``too_deep`` becomes True when a directory at ``max_depth`` was left unentered; ``errors`` counts
     entries that vanished or could not be opened (a running job changes its tree under the walk)."""
 
-    def __init__(self, root: Path | str, max_depth: int = MAX_DEPTH) -> None:
+    def __init__(self, root: Path | str | int, max_depth: int = MAX_DEPTH) -> None:
+        """``root``: a path, or a directory descriptor (duplicated: the caller keeps and closes its own)."""
         self.root = root
         self.max_depth = max_depth
         self.too_deep = False
         self.errors = 0
 
     def __iter__(self) -> Iterator[Entry]:
-        root_fd = os.open(self.root, _DIR_FLAGS)
+        root_fd = os.dup(self.root) if isinstance(self.root, int) else os.open(self.root, _DIR_FLAGS)
         stack: list[tuple[int, bytes, int, Iterator[str]]] = []
         try:
             stack.append((root_fd, b"", 0, iter(sorted(os.listdir(root_fd)))))
@@ -109,6 +110,8 @@ class TreeUsage:
     allocated_bytes: int = 0
     inodes: int = 0
     too_deep: bool = False
+    fs_free_bytes: int | None = None  # on a job's own filesystem (jobfs.py): what is left for it (statvfs)
+    fs_free_inodes: int | None = None
 
 
 def usage(root: Path | str, max_depth: int = MAX_DEPTH) -> TreeUsage:

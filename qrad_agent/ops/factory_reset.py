@@ -4,7 +4,7 @@ Erased (paths from the configuration):
   - ``state_dir``: controller state, the learned power curve and PID gains, the override, latched alarms'
     records, energy totals, the command replay window: everything in it but the kept keys below;
   - the sync outbox (``sync.outbox_path`` and its SQLite -wal/-shm/-journal files): readings of the room;
-  - ``jobs.jobs_dir``: every job's files, results and logs;
+  - ``jobs.jobs_dir``: every job's files, results and logs (their own filesystems unmounted first);
   - ``update.root/incoming``: downloaded bundles.
 Kept, and named in the output:
   - the device identity (``sync.cert_file``, ``sync.key_file``), unless ``--identity``: then they are erased
@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qrad_agent.config import AgentConfig
+from qrad_agent.jobs import jobfs
 
 EX_NOPERM = 77
 UNPROVISIONED = "UNPROVISIONED"
@@ -121,6 +122,8 @@ def execute(p: ResetPlan) -> list[str]:
             _fsync_dir(path.parent)
     for directory in p.erase_contents:
         if directory.is_dir():
+            for mount in jobfs.mounts_under(directory):  # a job's own filesystem (its image goes below)
+                jobfs.umount(mount)
             _erase_tree(directory, p.keep, erased)
     return erased
 

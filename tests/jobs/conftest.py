@@ -4,6 +4,7 @@ when this machine cannot run sandboxes."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from jobs_helpers import _REASON, start_harness, stop_harness
+
+from qrad_agent.jobs import jobfs
 
 
 def pytest_collection_modifyitems(items):
@@ -31,7 +34,14 @@ def base_dir():
     d = Path(f"/tmp/qrad-jobs-test-{uuid.uuid4().hex[:8]}")
     d.mkdir(mode=0o755)
     yield d
+    unmount_all(d)
     shutil.rmtree(d, ignore_errors=True)
+
+
+def unmount_all(d: Path) -> None:
+    """The job filesystems a test left mounted (unacknowledged results), so that no loop device leaks."""
+    for point in jobfs.mounts_under(d):
+        subprocess.run(["umount", "-l", str(point)], check=False, capture_output=True)
 
 
 @pytest.fixture

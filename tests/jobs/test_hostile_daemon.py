@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from jobs_helpers import numpy_runtime, remove_tree
 
+from qrad_agent.jobs import jobfs
 from qrad_agent.jobs.bundle import write_manifest
 from qrad_agent.jobs.cgroups import JobsCgroupTree
 from qrad_agent.sync.contract import Kind, envelope_bytes
@@ -199,6 +200,10 @@ def test_hostile_jobs_never_stop_the_daemon(base_dir: Path) -> None:
                     assert body["result"]["reason"] == reason, (job_id, body["result"])
                 assert len(envelope_bytes(DEVICE, 1, 0.0, Kind.JOB, body)) < 17 * 1024, job_id
             results = {j: terminal(j)[-1]["result"] for j in HOSTILE}
+            if jobfs.unavailable_reason(base_dir / "probe") is None:  # each job in its own filesystem
+                assert all(r.get("disk_limits") == "kernel" for r in results.values()), results
+                assert results["one-byte-files"]["reason"] == "output_full", results["one-byte-files"]
+                assert "ENOSPC" in results["one-byte-files"]["detail"]
             assert results["bad-name"]["outputs"]["bad\\xffname"]["escaped"] is True
             assert results["long-names"]["outputs_omitted"] > 0
             assert "shadow" not in results["symlinks"]["outputs"]

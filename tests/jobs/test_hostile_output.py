@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from jobs_helpers import start_harness, stop_harness
 
-from qrad_agent.jobs import results
+from qrad_agent.jobs import jobfs, results
 from qrad_agent.jobs.model import RejectReason, Status
 from qrad_agent.sync.contract import JobStatusMessage, Kind, envelope_bytes
 
@@ -55,8 +55,8 @@ def message_bytes(result: dict) -> bytes:
     return envelope_bytes("heater-1", 1, 0.0, Kind.JOB, body)
 
 
-async def _next_benign_succeeds(h, job_id: str | None = None) -> None:
-    after, out = await h.run("print('{\"ok\": 1}')", job_id=job_id or f"benign-{uuid.uuid4().hex[:6]}")
+async def _next_benign_succeeds(h, job_id: str | None = None, **limits) -> None:
+    after, out = await h.run("print('{\"ok\": 1}')", job_id=job_id or f"benign-{uuid.uuid4().hex[:6]}", **limits)
     assert after.status == Status.SUCCEEDED and out == {"ok": 1}
 
 
@@ -137,8 +137,9 @@ async def test_many_long_names_give_a_bounded_result(harness):
 FALLOCATE = """import ctypes, os
 libc = ctypes.CDLL(None, use_errno=True)
 fd = os.open("prealloc", os.O_WRONLY | os.O_CREAT, 0o600)
-rc = libc.fallocate(fd, 1, ctypes.c_long(0), ctypes.c_long(8 << 20))  # FALLOC_FL_KEEP_SIZE: st_size stays 0
-print(rc, ctypes.get_errno(), os.fstat(fd).st_size, flush=True)
+for i in range(8):  # FALLOC_FL_KEEP_SIZE: st_size stays 0; 1 MiB at a time, so a 2 MiB filesystem fills
+    rc = libc.fallocate(fd, 1, ctypes.c_long(i << 20), ctypes.c_long(1 << 20))
+    print(rc, ctypes.get_errno(), os.fstat(fd).st_size, flush=True)
 import time
 time.sleep(30)
 """
@@ -153,10 +154,16 @@ async def test_allocated_blocks_are_counted_not_sizes(harness, how):
     record, _ = await harness.run(code, output_mb=2, timeout=30)
     if how == "fallocate_keep_size":
         first = harness.stdout(record.id).split()
-        if first and first[0] != "0":
+        if first and first[0] != "0" and first[1] != str(errno.ENOSPC):
             pytest.skip(f"fallocate not available to jobs here: errno {first[1]}")
     assert record.status == Status.KILLED_OUTPUT, (record, harness.runner.store.tail(record.id, "stderr"))
-    assert record.usage.output_bytes >= 2 << 20 and record.usage.wall_s < 20
+    assert record.usage.wall_s < 20
+    if harness.runner.disk_limits == "kernel":  # its own 2 MiB filesystem filled: ENOSPC, never more
+        assert record.reason == "output_full" and "ENOSPC" in record.detail, record
+        # its limit, the full margin, the image's rounding and its stdout's blocks
+        assert (1 << 20) < record.usage.output_bytes <= (2 << 20) + jobfs.FULL_BYTES + (24 << 10), record.usage
+    else:
+        assert record.usage.output_bytes >= 2 << 20
     await _next_benign_succeeds(harness)
 
 
@@ -167,7 +174,10 @@ async def test_empty_files_are_limited_by_inodes(base_dir, signing_key):
                                 "time.sleep(30)\n", timeout=30)
         assert record.status == Status.KILLED_OUTPUT and record.reason == "output_inodes", record
         assert record.usage.output_inodes >= 500 and record.usage.output_bytes < 1 << 20
-        assert not h.runner.store.work_dir(record.id).exists()  # its inodes are given back
+        if h.runner.disk_limits == "kernel":  # its own filesystem's inodes: the output stays for the result
+            assert "ENOSPC" in record.detail and h.runner.result_summary(record.id)["outputs_total"] >= 500
+        else:
+            assert not h.runner.store.work_dir(record.id).exists()  # its inodes are given back
         await _next_benign_succeeds(h)
     finally:
         await stop_harness(h, task)
@@ -184,6 +194,8 @@ def small_fs():
         mount.rmdir()
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     yield mount
+    for point in jobfs.mounts_under(mount):
+        subprocess.run(["umount", "-l", str(point)], check=False)
     subprocess.run(["umount", "-l", str(mount)], check=False)
     mount.rmdir()
 
@@ -205,7 +217,7 @@ async def test_no_free_inodes_refuses_submit_plainly_and_status_writes_fail_soft
     h, task = await start_harness(small_fs, signing_key, inode_reserve=50)
     try:
         bundle = h.script_bundle("print('{}')")  # under small_fs/bundles, made while inodes are left
-        queued = h.submit(h.script_bundle("import time\ntime.sleep(30)"))
+        queued = h.submit(h.script_bundle("import time\ntime.sleep(30)", output_mb=4))  # its image fits
         await h.wait(queued.id, until=lambda r: r.status == Status.RUNNING)
         assert _fill_inodes(small_fs / "filler") > 0
         record = h.submit(bundle)
@@ -230,7 +242,7 @@ async def test_no_free_inodes_refuses_submit_plainly_and_status_writes_fail_soft
         assert h.runner.status()["jobs"]["cancelled"] == 1
         for p in (small_fs / "filler").iterdir():
             p.unlink()
-        await _next_benign_succeeds(h)
+        await _next_benign_succeeds(h, output_mb=4)
     finally:
         await stop_harness(h, task)
 

@@ -125,9 +125,12 @@ async def test_a_vanished_agent_takes_its_job_with_it(remote):
     record = remote.submit(remote.script_bundle("import time\nwhile True: time.sleep(0.1)"))
     await remote.wait(record.id, until=lambda r: r.status == Status.RUNNING)
     active = remote.runner.active[record.id]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10  # RUNNING once spawned; its first process joins the cgroup just after
+    while not active.cgroup.pids() and loop.time() < deadline:
+        await asyncio.sleep(0.05)
     assert active.cgroup.pids()
     active.proc._sock.close()  # as if the agent died: the service kills the job
-    loop = asyncio.get_running_loop()
     deadline = loop.time() + 5
     while active.cgroup.pids() and loop.time() < deadline:
         await asyncio.sleep(0.05)
