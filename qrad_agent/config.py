@@ -85,19 +85,25 @@ class PidConfig(Section):
     Defaults: SIMC (Skogestad 2003) with τc = 2θ on the fast pole of a 28 m² room heated by a 500 W
     heater (gain 1/273 K/W, τ1 ≈ 1320 s, θ ≈ 90 s of sensor lag and sampling): Kc ≈ 1400 W/K,
     τI = min(τ1, 4(τc + θ)) ≈ 1100 s. `qrad-agent sim` and benchmarks/thermostat.py measure them.
+    Setpoint weight b = 0: a setpoint change moves the output through the integral only (1.3 W/s per K of
+    error with these gains: +0.3 K is 11 W per 30 s period, a +5 K override from the floor reaches 500 W in
+    about a minute), the same setpoint response as b = 1 behind the filter 1/(τI·s + 1) that cancels the
+    PI zero (no overshoot), without the filter's lag while saturated (control/pid.py).
     """
 
     kp_w_per_k: float = Field(1400.0, gt=0)
     ti_s: float = Field(1100.0, gt=0, description="integral time; inf disables the integral")
     td_s: float = Field(0.0, ge=0, description="derivative time, on measurement")
     derivative_filter_n: float = Field(8.0, gt=0)
-    setpoint_weight: float = Field(1.0, ge=0, le=1, description="proportional setpoint weight b")
+    setpoint_weight: float = Field(
+        0.0, ge=0, le=1, description="proportional setpoint weight b: a setpoint step moves the output by "
+        "Kp·b·Δr at once, the rest through the integral; 0: every setpoint change is bumpless")
     setpoint_filter_s: float | None = Field(
-        None, gt=0, description="time constant of the reference trajectory after a setpoint change, s; "
-        "None: the integral time")
+        None, gt=0, description="time constant of an optional reference trajectory after a setpoint change, "
+        "s; None: none")
     setpoint_ramp_k_per_h: float | None = Field(
         None, gt=0, description="largest rate of the reference trajectory, K/h; None: P moves the output "
-        "range in a quarter of the filter time constant")
+        "range in a quarter of the filter time constant (no trajectory without a filter)")
 
 
 class ModeSetpointsConfig(Section):
@@ -193,13 +199,16 @@ class SensorHubConfig(Section):
     over the first minutes: UL FSRI armchair compartment fire test), CO2 200 ppm/s.
     ``redundancy_tolerance_k``: redundant room temperatures further than this from their median are
     flagged (with three or more sensors) or reported as disagreeing (with two).
-    ``frozen_vs_redundant_s``: a room temperature unchanged for this long (s) while another room channel
-    moved over the same time by more than ``frozen_move_k`` (and three of the frozen one's own steps) is
-    STALE, even if it never showed noise of its own; 0 turns the check off.
+    ``frozen_vs_redundant_s``: a room temperature unchanged for at least this long (s) while another room
+    channel moved over the same time by ``frozen_move_k`` or more (its running mean of 3 samples, and by three
+    of the frozen one's own steps) is STALE, even if it never showed noise of its own; 0 turns the check off.
+    60 s: six samples at the usual 10 s, so the check answers within a sample of the peers' move (the goal:
+    within 2 minutes), while the peers' move, not the hold, is the evidence (a DS18B20 holds one 1/16 K step
+    for many minutes in a steady room; its peers then move by their noise only).
     """
 
     history_len: int = Field(360, ge=2, le=100_000)
-    frozen_vs_redundant_s: float = Field(1800.0, ge=0)
+    frozen_vs_redundant_s: float = Field(60.0, ge=0)
     frozen_move_k: float = Field(0.2, gt=0)
     max_rate_per_s: dict[str, float] = Field(default_factory=lambda: {
         "temperature": 1.0, "relative_humidity": 5.0, "carbon_dioxide": 200.0, "pressure": 5.0})

@@ -175,13 +175,21 @@ def inject_device_fault(root: Path, device: str, kind: str | None, wait_s: float
 
 
 def inject_fault(root: Path, sensor_fault: str) -> int:
-    """Write the sensor fault control file of a running serve; return the exit status."""
+    """Write the sensor fault control file of a running serve and say what was set and when it applies;
+    return the exit status (0 written, 2 no simulator tree there)."""
     if not root.is_dir():
         print(f"qrad-hwsim: no simulator tree at {root}", file=sys.stderr)
         return 2
     path = sensor_fault_path(root)
     path.parent.mkdir(exist_ok=True)
     write_text_atomic(path, sensor_fault)
+    live = live_simulator(root)
+    if live is None:
+        when = "no simulator is running there now (a new one starts without it)"
+    else:
+        when = (f"the simulator (pid {live.get('pid')}) applies it at its next step, within "
+                f"{float(live.get('step_period_s', 0.0)):g} s")
+    print(f"room sensor: {sensor_fault} ({path}); {when}")
     return 0
 
 

@@ -44,7 +44,8 @@ def status_table(status: dict[str, Any]) -> str:
         f"last control step {duration(step_age)} ago, every {duration(control.get('period_s'))}")
     lines = [f"verdict     {status.get('verdict', '-')}",
              f"device      {status['device_id']}  up {duration(status.get('uptime_s'))}",
-             f"mode        {t['mode']}  setpoint {_c(t['setpoint_c'], 'mode off')}  ({t['algorithm']})"]
+             f"mode        {t['mode']}  setpoint {_c(t['setpoint_c'], 'mode off')}  ({t['algorithm']})"
+             + _override_end(t)]
     room = status.get("room")
     if room is not None:
         if room["channel"] is None:
@@ -87,6 +88,17 @@ def status_table(status: dict[str, Any]) -> str:
     lines.append("recent      " + ("(no warnings)" if not events else ""))
     lines.extend("  " + _event_line(e) for e in events)
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _override_end(thermostat: dict[str, Any]) -> str:
+    """", override until 18:30 (in 2 h 00 min)" or ", override until cleared"; "" without an override."""
+    if thermostat.get("override_c") is None:
+        return ""
+    until = thermostat.get("override_until")
+    if until is None:
+        return ", override until cleared"
+    clock = str(until).replace("T", " ")
+    return f", override until {clock} (in {duration(thermostat.get('override_remaining_s'))})"
 
 
 def _c(value: Any, reason: str) -> str:

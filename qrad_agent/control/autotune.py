@@ -441,4 +441,5 @@ async def autotune(thermostat, plan: StepTestPlan | None = None,
         model = fit_step_response(response)
     except ValueError as exc:
         return AutotuneResult(response, None, None, str(exc))
-    return AutotuneResult(response, model, simc_gains(model, control_period_s=thermostat.cfg.period_s))
+    return AutotuneResult(response, model, simc_gains(model, control_period_s=thermostat.cfg.period_s,
+                                                      setpoint_weight_b=thermostat.cfg.pid.setpoint_weight))

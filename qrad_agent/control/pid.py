@@ -1,29 +1,34 @@
 """Discrete two-degree-of-freedom PID on CPU power: pure, time-injected, with anti-windup and bumpless moves.
 
-The law is the ISA ("ideal", "standard") form (Åström and Hägglund, *Advanced PID Control*, 2006, ch. 3):
+The law is the ISA ("ideal", "standard") form with set-point weighting (Åström and Hägglund, *Advanced PID
+Control*, 2006, ch. 3):
 
-    u = Kp * [ (b·r_p - y)  +  (1/Ti) ∫ (r_p - y) dt  -  Td · dy_f/dt ],   Td/N · dy_f/dt + y_f = y
+    u = Kp * [ (b·r - y)  +  (1/Ti) ∫ (r - y) dt  -  Td · dy_f/dt ],   Td/N · dy_f/dt + y_f = y
 
-- P acts on ``b·r_p - y`` (setpoint weight b, 0..1); I on the error ``r_p - y``; D on the measurement
-  only, through a first-order filter of time constant Td/N, discretised by backward difference (stable for
-  any dt). A setpoint step therefore never kicks the derivative.
-- r_p is the reference trajectory toward the setpoint r (``bumpless_setpoint``, the default): after a change
-  of any size it approaches r through a first-order filter of time constant Ti, moving at most
-  ``setpoint_ramp_k_per_s`` (a rate limit). The filter 1/(Ti·s + 1) cancels the zero the PI puts in the
-  setpoint response, the reason a PI step overshoots (Skogestad, "Simple analytic rules for model reduction
-  and PID controller tuning", J. Process Control 13, 2003, setpoint filtering); the rate limit bounds how
-  fast P moves, so no change of setpoint steps the output, and neither P nor I is fed the whole step at
-  once, so the integral neither saturates nor winds up on it. (The earlier design moved the integral by
-  -Kp·b·Δr at the change; its clamp cut that short and +0.3 K jumped to full power.)
-  ``bumpless_setpoint=False`` gives the classical step response (r_p = r at once).
+- P acts on ``b·r - y`` (setpoint weight b, 0..1); I on the error ``r - y``; D on the measurement only,
+  through a first-order filter of time constant Td/N, discretised by backward difference (stable for any dt).
+  A setpoint step therefore never kicks the derivative, and kicks P by Kp·b·Δr only.
+- Computed as ``u = Kp·b·(r - y) + J - Kp·Td·dy_f/dt`` where the state ``J = Kp·(1 - b)·(-y) + I`` (the
+  integral plus the part of P that acts on the measurement alone) moves each step by
+  ``Kp/Ti·(r - y)·dt - Kp·(1 - b)·Δy``. J does not depend on the setpoint, so a setpoint change of any size
+  moves nothing but ``Kp·b·Δr`` (0 with b = 0: bumpless) and the integral never jumps into its clamp (the
+  earlier design moved the integral by -Kp·b·Δr at the change; its clamp cut that short and +0.3 K jumped to
+  full power). With b = 0 the setpoint response is exactly the one of b = 1 behind the reference filter
+  1/(Ti·s + 1) (the filter cancels the PI zero, the reason a PI step overshoots: Skogestad, "Simple analytic
+  rules for model reduction and PID controller tuning", J. Process Control 13, 2003), without the filter's
+  lag in saturation: a room far below a new setpoint gets full power within a few periods, because the
+  integral acts on the whole error at once (Kp/Ti W/s per K: 1.3 W/s per K with the defaults).
+- Optional reference trajectory (``setpoint_filter_s`` / ``setpoint_ramp_k_per_s``, off by default): r is
+  replaced by r_p, approaching r through a first-order filter and a rate limit.
 - I is integrated by backward Euler with the error at the end of the interval (as simple-pid does, so the two
-  agree exactly when unsaturated with Td = 0 and no setpoint filtering).
-- Anti-windup by back-calculation (Åström and Hägglund, section 3.5): the integral is pulled toward the
-  output actually applied over the interval that just ended, with a tracking time Tt, discretised exactly
-  (factor 1 - exp(-dt/Tt), never overshooting). The applied output is our own clamped output, or the
-  ``applied_w`` the caller reports when something else decided the power (safety forced 0 W, a power cap).
-  Besides, the integral term alone is kept inside [output_min_w, output_max_w].
-- Bumpless gain changes: the integral is re-computed so the output at the last point is unchanged.
+  agree exactly when unsaturated with Td = 0, b = 1 and no reference trajectory).
+- Anti-windup: J is kept inside [output_min_w, output_max_w] (conditional integration: with b = 0, J is the
+  output before D, so it never winds beyond the range), and back-calculation (Åström and Hägglund,
+  section 3.5) pulls it toward the output actually applied over the interval that just ended, with a
+  tracking time Tt, discretised exactly (factor 1 - exp(-dt/Tt), never overshooting). The applied output is
+  our own clamped output, or the ``applied_w`` the caller reports when something else decided the power
+  (safety forced 0 W, a power cap).
+- Bumpless gain changes: J is re-computed so the output at the last point is unchanged.
 """
 
 from __future__ import annotations
@@ -39,9 +44,8 @@ def _require_finite(**values: float) -> None:
 
 
 RAMP_SPEEDUP = 4.0
-"""The default rate limit of the reference trajectory lets P move the whole output range in a quarter of the
-filter time constant: a setpoint change never steps the output, yet a large one (frost to comfort, or a
-restart far from the setpoint) reaches full power in minutes, not hours."""
+"""With a reference filter and no rate given, the rate limit lets P move the whole output range in a quarter of
+the filter time constant."""
 
 
 @dataclass(frozen=True)
@@ -52,14 +56,14 @@ class PidGains:
     ti_s: integral time Ti (s), > 0; ``math.inf`` disables integral action.
     td_s: derivative time Td (s), >= 0; 0 disables derivative action.
     derivative_filter_n: N, the derivative filter time constant is Td/N (typically 2..20; default 8).
-    setpoint_weight_b: proportional setpoint weight b (0..1); b < 1 softens the response to setpoint steps.
+    setpoint_weight_b: proportional setpoint weight b (0..1): a setpoint step moves the output by Kp·b·Δr at
+        once, the rest through the integral; 0 makes every setpoint change bumpless.
     tracking_time_s: anti-windup back-calculation time Tt (s); None -> sqrt(Ti·Td), or Ti/2 when Td = 0
         (Åström and Hägglund 2006, section 3.5).
-    setpoint_filter_s: time constant Tf (s) of the reference trajectory r_p toward a new setpoint when the
-        controller is bumpless; None -> Ti (cancels the PI zero: no overshoot); with Ti = inf and None, a
-        setpoint change acts at once.
-    setpoint_ramp_k_per_s: largest rate (K/s) of r_p; None -> RAMP_SPEEDUP (4) x (max - min) / (Kp·Tf):
-        P moves the whole output range in no less than Tf / 4.
+    setpoint_filter_s: time constant Tf (s) of an optional reference trajectory r_p toward a new setpoint;
+        None: none (the setpoint acts at once, shaped by b).
+    setpoint_ramp_k_per_s: largest rate (K/s) of r_p; None -> RAMP_SPEEDUP (4) x (max - min) / (Kp·Tf)
+        with a filter, no trajectory without one.
     """
 
     kp_w_per_k: float
@@ -114,7 +118,8 @@ class PidController:
     """ISA-form 2-DOF PID with back-calculation anti-windup; see the module docstring for the law.
 
     output_min_w, output_max_w: output range (W), finite, min < max.
-    bumpless_setpoint: if True (default), a setpoint change does not step the output (see module docstring).
+    bumpless_setpoint: if True (default), the reference trajectory the gains configure (if any) is followed;
+        False: the setpoint acts at once whatever the gains say (the classical step, shaped by b only).
     """
 
     def __init__(
@@ -148,9 +153,8 @@ class PidController:
 
     def reset(self, output_w: float | None = None, pv_c: float | None = None) -> None:
         """Forget the history. With output_w, the next update returns that output (clamped to the range)
-        whatever the error (manual -> auto transfer); with pv_c, the derivative starts from that measurement
-        and, when bumpless, the reference trajectory starts there (P starts at 0 and the setpoint is then
-        approached as after a setpoint change).
+        whatever the error (manual -> auto transfer); with pv_c, the derivative and the measurement's part
+        of J start from that measurement and a reference trajectory (if configured) starts there.
         """
         if output_w is not None:
             _require_finite(output_w=output_w)
@@ -168,7 +172,7 @@ class PidController:
         self._terms = PidTerms(0.0, self._integral_w, 0.0, start_w)
 
     def set_gains(self, gains: PidGains) -> None:
-        """Change the gains without moving the output at the last point (integral re-computed, clamped)."""
+        """Change the gains without moving the output at the last point (J re-computed, clamped)."""
         self._gains = gains
         if self._v_prev_w is None or self._last_sp_c is None or self._last_pv_c is None:
             return
@@ -181,7 +185,7 @@ class PidController:
     def filter_s(self) -> float:
         """Time constant Tf (s) of the reference trajectory (see PidGains); inf: none (a step acts at once)."""
         g = self._gains
-        return g.setpoint_filter_s if g.setpoint_filter_s is not None else g.ti_s
+        return g.setpoint_filter_s if g.setpoint_filter_s is not None else math.inf
 
     @property
     def ramp_k_per_s(self) -> float:
@@ -204,7 +208,8 @@ class PidController:
         return self._p_sp_c + math.copysign(step_k, gap_k)
 
     def _p_w(self, setpoint_c: float, pv_c: float) -> float:
-        return self._gains.kp_w_per_k * (self._gains.setpoint_weight_b * setpoint_c - pv_c)
+        """The part of P on the error (Kp·b·(r - y)); the rest of P, -Kp·(1 - b)·y, lives in J."""
+        return self._gains.kp_w_per_k * self._gains.setpoint_weight_b * (setpoint_c - pv_c)
 
     def _d_w(self) -> float:
         return -self._gains.kp_w_per_k * self._gains.td_s * self._dpv_k_per_s
@@ -229,6 +234,7 @@ class PidController:
         applied_w: the power (W) actually applied over the interval that just ended, when something other
             than this controller decided it; the integral tracks it, so control resumes without a bump.
         integrate: False freezes the integral (stale sensor, heater switched off); P and D still act.
+        applied_w and integrate act on J only; its measurement part (-Kp·(1 - b)·Δy) always moves.
         Raises ValueError on dt_s <= 0 or any non-finite input.
         """
         _require_finite(setpoint_c=setpoint_c, pv_c=pv_c, dt_s=dt_s)
@@ -245,12 +251,15 @@ class PidController:
         if self._pending_output_w is not None:
             self._integral_w = self._pending_output_w - p_w - d_w
             self._pending_output_w = None
-        elif integrate:
-            self._integral_w += g.kp_w_per_k / g.ti_s * (p_sp_c - pv_c) * dt_s
-            if self._v_prev_w is not None:
-                applied = self._terms.output_w if applied_w is None else applied_w
-                alpha = -math.expm1(-dt_s / g.effective_tracking_time_s)
-                self._integral_w += alpha * (applied - self._v_prev_w)
+        else:
+            if self._last_pv_c is not None and g.setpoint_weight_b < 1.0:  # P on the measurement alone
+                self._integral_w -= g.kp_w_per_k * (1.0 - g.setpoint_weight_b) * (pv_c - self._last_pv_c)
+            if integrate:
+                self._integral_w += g.kp_w_per_k / g.ti_s * (p_sp_c - pv_c) * dt_s
+                if self._v_prev_w is not None:
+                    applied = self._terms.output_w if applied_w is None else applied_w
+                    alpha = -math.expm1(-dt_s / g.effective_tracking_time_s)
+                    self._integral_w += alpha * (applied - self._v_prev_w)
         self._integral_w = self._clamp(self._integral_w)
         self._last_sp_c, self._last_pv_c, self._p_sp_c = setpoint_c, pv_c, p_sp_c
         return self._set_output(p_w, d_w)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
+from datetime import timedelta
 from typing import Protocol
 
 import structlog
@@ -307,13 +308,20 @@ class Thermostat:
             await asyncio.sleep(max(0.0, next_s - now_s))
 
     def status(self) -> dict:
-        """Plain-JSON status of the loop."""
+        """Plain-JSON status of the loop; while an override holds, ``override_remaining_s`` (s) and
+        ``override_until`` (local time, ISO to the minute), both None when it holds until cleared."""
         mode = "off" if self.mode_setting == "off" else (
             "override" if self.override_c is not None else self.mode.value)
         status = {"mode": mode, "setpoint_c": self.setpoint_c, "override_c": self.override_c,
                   "room_c": self.pv_c, "demand_w": round(self.demand_w, 1), "limit_reason": self.limit_reason,
                   "algorithm": self.cfg.algorithm, "room_channel": self.room_channel,
                   "skipped_steps": self.skipped_steps, "gaps": self.gaps}
+        if self.override_c is not None:  # when it ends: time left (s) and the local clock time, None: until cleared
+            until = self.override_until_s
+            left_s = None if until is None else max(0.0, until - self.clock.monotonic())
+            status["override_remaining_s"] = None if left_s is None else round(left_s, 1)
+            status["override_until"] = None if left_s is None else (
+                self.clock.now() + timedelta(seconds=left_s)).isoformat(timespec="minutes")
         if self.predictor is not None:
             status["target_c"] = None if math.isnan(self.target_c) else round(self.target_c, 2)
             status["predict"] = self.predictor.status()

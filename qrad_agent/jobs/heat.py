@@ -4,9 +4,10 @@ checkpoint before a long stop.
 `freeze_all` is the safety layer's path: synchronous, one cgroup write, no await, no lock, never raises.
 A share near zero freezes the jobs (their work is kept); a share above what the running jobs can use lets
 queued jobs start. Freezing and thawing go through a `FreezeGate` (freeze_gate.py): a share under the freeze
-threshold freezes at once (the safety minimum comes this way too), but a thaw needs a higher share and a
-minimum time frozen, so a demand wandering around the threshold does not freeze and thaw the jobs every
-period; while the gate holds them frozen, a share between the thresholds leaves them frozen.
+threshold freezes once the jobs have run a minimum time since the last thaw (until then it is their quota),
+a thaw needs a higher share and a minimum time frozen, so a demand wandering around the threshold does not
+freeze and thaw the jobs every period. The safety minimum (`apply_floor`, the power manager's
+``force_minimum``) freezes at once, whatever the dwell.
 """
 
 from __future__ import annotations
@@ -49,12 +50,13 @@ class JobsHeat:
         except RuntimeError:  # no running loop (a stop path after the loop ended): no dwell to honour
             return None
 
-    def set_share(self, fraction: float) -> None:
-        """Jobs may use ``fraction`` of the CPUs (quota on the parent cgroup). Raises ActuatorError."""
+    def set_share(self, fraction: float, force: bool = False) -> None:
+        """Jobs may use ``fraction`` of the CPUs (quota on the parent cgroup). Raises ActuatorError.
+        ``force``: the safety minimum (`apply_floor`): freeze now, whatever the gate's dwell."""
         fraction = min(1.0, max(0.0, fraction))
         self.share = fraction
         self.forced_reason = None
-        if self.gate.decide(fraction, self._now(), self.runner.frozen):
+        if self.gate.decide(fraction, self._now(), self.runner.frozen, force):
             self.freeze_all("share zero")
             return
         self.runner.tree.set_quota(fraction, self.runner.cfg.cpus)
@@ -94,6 +96,10 @@ class JobsHeat:
 
     def apply(self, level: float) -> None:
         self.set_share(level)
+
+    def apply_floor(self) -> None:
+        """The lowest-power state now (the power manager's ``force_minimum``): frozen, whatever the dwell."""
+        self.set_share(0.0, force=True)
 
     def release(self) -> None:
         """No CPU limit on the jobs: thaw them (unless a safety freeze holds) and let queued jobs start."""

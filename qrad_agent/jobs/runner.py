@@ -40,6 +40,8 @@ from qrad_agent.jobs.tree import MAX_DEPTH, TreeUsage, file_usage, remove_tree
 log = structlog.get_logger(component="jobs")
 
 CGROUP_REMOVE_TIMEOUT_S = 5.0
+"""Longest wait (s, loop clock) for a job's cgroup to empty after SIGKILL before it is left, logged."""
+CGROUP_REMOVE_RETRY_S = 0.05
 LAUNCHER_RETRY_S = 5.0
 """With the launcher service unreachable, queued jobs wait this long before the next start attempt."""
 DISK_KILL_MIN_BYTES = 1 << 20
@@ -98,8 +100,12 @@ class JobRunner:
         self._wake = asyncio.Event()
         self.user: JobUser | None = None
         self._held_for_disk = False
-        self._launcher_retry_at = 0.0  # time.monotonic() before which no start is tried
+        self._launcher_retry_at = -float("inf")  # loop time before which no start is tried
         self._removals: set[asyncio.Task] = set()  # deletions of job files in worker threads
+        # cgroup removals still waiting for the kernel, by job id (owned here, awaited by shutdown); a job
+        # whose old cgroup is still being removed does not start
+        self._cgroup_removals: dict[str, asyncio.Task[bool]] = {}
+        self._leftovers: list[str] = []  # cgroups setup() could not remove at once: run() removes them
         self.update_hold = False  # an update is being prepared: no new start (agent.prepare_update)
         self.on_job_end: Callable[[JobRecord], None] | None = None  # the energy monitor's, with final usage
         self._fs_ready: dict[str, jobfs.FsLimits] = {}  # jobs whose own filesystem is made and mounted
@@ -115,8 +121,10 @@ class JobRunner:
         self.user = self.launcher.setup()
         self.tree.setup()
         self.tree.thaw()
-        for job_id in self.tree.leftovers():
-            self._destroy_cgroup_now(job_id)
+        for job_id in self.tree.leftovers():  # one try here; run() waits for the ones still busy
+            self._privileged("kill", job_id)
+            if not self.tree.job(job_id).try_remove():
+                self._leftovers.append(job_id)
         for record in self.store.load_all():
             self._restore(record)
         for trash in self.store.root.glob(f"{TRASH_PREFIX}*"):
@@ -152,6 +160,9 @@ class JobRunner:
     async def run(self) -> None:
         """The ``jobs`` component: start queued jobs into free slots, take spooled bundles and cancels."""
         try:
+            for job_id in self._leftovers:
+                self._remove_cgroup_later(job_id)
+            self._leftovers.clear()
             while True:
                 self._take_spool()
                 self._take_cancels()
@@ -173,12 +184,14 @@ class JobRunner:
 
     async def shutdown(self) -> None:
         """Kill every running job (checkpointable ones get their grace first when the tree is thawed), then
-        let the deletions in progress finish."""
+        let the deletions and cgroup removals in progress finish (each bounded)."""
         if self.active:
             await self.checkpoint_all(self.cfg.checkpoint_grace_s if not self.frozen else 0.0)
         if self._making_fs:  # worker threads cannot be cancelled: they finish (the image stays for the restart)
             await asyncio.gather(*self._making_fs.values(), return_exceptions=True)
         await self.deletions_done()
+        while self._cgroup_removals:
+            await asyncio.gather(*list(self._cgroup_removals.values()), return_exceptions=True)
 
     # -- submission, queries, acknowledgement --
 
@@ -443,9 +456,11 @@ class JobRunner:
             return
         self._held_for_disk = False
         while self._queue and not self.hold and not self.frozen and not self.update_hold:
-            if time.monotonic() < self._launcher_retry_at:
+            if asyncio.get_running_loop().time() < self._launcher_retry_at:
                 return
             _, _, job_id = self._queue[0]
+            if job_id in self._cgroup_removals:
+                return  # its previous cgroup is still being removed: the head of line waits for it
             record = self.records.get(job_id)
             if record is None or record.status != Status.QUEUED:
                 heapq.heappop(self._queue)
@@ -512,17 +527,17 @@ class JobRunner:
                                            out.fileno(), err.fileno())
         except LauncherUnavailable as exc:  # infrastructure, not the job: it waits for the launcher
             if cgroup is not None:
-                self._destroy_cgroup_now(record.id)
+                self._remove_cgroup_later(record.id)
             log.error("launcher unavailable; job back in the queue", job=record.id, error=str(exc),
                       retry_s=LAUNCHER_RETRY_S)
             record.reason = "launcher_unavailable"
             self.store.save(record)
-            self._launcher_retry_at = time.monotonic() + LAUNCHER_RETRY_S
+            self._launcher_retry_at = asyncio.get_running_loop().time() + LAUNCHER_RETRY_S
             self._enqueue(record, manifest)
             return
         except Exception as exc:  # a start failure (cgroup, bwrap, fork) is the job's, never the agent's
             if cgroup is not None:
-                self._destroy_cgroup_now(record.id)
+                self._remove_cgroup_later(record.id)
             self._privileged("reclaim", record.id)
             self._finish(record, Status.FAILED, reason="sandbox_start", detail=str(exc))
             return
@@ -655,15 +670,7 @@ class JobRunner:
                 self.on_job_end(record)
             except Exception:  # accounting must never keep a job's cgroup alive
                 log.exception("job end hook failed", job=record.id)
-        deadline = asyncio.get_running_loop().time() + CGROUP_REMOVE_TIMEOUT_S
-        while True:
-            self._privileged("kill", record.id)
-            if cg.try_remove():
-                break
-            if asyncio.get_running_loop().time() > deadline:
-                log.error("job cgroup not removed", job=record.id, pids=cg.pids())
-                break
-            await asyncio.sleep(0.05)
+        await self._remove_cgroup(record.id, cg)
         await asyncio.to_thread(self._privileged, "reclaim", record.id)  # a deep tree takes seconds to cut
         self.active.pop(record.id, None)
         self._wake.set()
@@ -715,7 +722,7 @@ class JobRunner:
             record.detail = "the launcher service went away and took the job with it; queued again"
             self.store.save(record)
             log.error("launcher lost; job queued again", job=record.id)
-            self._launcher_retry_at = time.monotonic() + LAUNCHER_RETRY_S
+            self._launcher_retry_at = asyncio.get_running_loop().time() + LAUNCHER_RETRY_S
             self._enqueue(record, active.manifest)
         elif rc == SANDBOX_START_FAILED:
             self._finish(record, Status.FAILED, reason="sandbox_start",
@@ -758,12 +765,36 @@ class JobRunner:
         log.info("job ended", job=record.id, status=status.value, exit_code=record.exit_code,
                  cpu_s=round(record.usage.cpu_s, 2))
 
-    def _destroy_cgroup_now(self, job_id: str) -> None:
-        cgroup = self.tree.job(job_id)
-        deadline = time.monotonic() + CGROUP_REMOVE_TIMEOUT_S
-        while not cgroup.try_remove() and time.monotonic() < deadline:
+    async def _remove_cgroup(self, job_id: str, cgroup: JobCgroup | None = None) -> bool:
+        """Kill what is left in the job's cgroup and remove it, retrying every CGROUP_REMOVE_RETRY_S on the
+        loop's clock for at most CGROUP_REMOVE_TIMEOUT_S; False, logged with the pids left, if it stays."""
+        cgroup = cgroup or self.tree.job(job_id)
+        loop = asyncio.get_running_loop()
+        timeout_s = CGROUP_REMOVE_TIMEOUT_S
+        deadline = loop.time() + timeout_s
+        while True:
             self._privileged("kill", job_id)
-            time.sleep(0.02)
+            if cgroup.try_remove():
+                return True
+            if loop.time() >= deadline:
+                log.error("job cgroup not removed", job=job_id, pids=cgroup.pids(), waited_s=timeout_s)
+                return False
+            await asyncio.sleep(CGROUP_REMOVE_RETRY_S)
+
+    def _remove_cgroup_later(self, job_id: str) -> None:
+        """`_remove_cgroup` in a task the runner owns (``shutdown`` awaits it); the job does not start again
+        until it has ended. For callers that cannot await (a failed start)."""
+        if job_id in self._cgroup_removals:
+            return
+        task = asyncio.get_running_loop().create_task(self._remove_cgroup(job_id), name=f"cgroup-remove:{job_id}")
+        self._cgroup_removals[job_id] = task
+
+        def done(finished: asyncio.Task[bool]) -> None:
+            if self._cgroup_removals.get(job_id) is finished:
+                del self._cgroup_removals[job_id]
+            self._wake.set()
+
+        task.add_done_callback(done)
 
     # -- heat primitives (heat.py) --
 

@@ -171,7 +171,10 @@ class PowerManager:
         errors: list[tuple[str, str]] = []
         for actuator in list(self.actuators):
             try:
-                actuator.apply(0.0)
+                if isinstance(actuator, JobsHeat):
+                    actuator.apply_floor()  # a freeze that waits on no dwell
+                else:
+                    actuator.apply(0.0)
             except Exception as exc:  # the safety path must reach every interface whatever happens
                 errors.append((actuator.name, str(exc) if isinstance(exc, ActuatorError) else repr(exc)))
         self._released.clear()

@@ -191,23 +191,27 @@ class SensorHub:
                       reason=reading.reason)
 
     def _frozen_among_redundant(self, state: ChannelState, reading: Reading) -> Reading:
-        """``reading``, STALE when its channel has held this value for ``frozen_vs_redundant_s`` while
-        another room channel moved by more than ``frozen_move_k`` and three of this channel's steps."""
-        window_s = self.cfg.frozen_vs_redundant_s
+        """``reading``, STALE when its channel has held this value for at least ``frozen_vs_redundant_s``
+        while another room channel moved, over the same time, by ``frozen_move_k`` or more (and by three of
+        this channel's own steps, so a coarse sensor is not blamed for its resolution).
+
+        The peer's move is the range of its running mean over ``PEER_SMOOTHING`` samples: the noise of one
+        sample does not count as a move (a steady room whose sensors jitter never makes a constant one
+        stale), a real move of the room does, as soon as it is there."""
         since_s = reading.t_s
         for past in reversed(state.history):
             if past.quality not in (Quality.OK, Quality.STALE) or past.value != reading.value:
                 break
             since_s = past.t_s
         held_s = reading.t_s - since_s
-        if held_s < window_s:
+        if held_s < self.cfg.frozen_vs_redundant_s:
             return reading
-        own_step = observed_step(state.history) or 0.0
+        threshold_k = max(self.cfg.frozen_move_k, 3 * (observed_step(state.history) or 0.0))
         for name in sorted(self.room_channels - {reading.channel}):
             other = self.channels.get(name)
             values = [] if other is None else [r.value for r in other.history if r.ok and r.t_s >= since_s]
-            moved_k = max(values) - min(values) if len(values) >= MIN_STEPS_SEEN else 0.0
-            if moved_k > max(self.cfg.frozen_move_k, 3 * own_step):
+            moved_k = smoothed_range(values, PEER_SMOOTHING) if len(values) >= MIN_STEPS_SEEN else 0.0
+            if moved_k >= threshold_k:
                 reason = (f"unchanged at {reading.value:g} {reading.unit} for {held_s:.0f} s while {name} "
                           f"moved by {moved_k:.2f} {reading.unit}")
                 return replace(reading, quality=Quality.STALE, reason=reason)
@@ -286,3 +290,17 @@ def observed_step(history: deque[Reading]) -> float | None:
 
 MIN_STEPS_SEEN = 5
 """Changes a channel must show before its smallest one is taken as its resolution."""
+PEER_SMOOTHING = 3
+"""Samples of a redundant peer averaged before its move is measured (the frozen-sensor check): a mean of 3
+has 0.58 of one sample's noise, and lags a real move by one sample (10 s at the usual period)."""
+
+
+def smoothed_range(values: list[float], n: int) -> float:
+    """Largest minus smallest of the running means of ``n`` successive ``values`` (their plain range when
+    fewer than ``n``); 0.0 for none. Units: the values'."""
+    if not values:
+        return 0.0
+    if len(values) < n:
+        return max(values) - min(values)
+    means = [sum(values[i:i + n]) / n for i in range(len(values) - n + 1)]
+    return max(means) - min(means)

@@ -3,7 +3,7 @@
 Plant (Skogestad's FOPDT): k = 0.05 K/W, τ1 = 1800 s, θ = 60 s, discretised exactly under a zero-order hold.
 SIMC PI (Skogestad 2003): Kc = τ1 / (k (τc + θ)), τI = min(τ1, 4 (τc + θ)). Measured with dt = 5 s and a
 2 K step: τc = θ overshoots 0.34 K (17 %), τc = 2θ overshoots 0.20 K, τc = 2θ with b = 0.5 does not overshoot
-(classical steps, bumpless_setpoint=False); the default bumpless reference trajectory overshoots neither.
+(classical steps); with b = 0 (the thermostat's default set-point weight) neither overshoots.
 
 simple-pid 2.0.1 mapping (its parallel form u = Kp e + Ki ∫e dt - Kd dy/dt, D on measurement by default,
 integral by backward Euler with the current error, clamped to the output limits): Kp = kp_w_per_k,
@@ -70,13 +70,13 @@ def test_tight_simc_overshoots_more_than_the_bound():
 
 @pytest.mark.parametrize("tau_c_s", [DEAD_TIME_S, 2 * DEAD_TIME_S])
 def test_bumpless_2k_setpoint_step_neither_jumps_nor_winds_up_nor_overshoots(tau_c_s):
-    """The default (bumpless) controller on a 2 K step: the reference trajectory filters the step through
-    1/(Ti·s + 1) at a bounded rate, so the output moves by small steps (the classical step jumps to 400-500 W
-    at once, then overshoots 0.20-0.34 K: the test above), never saturates, and the room does not overshoot."""
-    pid = PidController(simc_gains(tau_c_s), 0.0, 500.0)
+    """Set-point weight b = 0 on a 2 K step: the output moves by the integral's Kp/Ti·e·dt per step (the
+    classical b = 1 step jumps to 400-500 W at once, then overshoots 0.20-0.34 K: the test above), never
+    saturates, and the room does not overshoot (the response of b = 1 behind the filter 1/(Ti·s + 1))."""
+    pid = PidController(simc_gains(tau_c_s, 0.0), 0.0, 500.0)
     pvs, outs = step_response(pid)
     steps_w = [abs(b - a) for a, b in zip([0.0] + outs, outs)]
-    assert max(steps_w) <= 500.0 / pid.gains.ti_s * DT_S * 2  # P's ramp plus the integral's share
+    assert max(steps_w) <= pid.gains.kp_w_per_k / pid.gains.ti_s * 2.0 * DT_S + 1e-9  # the integral's share
     assert max(outs) < 500.0 and 0.0 <= pid.terms.i_w < 500.0
     assert max(pvs) - 2.0 <= 0.01
     assert abs(pvs[-1] - 2.0) < 1e-3 and settling_time_s(pvs, 2.0, 0.1) < 2400.0

@@ -6,6 +6,8 @@ import asyncio
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from qrad_hwsim.heater import HeaterSpec, SimulatedHeater
 from qrad_hwsim.virtual_time import VirtualTimeLoop, run_virtual
 from qrad_hwsim.weather import Weather
@@ -108,3 +110,31 @@ def test_a_suspend_restarts_the_controller_from_the_current_output(tmp_path: Pat
     assert abs(first_w - float(seen["before_w"])) > 100.0 or abs(in_place_w - float(seen["before_w"])) < 60.0
     steps_w = [abs(b[1] - a[1]) for a, b in zip(after, after[1:])]
     assert max(steps_w) < 120.0, after  # bounded moves afterwards (ramp plus integral), no jump to a limit
+
+
+def test_status_gives_the_end_of_an_override(tmp_path: Path) -> None:
+    heater, agent = _rig(tmp_path, initial_air_c=19.0)
+    seen: dict[str, dict] = {}
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        sim = asyncio.create_task(heater.run(step_s=10.0))
+        task = asyncio.create_task(agent.run(stop))
+        await asyncio.sleep(60)
+        agent.thermostat.set_override(23.0, 7200.0)
+        await asyncio.sleep(600)
+        seen["timed"] = agent.thermostat.status()
+        agent.thermostat.set_override(22.0, None)
+        seen["held"] = agent.thermostat.status()
+        agent.thermostat.clear_override()
+        seen["cleared"] = agent.thermostat.status()
+        stop.set()
+        await task
+        sim.cancel()
+
+    run_virtual(scenario())
+    timed = seen["timed"]
+    assert timed["override_remaining_s"] == pytest.approx(6600.0, abs=1.0)
+    assert timed["override_until"] == "2026-01-05T02:01"  # 60 s + 2 h after the simulated midnight start
+    assert seen["held"]["override_until"] is None and seen["held"]["override_remaining_s"] is None
+    assert "override_until" not in seen["cleared"]

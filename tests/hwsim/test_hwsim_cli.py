@@ -26,7 +26,7 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> N
 
 
 async def test_serve_ready_files_fault_and_sigterm(tmp_path: Path, weather_path: Path,
-                                              project_root: Path) -> None:
+                                              project_root: Path, capsys) -> None:
     root, trace = tmp_path / "sys", tmp_path / "trace.csv"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "qrad_hwsim.cli", "serve", "--root", str(root), "--speed", "600",
@@ -47,7 +47,10 @@ async def test_serve_ready_files_fault_and_sigterm(tmp_path: Path, weather_path:
         first_uj = int(energy.read_text())
         await wait_until(lambda: int(energy.read_text()) != first_uj)
 
+        capsys.readouterr()
         assert main(["fault", "--root", str(root), "--sensor", "missing"]) == 0
+        said = capsys.readouterr().out
+        assert said.startswith("room sensor: missing (") and f"(pid {proc.pid})" in said, said
         await wait_until(lambda: not sensor_input.exists())
         assert main(["fault", "--root", str(root), "--sensor", "ok"]) == 0
         await wait_until(sensor_input.exists)
@@ -72,6 +75,12 @@ async def test_serve_ready_files_fault_and_sigterm(tmp_path: Path, weather_path:
 
 def test_fault_without_a_tree_fails(tmp_path: Path) -> None:
     assert main(["fault", "--root", str(tmp_path / "absent"), "--sensor", "stuck"]) == 2
+
+
+def test_sensor_fault_says_what_it_set_without_a_running_simulator(tmp_path: Path, capsys) -> None:
+    assert main(["fault", "--root", str(tmp_path), "--sensor", "stuck"]) == 0
+    assert capsys.readouterr().out == (f"room sensor: stuck ({tmp_path / '.hwsim' / 'sensor_fault'}); no simulator "
+                                       "is running there now (a new one starts without it)\n")
 
 
 def test_device_fault_without_a_running_simulator_says_so(tmp_path: Path, capsys) -> None:

@@ -7,7 +7,7 @@ import itertools
 import random
 
 from qrad_agent.config import PowerConfig
-from qrad_agent.jobs.freeze_gate import MIN_DWELL_S, FreezeGate
+from qrad_agent.jobs.freeze_gate import MIN_DWELL_S, MIN_THAWED_S, FreezeGate
 from qrad_agent.jobs.heat import JobsHeat
 from qrad_agent.power.manager import PowerManager
 
@@ -33,34 +33,60 @@ def _wander(harness, gate: FreezeGate) -> tuple[int, int, list[bool]]:
     return freezes, thaws, states
 
 
+def _runs(states: list[bool], value: bool) -> list[int]:
+    """Lengths (periods) of the runs of ``value`` in ``states``, the first and the last left out (cut)."""
+    runs = [len(list(group)) for key, group in itertools.groupby(states) if key == value]
+    starts_with, ends_with = states[0] == value, states[-1] == value
+    return runs[int(starts_with):len(runs) - int(ends_with)]
+
+
 async def test_a_demand_wandering_around_the_freeze_threshold_does_not_flap(harness) -> None:
-    single = FreezeGate(thaw_above_share=FreezeGate().freeze_below_share, min_dwell_s=0.0)
+    single = FreezeGate(thaw_above_share=FreezeGate().freeze_below_share, min_dwell_s=0.0, min_thawed_s=0.0)
     flap_freezes, flap_thaws, _ = _wander(harness, single)  # one threshold, no dwell: the old behaviour
     harness.runner.thaw()
     freezes, thaws, states = _wander(harness, FreezeGate())
-    print(f"one threshold: {flap_freezes} freezes, {flap_thaws} thaws; gate: {freezes} freezes, {thaws} thaws")
+    print(f"one threshold: {flap_freezes} freezes, {flap_thaws} thaws; gate: {freezes} freezes, {thaws} thaws; "
+          f"frozen runs {_runs(states, True)}, thawed runs {_runs(states, False)} (periods of {PERIOD_S:g} s)")
     assert flap_freezes >= 20  # the fault is reproduced by the input
-    assert 1 <= freezes <= PERIODS * PERIOD_S / MIN_DWELL_S  # each freeze lasts at least the dwell
-    frozen_runs, length = [], 0
-    for state in states + [False]:
-        if state:
-            length += 1
-        elif length:
-            frozen_runs.append(length)
-            length = 0
-    assert all(r * PERIOD_S >= MIN_DWELL_S for r in frozen_runs[:-1]), frozen_runs  # the last may be cut
+    cycle_s = MIN_DWELL_S + MIN_THAWED_S
+    assert 1 <= freezes <= 1 + PERIODS * PERIOD_S / cycle_s  # each cycle lasts at least both dwells
+    assert all(r * PERIOD_S >= MIN_DWELL_S for r in _runs(states, True))
+    assert all(r * PERIOD_S >= MIN_THAWED_S for r in _runs(states, False))
 
 
-async def test_a_zero_share_freezes_at_once_even_right_after_a_thaw(harness) -> None:
-    """The safety layer's minimum is share 0 through the same call: it never waits for a dwell."""
+async def test_the_safety_minimum_freezes_at_once_even_right_after_a_thaw(harness) -> None:
+    """The power manager's force_minimum (every safety condition, a refused demand, stop) never waits for
+    a dwell, whereas a demand at the floor right after a thaw waits for MIN_THAWED_S at the lowest quota."""
     t_s = [0.0]
     heat = JobsHeat(harness.runner, now_s=lambda: t_s[0])
-    heat.set_share(0.0)
+    power = PowerManager(PowerConfig(interfaces=["cgroup"]), actuators=[heat])
+    power.set_demand(0.0, t_s[0])
+    assert harness.runner.tree.frozen()
     t_s[0] = MIN_DWELL_S
-    heat.set_share(0.8)
+    power.set_demand(500.0, t_s[0])
     assert not harness.runner.tree.frozen()
+    t_s[0] += 30.0
+    power.set_demand(0.0, t_s[0])  # a demand at the floor 30 s after the thaw: thawed, at the lowest quota
+    assert not harness.runner.tree.frozen() and heat.share == 0.0
     t_s[0] += 1.0
+    power.force_minimum("cpu_overtemperature")
+    assert harness.runner.tree.frozen() and harness.runner.frozen
+
+
+async def test_a_low_share_freezes_once_the_jobs_ran_the_minimum_time(harness) -> None:
+    t_s = [0.0]
+    heat = JobsHeat(harness.runner, now_s=lambda: t_s[0])
+    heat.set_share(0.5)  # the gate's first decision: no dwell to serve
     heat.set_share(0.0)
+    assert harness.runner.tree.frozen()
+    t_s[0] = MIN_DWELL_S
+    heat.set_share(0.5)
+    assert not harness.runner.tree.frozen()
+    t_s[0] = MIN_DWELL_S + MIN_THAWED_S / 2
+    heat.set_share(0.005)  # inside the thawed dwell: runs on at that share's quota
+    assert not harness.runner.tree.frozen()
+    t_s[0] = MIN_DWELL_S + MIN_THAWED_S
+    heat.set_share(0.005)
     assert harness.runner.tree.frozen() and harness.runner.frozen
 
 

@@ -198,3 +198,25 @@ def test_jobs_list_and_show_are_readable(tmp_path: Path, capsys) -> None:
     assert main(["jobs", "show", "sweep-1", "--config", str(config)]) == 0
     shown = capsys.readouterr().out
     assert "submitted_at    2024-12-04 13:46:40 UTC" in shown and not REPR.search(shown), shown
+
+
+def _status_view_input(thermostat: dict) -> dict:
+    return _status(thermostat={"mode": "override", "setpoint_c": 23.0, "algorithm": "pid",
+                               "limit_reason": "setpoint", **thermostat},
+                   power={"forced_reason": None, "failed": {}, "chain": ["cpufreq"], "demand_w": 200.0,
+                          "expected_w": 210.0, "measured_w": 205.0},
+                   safety={"forced_minimum": False, "conditions": {}}, verdict="ok")
+
+
+def test_status_shows_when_an_override_ends() -> None:
+    from qrad_agent.api.views import status_table
+
+    timed = status_table(_status_view_input({"override_c": 23.0, "override_until": "2026-01-05T18:30",
+                                             "override_remaining_s": 7200.0}))
+    mode = next(line for line in timed.splitlines() if line.startswith("mode"))
+    assert mode == "mode        override  setpoint 23.00 °C  (pid), override until 2026-01-05 18:30 (in 2 h 00 min)"
+    held = status_table(_status_view_input({"override_c": 23.0, "override_until": None,
+                                            "override_remaining_s": None}))
+    assert "override until cleared" in held and not REPR.search(held)
+    plain_mode = status_table(_status_view_input({"override_c": None, "mode": "comfort"}))
+    assert "override" not in next(line for line in plain_mode.splitlines() if line.startswith("mode"))
