@@ -25,8 +25,9 @@ import structlog
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 RECENT_EVENTS = 2000
 """How many recent log events the agent keeps in memory for `qrad-agent logs`."""
-COMPONENTS = ("api", "autotune", "deadman", "field", "fire", "jobs", "launcher", "loopwatch", "main", "platform",
-              "power", "safety", "selftest", "sensors", "state", "supervisor", "sync", "thermostat")
+COMPONENTS = ("api", "autotune", "commands", "deadman", "field", "fire", "jobs", "launcher", "loopwatch", "main",
+              "operations", "platform", "power", "safety", "selftest", "sensors", "state", "supervisor", "sync",
+              "thermostat")
 """Every ``component`` the agent's loggers bind (tests/ops/test_views.py checks it against the sources)."""
 
 
