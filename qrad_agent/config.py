@@ -150,8 +150,11 @@ class PredictConfig(Section):
     max_fit_k: float = Field(0.25, gt=0)
     min_slots: int = Field(96, ge=10)
     max_lead_s: float = Field(6 * 3600.0, gt=0, le=86400.0)
-    arrival_tolerance_k: float = Field(0.15, ge=0, le=2)
-    stop_margin_k: float = Field(0.4, ge=0, le=2)
+    arrival_tolerance_k: float = Field(0.45, ge=0, le=2, description="the pre-heat aims at the raised setpoint "
+                                       "less this (K); 0.5 - this is how far above the lower band it goes")
+    stop_margin_k: float = Field(0.45, ge=0, le=2)
+    coast_margin_k: float = Field(0.3, ge=0, le=2, description="after a setback, minimum power while the room is "
+                                  "more than this above the lower setpoint (K)")
     optimal_stop: bool = True
     precharge_band_k: float = Field(0.45, ge=0, le=2, description="pre-heat target above the current setpoint "
                                     "while ahead of the plan")

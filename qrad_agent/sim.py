@@ -99,6 +99,8 @@ class Trace:
     air_c: list[float] = field(default_factory=list)
     outdoor_c: list[float] = field(default_factory=list)
     setpoint_c: list[float] = field(default_factory=list)
+    target_c: list[float] = field(default_factory=list)
+    """What the controller followed (°C): the setpoint shaped by the predictor, else the setpoint."""
     power_w: list[float] = field(default_factory=list)
     compute: list[float] = field(default_factory=list)
 
@@ -221,6 +223,8 @@ async def _simulate(cfg: AgentConfig, heater: Any, start: datetime, days: float,
         trace.air_c.append(state.air_c)
         trace.outdoor_c.append(state.outdoor_c)
         trace.setpoint_c.append(setpoint_c)
+        target_c = agent.thermostat.target_c
+        trace.target_c.append(setpoint_c if target_c != target_c else target_c)
         trace.power_w.append(state.power_w)
         trace.compute.append(state.compute_core_equiv)
 

@@ -41,6 +41,8 @@ EARLY_S = 1200.0
 FACTOR_RANGE = (0.5, 3.0)
 LEARN_STEP = 1.25
 STOP_LOOKAHEAD_S = 2 * 3600.0
+SMOOTH_S = 600.0
+"""Room temperatures fed to a free run are smoothed over this much either side (s)."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,9 @@ class PredictSettings:
     max_fit_k: float = 0.25
     min_slots: int = 96
     max_lead_s: float = 6 * 3600.0
-    arrival_tolerance_k: float = 0.15
-    stop_margin_k: float = 0.4
+    arrival_tolerance_k: float = 0.45
+    stop_margin_k: float = 0.45
+    coast_margin_k: float = 0.3
     precharge_band_k: float = 0.45
     boost_hysteresis_s: float = 900.0
     optimal_stop: bool = True
@@ -119,6 +122,11 @@ class Predictor:
         self._recent = _Recent()  # (calendar s, room °C, power W, occupants) at each observation
         self._event: _Event | None = None
         self._stopping_for: float | None = None
+        self._last_setpoint_c: float | None = None
+        self._coast_to_c: float | None = None
+        self.hold_w: float | None = None
+        """Set by `target`: a power (W) decided here, applied as it is (full power for an optimal start,
+        the minimum for an optimal stop), or None when the controller follows the target."""
         self.slot_power: deque[tuple[float, float]] = deque(maxlen=FORECAST_SLOTS)  # (slot start s, W)
 
     # -- inputs -----------------------------------------------------------------------------------------
@@ -174,17 +182,31 @@ class Predictor:
         if len(samples) < 2 or t_s - samples[0][0] < self.s.slot_s * 0.9:
             return None
         start_s = t_s - self.s.slot_s
-        first = next((s for s in samples if s[0] >= start_s), None)
-        if first is None:
-            return None
         in_window = [s for s in samples if s[0] >= start_s]
+        if not in_window:
+            return None
         power_w = sum(s[2] for s in in_window) / len(in_window)
         occ = sum(s[3] for s in in_window) / len(in_window)
         out_prev, ghi_prev = self.outdoor_at(start_s + self.s.slot_s / 2)
         out_now, ghi_now = self.outdoor_at(t_s + self.s.slot_s / 2)
-        prev = Slot(first[1], power_w, out_prev, ghi_prev, occ)
-        cur = Slot(samples[-1][1], power_w, out_now, ghi_now, occ)
+        prev = Slot(self._smoothed(in_window, start_s), power_w, out_prev, ghi_prev, occ)
+        cur = Slot(self._smoothed(in_window, t_s), power_w, out_now, ghi_now, occ)
         return prev, cur
+
+    @staticmethod
+    def _smoothed(samples: list[tuple[float, float, float, float]], at_s: float) -> float:
+        """Room temperature (°C) at ``at_s``: the mean of the samples within SMOOTH_S of it, a line fitted
+        through them evaluated at ``at_s`` (sensor noise of a few hundredths of a kelvin would otherwise
+        move a start decision by tens of minutes, and the room's rise must not be lagged)."""
+        near = [(s[0], s[1]) for s in samples if abs(s[0] - at_s) <= SMOOTH_S]
+        if len(near) < 3:
+            return min(samples, key=lambda s: abs(s[0] - at_s))[1]
+        n = len(near)
+        mean_t = sum(t for t, _ in near) / n
+        mean_c = sum(c for _, c in near) / n
+        var_t = sum((t - mean_t) ** 2 for t, _ in near)
+        slope = 0.0 if var_t <= 0 else sum((t - mean_t) * (c - mean_c) for t, c in near) / var_t
+        return mean_c + slope * (at_s - mean_t)
 
     def _run(self, t_s: float, window: tuple[Slot, Slot], power_w: float, slots: int) -> list[float]:
         prev, cur = window
@@ -219,19 +241,27 @@ class Predictor:
         window = self._window(t_s)
         if window is None:
             return False
-        slots = max(1, math.ceil((until_s - t_s) / self.s.slot_s))
+        ahead = max(0.0, (until_s - t_s) / self.s.slot_s)
+        slots = max(1, math.ceil(ahead))
         path = self._run(t_s, window, self.min_w, slots)
-        return min(path) >= floor_c
+        whole = math.floor(ahead)
+        at_end = path[whole] if whole >= slots else path[whole] + (ahead - whole) * (path[whole + 1] - path[whole])
+        return min(*path[:whole + 1], at_end) >= floor_c
 
     # -- schedule shaping -------------------------------------------------------------------------------
     def target(self, now: datetime, setpoint_c: float, schedule: WeeklySchedule | None) -> float:
         """The setpoint (°C) the controller should follow now, given the scheduled one; sets ``reason``."""
+        self.hold_w = None
         ok, why = self.ready()
         if schedule is None or not ok:
             self.reason = why if not ok else "no schedule"
             self._event = None
             return setpoint_c
         t_s = calendar_s(now)
+        if self._coasting(t_s, setpoint_c):
+            self.hold_w = self.min_w
+            self.reason = f"coasting down to {setpoint_c:g} °C"
+            return setpoint_c
         change = schedule.next_change(now)
         if change is None:
             self.reason = "no setpoint change ahead"
@@ -249,6 +279,22 @@ class Predictor:
         self.reason = "following the schedule"
         return setpoint_c
 
+    def _coasting(self, t_s: float, setpoint_c: float) -> bool:
+        """After a setback, heating stays at its minimum while the room is above the lower setpoint's
+        comfort band (less ``coast_margin_k``): the controller's setpoint filter would otherwise go on
+        heating a room that is already too warm for the new setpoint."""
+        previous, self._last_setpoint_c = self._last_setpoint_c, setpoint_c
+        if previous is not None and setpoint_c < previous - 0.05:
+            self._coast_to_c = setpoint_c
+        if self._coast_to_c is None:
+            return False
+        samples = self._recent.samples
+        room_c = samples[-1][1] if samples else math.nan
+        if setpoint_c != self._coast_to_c or not room_c > setpoint_c + self.s.coast_margin_k:
+            self._coast_to_c = None
+            return False
+        return True
+
     def _start(self, event: _Event, t_s: float, left_s: float, setpoint_c: float) -> float:
         if left_s > self.s.max_lead_s:
             self.reason = "following the schedule"
@@ -261,6 +307,7 @@ class Predictor:
             if event.started_s is None:
                 event.started_s, event.lead_model_s, event.capped = t_s, lead_s, capped
             event.boosting = True
+            self.hold_w = self.max_w
             self.reason = f"optimal start for {event.to_c:g} °C in {left_s / 60:.0f} min"
             return event.to_c
         event.boosting = False
@@ -281,10 +328,12 @@ class Predictor:
             if room_c < floor_c:
                 self._stopping_for = None  # fell further than the model said: heat again
             else:
+                self.hold_w = self.min_w
                 self.reason = f"optimal stop before {event.to_c:g} °C in {left_s / 60:.0f} min"
                 return event.to_c
         elif room_c >= setpoint_c - 0.1 and self.coasts(t_s, event.at_s, floor_c):
             self._stopping_for = event.at_s
+            self.hold_w = self.min_w
             self.reason = f"optimal stop before {event.to_c:g} °C in {left_s / 60:.0f} min"
             return event.to_c
         self.reason = "following the schedule"

@@ -113,7 +113,7 @@ def build_predictor(cfg: ThermostatConfig, max_w: float) -> Predictor | None:
         return None
     settings = PredictSettings(order=p.order, forgetting=p.forgetting, max_fit_k=p.max_fit_k,
                                min_slots=p.min_slots, max_lead_s=p.max_lead_s,
-                               arrival_tolerance_k=p.arrival_tolerance_k, stop_margin_k=p.stop_margin_k,
+                               arrival_tolerance_k=p.arrival_tolerance_k, stop_margin_k=p.stop_margin_k, coast_margin_k=p.coast_margin_k,
                                optimal_stop=p.optimal_stop, assumed_outdoor_c=p.assumed_outdoor_c,
                                precharge_band_k=p.precharge_band_k, boost_hysteresis_s=p.boost_hysteresis_s)
     return Predictor(settings, cfg.output_min_w, max_w)
@@ -150,6 +150,7 @@ class Thermostat:
         self.skipped_steps = 0  # steps at which the clock had not advanced (dt <= 0)
         self.gaps = 0  # restarts after a gap of more than GAP_PERIODS periods
         self._restart_pending = False
+        self._held_w: float | None = None  # the power the predictor held at the last step (None: the controller's)
 
     def set_override(self, setpoint_c: float, duration_s: float | None) -> None:
         """Hold ``setpoint_c`` (°C) instead of the schedule, for ``duration_s`` (None: until cleared)."""
@@ -202,7 +203,14 @@ class Thermostat:
             if self._restart_pending:
                 self.controller.restart(self.cfg.output_min_w if self.safety.forced else self.demand_w, self.pv_c)
                 self._restart_pending = False
-            demand_w = self._summer(self.controller.step(self.target_c, self.pv_c, dt_s, applied))
+            # An optimal start or stop acts at full effect, not through the PID's setpoint filter; the
+            # controller is told what was applied instead of its output, so its integral tracks (bumpless).
+            hold_w = self.predictor.hold_w if self.predictor is not None else None
+            if applied is None and self._held_w is not None:
+                applied = self._held_w
+            self._held_w = hold_w
+            demand_w = self.controller.step(self.target_c, self.pv_c, dt_s, applied)
+            demand_w = self._summer(demand_w if hold_w is None else hold_w)
             reason = "at maximum power" if demand_w >= self.max_w else "setpoint"
         kind = "waiting" if choice.reading is None and mode != "off" and self._first_reading_due(t_s) else _kind(reason)
         if kind != self._logged_kind and kind == "waiting":  # start-up: the sensors have not read yet
