@@ -130,9 +130,7 @@ def schedule_report(results: dict[str, dict[str, SimResult]], days: float, warmu
                       for name in SCHEDULE_RUNS}
     april = {name: results["April"][name].kpis for name in SCHEDULE_RUNS}
     p, base, pid = "pid+predict", "on/off", "pid"
-    print("\nThree heating weeks summed: discomfort the heater can act on (K·h) "
-          + ", ".join(f"{n} {total[n]:.2f}" for n in SCHEDULE_RUNS)
-          + "; energy (kWh) " + ", ".join(f"{n} {energy[n]:.1f}" for n in SCHEDULE_RUNS))
+    print(summary_table(results))
     return [
         ("actionable discomfort <= 0.3x on/off (3 weeks)", total[p] <= 0.3 * total[base],
          f"{total[p]:.2f} vs {0.3 * total[base]:.2f} K·h ({total[p] / max(total[base], 1e-9):.2f}x)"),
@@ -148,6 +146,36 @@ def schedule_report(results: dict[str, dict[str, SimResult]], days: float, warmu
         ("core-hours per kWh no worse than the PID's", core_h_per_kwh[p] >= core_h_per_kwh[pid] * 0.999,
          f"{core_h_per_kwh[p]:.2f} vs {core_h_per_kwh[pid]:.2f}"),
     ]
+
+
+SUMMARY_ROWS = [("discomfort (K·h)", "discomfort_kh"), ("  too cold (K·h)", "discomfort_cold_kh"),
+                ("  too warm (K·h)", "discomfort_warm_kh"), ("  too warm at floor (K·h)", "discomfort_warm_floor_kh"),
+                ("  heater can act on (K·h)", "discomfort_actionable_kh"), ("energy (kWh)", "energy_kwh"),
+                ("compute (core·h)", "compute_core_h"), ("compute stop/start cycles", "compute_cycles")]
+
+
+def summary_table(results: dict[str, dict[str, SimResult]]) -> str:
+    """The three heating weeks summed, each controller beside the on/off baseline (value and ratio to it),
+    with the comfort starts within 0.3 K."""
+    base = "on/off"
+    lines = [f"\nThree heating weeks ({', '.join(HEATING_WEEKS)}) summed, against the {base} baseline",
+             f"{'KPI':<28}" + "".join(f"{n:>22}" for n in SCHEDULE_RUNS)]
+    for label, key in SUMMARY_ROWS:
+        values = {n: float(sum(getattr(results[w][n].kpis, key) for w in HEATING_WEEKS)) for n in SCHEDULE_RUNS}
+        cells = []
+        for n in SCHEDULE_RUNS:
+            ratio = "" if n == base or values[base] == 0 else f" ({values[n] / values[base]:.2f}x)"
+            number = f"{values[n]:.0f}" if key == "compute_cycles" else f"{values[n]:.2f}"
+            cells.append(f"{number + ratio:>22}")
+        lines.append(f"{label:<28}" + "".join(cells))
+    cells = []
+    for n in SCHEDULE_RUNS:
+        kpis = [results[w][n].kpis for w in HEATING_WEEKS]
+        count = sum(k.arrivals for k in kpis)
+        within = sum(k.arrivals * (k.arrival_within_frac or 0.0) for k in kpis) / max(1, count)
+        cells.append(f"{f'{within:.0%} of {count}':>22}")
+    lines.append(f"{'comfort starts within 0.3 K':<28}" + "".join(cells))
+    return "\n".join(lines)
 
 
 def forecast_report(results: dict[str, SimResult]) -> list:

@@ -133,9 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--weather", type=Path,
                      help="weather file: an EPW file or the TMYx hourly CSV "
                           "(default: $QRAD_WEATHER_FILE, else the Lyon-Bron year shipped with hw-sim)")
-    sim.add_argument("--predict", action="store_true",
-                     help="with predictive heating (optimal start/stop; off by default)")
-    sim.add_argument("--no-predict", action="store_true", help=argparse.SUPPRESS)
+    sim.add_argument("--predict", action="store_true", help=argparse.SUPPRESS)  # the default; kept for scripts
+    sim.add_argument("--no-predict", action="store_true",
+                     help="without predictive heating (optimal start/stop, on by default)")
     sim.add_argument("--warmup-days", type=float, default=0.0,
                      help="simulate this long before --start, unscored (the room model learns there)")
     sim.add_argument("--forecast-error", type=float, default=0.0, metavar="K",
@@ -589,7 +589,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
             check_plot_path(args.plot)
         bar = ProgressBar(sys.stderr, f"simulating {args.days:g} day(s)")
         try:
-            predict = {"enabled": bool(args.predict) and not args.no_predict}
+            predict = {"enabled": not args.no_predict}
             result = run_sim(days=args.days, start=args.start,
                              thermostat={"algorithm": args.algorithm, "predict": predict},
                              seed=args.seed, weather_file=args.weather, progress=bar.update,
