@@ -132,6 +132,34 @@ class SummerConfig(Section):
     comfort_max_c: float = Field(24.0, ge=15, le=35)
 
 
+class QuietConfig(Section):
+    """Quiet hours (qrad_agent/control/quiet.py): from ``start`` to ``end`` (local HH:MM, may cross midnight)
+    the heat demand is capped at ``max_w``, a level whose fan noise the occupant accepts; with
+    ``presence_channel`` (a sensor channel reading > 0.5 when someone is there) only while someone is present.
+    Off by default: the acceptable level depends on the heater's fans and the room."""
+
+    enabled: bool = False
+    start: str = Field("22:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field("07:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    max_w: float = Field(250.0, ge=0)
+    presence_channel: str | None = None
+
+
+class WindowConfig(Section):
+    """Open-window detection (qrad_agent/control/window.py): a window contact (``contact_channel``, a channel
+    reading > 0.5 when open) or a fall of ``drop_k`` within ``drop_window_s`` beyond what the room model
+    expects pauses heating at frost protection; it resumes when the contact closes, or for a fall when the room
+    has risen ``recover_k`` from its lowest point or after ``max_pause_s``. In `qrad-agent sim`'s week the
+    largest 5-min fall without a window is 0.30 K (coasting at minimum power after a setback)."""
+
+    enabled: bool = True
+    contact_channel: str | None = None
+    drop_k: float = Field(0.6, gt=0)
+    drop_window_s: PositiveS = 300.0
+    recover_k: float = Field(0.3, gt=0)
+    max_pause_s: PositiveS = 1800.0
+
+
 class PredictConfig(Section):
     """Predictive heating (qrad_agent/control/predict.py): a room model learned online, used for optimal
     start/stop and the heat-demand forecast once its 2-h free-run error is at most ``max_fit_k`` after
@@ -182,6 +210,8 @@ class ThermostatConfig(Section):
     output_max_w: float | None = Field(None, gt=0, description="defaults to power.max_w")
     summer: SummerConfig = SummerConfig()
     predict: PredictConfig = Field(default_factory=PredictConfig)
+    quiet: QuietConfig = Field(default_factory=QuietConfig)
+    window: WindowConfig = Field(default_factory=WindowConfig)
 
 
 def _sensor_union() -> Any:

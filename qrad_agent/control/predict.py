@@ -30,12 +30,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
+from collections.abc import Callable
 
 from qrad_agent.control.schedule import WeeklySchedule
 from qrad_agent.model.outdoor import OutdoorForecast, calendar_s
 from qrad_agent.model.rc import RcModel, Slot
 
 FORECAST_SLOTS = 96
+_EPOCH = datetime(1970, 1, 1)
 EARLY_S = 1200.0
 """Reaching the raised setpoint more than this before the raise (s) counts as early."""
 FACTOR_RANGE = (0.5, 3.0)
@@ -110,9 +112,13 @@ class _Recent:
 class Predictor:
     """The model, its inputs and the schedule shaping; pure logic driven by the thermostat's calls."""
 
-    def __init__(self, settings: PredictSettings, min_w: float, max_w: float) -> None:
+    def __init__(self, settings: PredictSettings, min_w: float, max_w: float,
+                 power_cap: Callable[[datetime], float | None] | None = None) -> None:
+        """``min_w``, ``max_w``: the heater's range (W); ``power_cap``: a cap (W, or None) at a local time that
+        plans must respect (quiet hours)."""
         self.s = settings
         self.min_w, self.max_w = min_w, max_w
+        self.power_cap = power_cap
         self.model = RcModel(settings.slot_s, settings.order, settings.forgetting)
         self.outdoor = OutdoorForecast()
         self.lead_factor = 1.0
@@ -208,13 +214,21 @@ class Predictor:
         slope = 0.0 if var_t <= 0 else sum((t - mean_t) * (c - mean_c) for t, c in near) / var_t
         return mean_c + slope * (at_s - mean_t)
 
+    def _capped(self, power_w: float, t_s: float) -> float:
+        """``power_w`` within the power cap at calendar second ``t_s``."""
+        if self.power_cap is None:
+            return power_w
+        cap = self.power_cap(_EPOCH + timedelta(seconds=t_s))
+        return power_w if cap is None else min(power_w, max(self.min_w, cap))
+
     def _run(self, t_s: float, window: tuple[Slot, Slot], power_w: float, slots: int) -> list[float]:
         prev, cur = window
-        cur = Slot(cur.air_c, power_w, cur.outdoor_c, cur.ghi_w_m2, cur.occupants)
+        cur = Slot(cur.air_c, self._capped(power_w, t_s), cur.outdoor_c, cur.ghi_w_m2, cur.occupants)
         future = []
         for k in range(1, slots + 1):
             out_c, ghi = self.outdoor_at(t_s + (k + 0.5) * self.s.slot_s)
-            future.append(Slot(math.nan, power_w, out_c, ghi, cur.occupants))
+            future.append(Slot(math.nan, self._capped(power_w, t_s + k * self.s.slot_s), out_c, ghi,
+                               cur.occupants))
         return [cur.air_c, *self.model.simulate(prev, cur, future)]
 
     def warmup_s(self, t_s: float, target_c: float) -> float | None:
@@ -391,7 +405,8 @@ class Predictor:
             out_c, ghi = self.outdoor_at(calendar_s(slot_end) - self.s.slot_s / 2)
             cur = Slot(cur.air_c, 0.0, out_c, ghi, cur.occupants)
             power_w = self.model.power_for(prev, cur, target_c)
-            power_w = self.min_w if math.isnan(power_w) else min(self.max_w, max(self.min_w, power_w))
+            top_w = self._capped(self.max_w, calendar_s(slot_end) - self.s.slot_s)
+            power_w = self.min_w if math.isnan(power_w) else min(top_w, max(self.min_w, power_w))
             cur = Slot(cur.air_c, power_w, out_c, ghi, cur.occupants)
             nxt = self.model.step(prev, cur)
             prev, cur = cur, Slot(nxt, power_w, out_c, ghi, cur.occupants)

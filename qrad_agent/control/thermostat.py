@@ -26,7 +26,9 @@ from qrad_agent.config import ThermostatConfig
 from qrad_agent.control.hysteresis import HysteresisThermostat
 from qrad_agent.control.pid import PidController, PidGains
 from qrad_agent.control.predict import Predictor, PredictSettings
+from qrad_agent.control.quiet import QuietHours, parse_hhmm
 from qrad_agent.control.schedule import Mode, ModeSetpoints, WeeklySchedule, default_home
+from qrad_agent.control.window import WindowDetector, WindowSettings
 from qrad_agent.power.manager import PowerManager
 from qrad_agent.safety import SafetyLayer
 from qrad_agent.sdnotify import Notifier
@@ -106,7 +108,24 @@ def build_schedule(cfg: ThermostatConfig) -> WeeklySchedule:
     return WeeklySchedule.parse([r.model_dump() for r in cfg.schedule], setpoints)
 
 
-def build_predictor(cfg: ThermostatConfig, max_w: float) -> Predictor | None:
+def build_quiet(cfg: ThermostatConfig) -> QuietHours | None:
+    """The quiet hours ``cfg.quiet`` configures, or None when disabled."""
+    q = cfg.quiet
+    if not q.enabled:
+        return None
+    return QuietHours(parse_hhmm(q.start), parse_hhmm(q.end), q.max_w, needs_presence=q.presence_channel is not None)
+
+
+def build_window(cfg: ThermostatConfig) -> WindowDetector | None:
+    """The open-window detector ``cfg.window`` configures, or None when disabled."""
+    w = cfg.window
+    if not w.enabled:
+        return None
+    return WindowDetector(WindowSettings(drop_k=w.drop_k, drop_window_s=w.drop_window_s, recover_k=w.recover_k,
+                                         max_pause_s=w.max_pause_s))
+
+
+def build_predictor(cfg: ThermostatConfig, max_w: float, quiet: QuietHours | None = None) -> Predictor | None:
     """The predictive layer ``cfg.predict`` asks for, or None when disabled."""
     p = cfg.predict
     if not p.enabled:
@@ -117,7 +136,7 @@ def build_predictor(cfg: ThermostatConfig, max_w: float) -> Predictor | None:
                                coast_margin_k=p.coast_margin_k,
                                optimal_stop=p.optimal_stop, assumed_outdoor_c=p.assumed_outdoor_c,
                                precharge_band_k=p.precharge_band_k, boost_hysteresis_s=p.boost_hysteresis_s)
-    return Predictor(settings, cfg.output_min_w, max_w)
+    return Predictor(settings, cfg.output_min_w, max_w, power_cap=None if quiet is None else quiet.cap_at)
 
 
 class Thermostat:
@@ -131,7 +150,10 @@ class Thermostat:
         self.max_w = cfg.output_max_w or power.cfg.max_w
         self.controller = controller or build_controller(cfg, self.max_w)
         self.schedule = build_schedule(cfg)
-        self.predictor = build_predictor(cfg, self.max_w)
+        self.quiet = build_quiet(cfg)
+        self.quiet_reason: str | None = None
+        self.window = build_window(cfg)
+        self.predictor = build_predictor(cfg, self.max_w, self.quiet)
         self.setpoint_c = math.nan  # the scheduled (or override, or fixed-mode) setpoint
         self.target_c = math.nan  # what the controller follows: the setpoint shaped by the predictor
         self.mode = Mode.ECO
@@ -204,15 +226,20 @@ class Thermostat:
             if self._restart_pending:
                 self.controller.restart(self.cfg.output_min_w if self.safety.forced else self.demand_w, self.pv_c)
                 self._restart_pending = False
-            # An optimal start or stop acts at full effect, not through the PID's setpoint filter; the
-            # controller is told what was applied instead of its output, so its integral tracks (bumpless).
-            hold_w = self.predictor.hold_w if self.predictor is not None else None
+            # An open window, an optimal start or stop act at full effect, not through the PID's setpoint
+            # filter, and so does the quiet-hours cap; the controller is then told what was applied instead
+            # of its output, so its integral tracks (bumpless).
+            hold_w, hold_reason = self._hold(t_s)
             if applied is None and self._held_w is not None:
                 applied = self._held_w
-            self._held_w = hold_w
-            demand_w = self.controller.step(self.target_c, self.pv_c, dt_s, applied)
-            demand_w = self._summer(demand_w if hold_w is None else hold_w)
-            reason = "at maximum power" if demand_w >= self.max_w else "setpoint"
+            out_w = self.controller.step(self.target_c, self.pv_c, dt_s, applied)
+            demand_w = self._summer(out_w if hold_w is None else hold_w)
+            reason = hold_reason or ("at maximum power" if demand_w >= self.max_w else "setpoint")
+            cap_w, self.quiet_reason = self._quiet_cap()
+            capped = cap_w is not None and demand_w > cap_w
+            if capped:
+                demand_w, reason = cap_w, self.quiet_reason
+            self._held_w = demand_w if hold_w is not None or capped else None
         kind = "waiting" if choice.reading is None and mode != "off" and self._first_reading_due(t_s) else _kind(reason)
         if kind != self._logged_kind and kind == "waiting":  # start-up: the sensors have not read yet
             log.info("thermostat at minimum power", reason=reason)
@@ -293,6 +320,34 @@ class Thermostat:
         auto = self.mode_setting == "auto" and mode not in ("override", "off")
         return self.predictor.target(now, self.setpoint_c, self.schedule if auto else None)
 
+    def _channel_on(self, name: str | None) -> bool | None:
+        """Whether channel ``name`` reads > 0.5 (a contact open, someone present); None without a fresh reading
+        or with no channel configured."""
+        if name is None:
+            return None
+        reading = self.hub.best([name], self.cfg.stale_after_s).reading
+        return None if reading is None else reading.value > 0.5
+
+    def _hold(self, t_s: float) -> tuple[float | None, str | None]:
+        """A power (W) decided without the controller, and why: an open window (minimum power, or full power
+        below frost protection), else the predictor's optimal start or stop; (None, None) otherwise."""
+        if self.window is not None:
+            contact = self._channel_on(self.cfg.window.contact_channel)
+            if self.window.update(t_s, self.pv_c, contact):
+                frost_c = self.schedule.setpoints.frost_c
+                return (self.cfg.output_min_w if self.pv_c >= frost_c else self.max_w,
+                        f"open window: {self.window.reason}")
+        if self.predictor is not None and self.predictor.hold_w is not None:
+            return self.predictor.hold_w, None
+        return None, None
+
+    def _quiet_cap(self) -> tuple[float | None, str | None]:
+        """The quiet-hours cap (W) now and its reason; (None, reason or None) when it does not apply."""
+        if self.quiet is None:
+            return None, None
+        present = self._channel_on(self.cfg.quiet.presence_channel)
+        return self.quiet.cap(self.clock.now(), present)
+
     def _summer(self, demand_w: float) -> float:
         summer = self.cfg.summer
         if not summer.enabled:
@@ -331,6 +386,10 @@ class Thermostat:
             status["override_remaining_s"] = None if left_s is None else round(left_s, 1)
             status["override_until"] = None if left_s is None else (
                 self.clock.now() + timedelta(seconds=left_s)).isoformat(timespec="minutes")
+        if self.window is not None:
+            status["window"] = self.window.status()
+        if self.quiet is not None:
+            status["quiet"] = {"reason": self.quiet_reason, "max_w": self.quiet.cap_w}
         if self.predictor is not None:
             status["target_c"] = None if math.isnan(self.target_c) else round(self.target_c, 2)
             status["predict"] = self.predictor.status()
