@@ -49,18 +49,18 @@ def test_window_contact_pauses_until_closed() -> None:
 def test_window_drop_detected_then_recovers_and_slow_falls_ignored() -> None:
     detector = WindowDetector(WindowSettings(drop_k=0.6, drop_window_s=300.0, recover_k=0.3, max_pause_s=1800.0))
     t = 0.0
-    for k in range(40):  # coasting at minimum power: 0.30 K in 5 min, the largest fall in the sim's week
+    for _ in range(40):  # coasting at minimum power: 0.30 K in 5 min, the largest fall in the sim's week
         assert not detector.update(t, 20.0 - 0.001 * t, None)
         t += 30.0
     room = 20.0 - 0.001 * t
     opened = None
-    for k in range(10):  # a window: 0.3 K per minute
+    for _ in range(10):  # a window: 0.3 K per minute
         room -= 0.15
         if detector.update(t, room, None) and opened is None:
             opened = t
         t += 30.0
     assert opened is not None and "room fell" in detector.reason
-    for k in range(5):
+    for _ in range(5):
         assert detector.update(t, room, None)  # still paused while the room stays low
         t += 30.0
     assert not detector.update(t, room + 0.35, None)  # rising again: closed
