@@ -160,6 +160,15 @@ class WindowConfig(Section):
     max_pause_s: PositiveS = 1800.0
 
 
+class DemandResponseConfig(Section):
+    """Demand response (qrad_agent/control/demand_response.py): before a shed window the target is raised
+    ``band_k`` above the setpoint for ``preheat_s``; the room never goes below the frost setpoint."""
+
+    enabled: bool = True
+    preheat_s: float = Field(2 * 3600.0, ge=0, le=12 * 3600.0)
+    band_k: float = Field(1.0, ge=0, le=3.0)
+
+
 class PredictConfig(Section):
     """Predictive heating (qrad_agent/control/predict.py): a room model learned online, used for optimal
     start/stop and the heat-demand forecast once its 2-h free-run error is at most ``max_fit_k`` after
@@ -212,6 +221,7 @@ class ThermostatConfig(Section):
     predict: PredictConfig = Field(default_factory=PredictConfig)
     quiet: QuietConfig = Field(default_factory=QuietConfig)
     window: WindowConfig = Field(default_factory=WindowConfig)
+    demand_response: DemandResponseConfig = Field(default_factory=DemandResponseConfig)
 
 
 def _sensor_union() -> Any:

@@ -173,6 +173,11 @@ class AgentCommands:
         """Outdoor forecast points (unix s, °C, W/m²) for the room model (local calendar time)."""
         self.commands.set_weather(points)
 
+    async def demand_response(self, request_id: str, start: float, end: float, kind: str, limit_w: float,
+                              dry_run: bool) -> dict[str, Any]:
+        """Check and (unless ``dry_run``) accept a demand-response request; the expected discomfort."""
+        return self.commands.demand_response(request_id, start, end, kind, limit_w, dry_run, by="platform")
+
 
 class Reporter:
     """Telemetry batches and the retained state, from the agent's components (``parts``) to the outbox."""
@@ -192,6 +197,7 @@ class Reporter:
         self._update_marker = cfg.state_dir / "update-reported"
         self.last_forecast: DemandForecastMessage | None = None
         self._forecast_at_s: float | None = None  # loop time of the last forecast published
+        self._dr_reported = 0  # demand-response outcomes already sent (DemandResponse.completed)
 
     def state(self) -> StateMessage:
         """The retained state now."""
@@ -333,6 +339,17 @@ class Reporter:
                 log.error("update report marker not written", error=str(exc))
         return len(entries)
 
+    async def report_demand_response(self) -> int:
+        """Each demand-response outcome not reported yet, as a ``demand_response`` event. Returns how many."""
+        dr = self.parts.thermostat.dr
+        if dr is None:
+            return 0
+        new = min(dr.completed - self._dr_reported, len(dr.outcomes))
+        for outcome in list(dr.outcomes)[len(dr.outcomes) - new:]:
+            await self.sync.enqueue(Kind.EVENT, EventMessage(name="demand_response", detail=outcome.as_dict()))
+        self._dr_reported = dr.completed
+        return new
+
     async def run(self) -> None:
         """Until cancelled: state every ``sync.state_period_s``, telemetry every ``sync.telemetry_period_s``."""
         cfg = self.cfg.sync
@@ -343,6 +360,7 @@ class Reporter:
             self.sync.set_state(self.state())
             await self.report_updates()
             self.maybe_publish_forecast()
+            await self.report_demand_response()
             if self.parts.jobs is not None:
                 await self.report_jobs()
             if loop.time() >= next_telemetry:

@@ -413,6 +413,41 @@ class Predictor:
             demand.append(power_w)
         return demand
 
+    def expect_shed(self, now: datetime, start: datetime, end: datetime, limit_w: float,
+                    setpoint_at: Callable[[datetime], float], band_k: float, preheat_s: float,
+                    after_s: float) -> tuple[float, float] | None:
+        """The model room under a shed request (at most ``limit_w`` W from ``start`` to ``end``, local time),
+        pre-heated ``band_k`` K above the setpoint for ``preheat_s`` before: (discomfort K·h below the comfort
+        band during the window and ``after_s`` after it, lowest room °C then); None when the model is not
+        ready. Slots of slot_s from now; each slot's power is what brings the model room to its target,
+        within the heater's range and the limit."""
+        ok, _ = self.ready()
+        window = self._window(calendar_s(now))
+        if not ok or window is None:
+            return None
+        prev, cur = window
+        band = 0.5
+        discomfort_kh, lowest_c = 0.0, math.inf
+        t = now
+        horizon = end + timedelta(seconds=after_s)
+        while t < horizon:
+            slot_end = t + timedelta(seconds=self.s.slot_s)
+            setpoint_c = setpoint_at(slot_end)
+            target_c = setpoint_c + band_k if start - timedelta(seconds=preheat_s) <= t < start else setpoint_c
+            top_w = limit_w if start <= t < end else self._capped(self.max_w, calendar_s(t))
+            out_c, ghi = self.outdoor_at(calendar_s(t) + self.s.slot_s / 2)
+            cur = Slot(cur.air_c, 0.0, out_c, ghi, cur.occupants)
+            power_w = self.model.power_for(prev, cur, target_c)
+            power_w = self.min_w if math.isnan(power_w) else min(top_w, max(self.min_w, power_w))
+            cur = Slot(cur.air_c, power_w, out_c, ghi, cur.occupants)
+            nxt = self.model.step(prev, cur)
+            prev, cur = cur, Slot(nxt, power_w, out_c, ghi, cur.occupants)
+            if t >= start:
+                lowest_c = min(lowest_c, nxt)
+                discomfort_kh += max(0.0, setpoint_c - band - nxt) * self.s.slot_s / 3600.0
+            t = slot_end
+        return discomfort_kh, lowest_c
+
     def slot_start(self, now: datetime) -> datetime:
         """The start of the slot ``now`` is in (local time)."""
         into_s = calendar_s(now) % self.s.slot_s

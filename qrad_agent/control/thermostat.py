@@ -23,6 +23,7 @@ import structlog
 
 from qrad_agent.clock import Clock
 from qrad_agent.config import ThermostatConfig
+from qrad_agent.control.demand_response import AFTER_S, DemandResponse, DrRequest, DrSettings, Expectation
 from qrad_agent.control.hysteresis import HysteresisThermostat
 from qrad_agent.control.pid import PidController, PidGains
 from qrad_agent.control.predict import Predictor, PredictSettings
@@ -154,6 +155,8 @@ class Thermostat:
         self.quiet_reason: str | None = None
         self.window = build_window(cfg)
         self.predictor = build_predictor(cfg, self.max_w, self.quiet)
+        d = cfg.demand_response
+        self.dr = DemandResponse(DrSettings(d.preheat_s, d.band_k, cfg.setpoints.frost_c)) if d.enabled else None
         self.setpoint_c = math.nan  # the scheduled (or override, or fixed-mode) setpoint
         self.target_c = math.nan  # what the controller follows: the setpoint shaped by the predictor
         self.mode = Mode.ECO
@@ -229,7 +232,10 @@ class Thermostat:
             # An open window, an optimal start or stop act at full effect, not through the PID's setpoint
             # filter, and so does the quiet-hours cap; the controller is then told what was applied instead
             # of its output, so its integral tracks (bumpless).
+            dr_cap_w, dr_floor_w, dr_reason = self._demand_response()
             hold_w, hold_reason = self._hold(t_s)
+            if hold_w is None and dr_reason.endswith("pre-heating") and self.pv_c < self.target_c - 0.1:
+                hold_w, hold_reason = self.max_w, dr_reason  # the pre-heat at full effect
             if applied is None and self._held_w is not None:
                 applied = self._held_w
             out_w = self.controller.step(self.target_c, self.pv_c, dt_s, applied)
@@ -239,6 +245,10 @@ class Thermostat:
             capped = cap_w is not None and demand_w > cap_w
             if capped:
                 demand_w, reason = cap_w, self.quiet_reason
+            if dr_cap_w is not None and demand_w > dr_cap_w:
+                demand_w, reason, capped = dr_cap_w, dr_reason, True
+            if dr_floor_w is not None and demand_w < dr_floor_w and not (cap_w is not None and dr_floor_w > cap_w):
+                demand_w, reason, capped = dr_floor_w, dr_reason, True
             self._held_w = demand_w if hold_w is not None or capped else None
         kind = "waiting" if choice.reading is None and mode != "off" and self._first_reading_due(t_s) else _kind(reason)
         if kind != self._logged_kind and kind == "waiting":  # start-up: the sensors have not read yet
@@ -341,6 +351,49 @@ class Thermostat:
             return self.predictor.hold_w, None
         return None, None
 
+    def _demand_response(self) -> tuple[float | None, float | None, str]:
+        """Apply an accepted demand-response request: raise ``target_c`` for a pre-heat; (cap W, floor W,
+        reason) during its window; record the outcome of the ones that ended."""
+        if self.dr is None:
+            return None, None, ""
+        now = self.clock.now()
+        measured = self.power.measured_w
+        power_w = measured if measured is not None and math.isfinite(measured) else self.demand_w
+        for outcome in self.dr.observe(now, self.setpoint_c, self.pv_c, power_w):
+            log.info("demand response over", **outcome.as_dict())
+        target_c, cap_w, floor_w, reason = self.dr.shape(now, self.setpoint_c, self.pv_c)
+        self.target_c = max(self.target_c, target_c)
+        return cap_w, floor_w, reason
+
+    def expect_demand_response(self, request: DrRequest) -> Expectation:
+        """What the room model expects of ``request`` (see DemandResponse); no model: nothing promised."""
+        if self.dr is None:
+            raise ValueError("demand response is disabled on this heater")
+        if self.predictor is None or request.kind != "shed":
+            return Expectation(None, None)
+        got = self.predictor.expect_shed(self.clock.now(), request.start, request.end, request.limit_w,
+                                         self.schedule.setpoint_at, self.dr.s.band_k, self.dr.s.preheat_s, AFTER_S)
+        if got is None:
+            return Expectation(None, None)
+        discomfort_kh, lowest_c = got
+        return Expectation(discomfort_kh, lowest_c, below_frost=lowest_c < self.schedule.setpoints.frost_c)
+
+    def request_demand_response(self, request: DrRequest, dry_run: bool = False) -> Expectation:
+        """Check ``request`` and, unless ``dry_run``, keep it. Raises ValueError when refused: disabled, the
+        window already over, or the model room falling below frost protection."""
+        if request.end <= self.clock.now():
+            raise ValueError("the window is already over")
+        expected = self.expect_demand_response(request)
+        if expected.below_frost:
+            raise ValueError(f"the room would fall to {expected.lowest_c:.1f} °C, below frost protection "
+                             f"({self.schedule.setpoints.frost_c:g} °C)")
+        if not dry_run and self.dr is not None:
+            self.dr.accept(request, expected)
+            log.info("demand response accepted", id=request.request_id, kind=request.kind, limit_w=request.limit_w,
+                     start=request.start.isoformat(), end=request.end.isoformat(),
+                     expected_discomfort_kh=expected.discomfort_kh)
+        return expected
+
     def _quiet_cap(self) -> tuple[float | None, str | None]:
         """The quiet-hours cap (W) now and its reason; (None, reason or None) when it does not apply."""
         if self.quiet is None:
@@ -388,6 +441,8 @@ class Thermostat:
                 self.clock.now() + timedelta(seconds=left_s)).isoformat(timespec="minutes")
         if self.window is not None:
             status["window"] = self.window.status()
+        if self.dr is not None and (self.dr.active or self.dr.outcomes):
+            status["demand_response"] = self.dr.status()
         if self.quiet is not None:
             status["quiet"] = {"reason": self.quiet_reason, "max_w": self.quiet.cap_w}
         if self.predictor is not None:

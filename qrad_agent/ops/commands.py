@@ -195,3 +195,23 @@ class Commands:
             raise Refused(f"weather refused: {exc}") from exc
         log.info("weather forecast received", points=kept)
         return int(kept)
+
+    def demand_response(self, request_id: str, start: float, end: float, kind: str, limit_w: float,
+                        dry_run: bool = False, by: str = "platform") -> dict[str, Any]:
+        """A demand-response request (qrad_agent/control/demand_response.py): from ``start`` to ``end`` (unix
+        s, at most 24 h) at most (``shed``) or at least (``absorb``) ``limit_w`` W; ``dry_run`` only answers.
+        Returns whether it was kept and what the room model expects. Raises Refused: a bad window, demand
+        response disabled, or a shed that takes the model room below frost protection."""
+        from qrad_agent.control.demand_response import DrRequest
+
+        if not 0 < end - start <= 86400.0:
+            raise Refused("demand_response: the window must end after it starts, within 24 h", usage=True)
+        try:
+            request = DrRequest(request_id, datetime.fromtimestamp(start), datetime.fromtimestamp(end),
+                                "absorb" if kind == "absorb" else "shed", limit_w)
+            expected = self.thermostat.request_demand_response(request, dry_run=dry_run)
+        except (ValueError, OverflowError, OSError) as exc:
+            raise Refused(f"demand response refused: {exc}") from exc
+        log.info("demand response answered", id=request_id, kept=not dry_run, by=by)
+        return {"accepted": not dry_run, "expected_discomfort_kh": expected.discomfort_kh,
+                "expected_lowest_c": None if expected.lowest_c is None else round(expected.lowest_c, 2)}

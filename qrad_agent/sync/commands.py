@@ -187,10 +187,25 @@ class SetGridIntensity(_Command):
     g_per_kwh: float = Field(ge=0, le=5000)
 
 
+class DemandResponse(_Command):
+    """Shift load for the grid: from ``start`` to ``end`` (unix s) keep power at most ``limit_w`` (``shed``) or
+    take at least ``limit_w`` (``absorb``). The response's result gives the discomfort the heater's room
+    model expects (K·h below the comfort band during the window and 2 h after; null without a model) and the
+    lowest room temperature; a shed that would take the room below frost protection is rejected.
+    ``dry_run``: only answer, keep nothing. The outcome comes back as a ``demand_response`` event."""
+
+    command: Literal["demand_response"]
+    start: float = Field(description="unix time, s")
+    end: float = Field(description="unix time, s; after start, at most 24 h after it")
+    kind: Literal["shed", "absorb"] = "shed"
+    limit_w: float = Field(ge=0, le=100000)
+    dry_run: bool = False
+
+
 COMMANDS: tuple[type[_Command], ...] = (SetSetpoint, SetMode, SetSchedule, SetOverride, ClearOverride,
                                         SubmitJob, CancelJob, AckJob,
                                         RequestDiagnostics, ResetAlarm, UpdateAgent, SetGridIntensity,
-                                        SetWeather)
+                                        SetWeather, DemandResponse)
 COMMAND_NAMES = frozenset(m.model_fields["command"].annotation.__args__[0] for m in COMMANDS)  # type: ignore
 Command = Annotated[Union[COMMANDS], Field(discriminator="command")]  # type: ignore[valid-type]  # noqa: UP007
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(Command)
@@ -230,6 +245,8 @@ class CommandTarget(Protocol):
     async def update_agent(self, bundle_sha256: str) -> None: ...
     async def set_grid_intensity(self, g_per_kwh: float) -> None: ...
     async def set_weather(self, points: list[tuple[float, float, float]]) -> None: ...
+    async def demand_response(self, request_id: str, start: float, end: float, kind: str, limit_w: float,
+                              dry_run: bool) -> dict[str, Any]: ...
 
 
 class ReplayWindow:
@@ -371,6 +388,9 @@ class CommandHandler:
                 await t.set_grid_intensity(cmd.g_per_kwh)
             case SetWeather():
                 await t.set_weather([(p.t, p.outdoor_c, p.ghi_w_m2) for p in cmd.points])
+            case DemandResponse():
+                return await t.demand_response(cmd.command_id, cmd.start, cmd.end, cmd.kind, cmd.limit_w,
+                                               cmd.dry_run)
         return None
 
 
