@@ -140,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="simulate this long before --start, unscored (the room model learns there)")
     sim.add_argument("--forecast-error", type=float, default=0.0, metavar="K",
                      help="RMS error (K) at 24 h of the weather forecast sent to the agent (default 0)")
+    sim.add_argument("--dr-event", metavar="YYYY-MM-DD HH:MM", help="a demand-response request from the "
+                     "platform: shed from this local time (--dr-hours long, at most --dr-limit-w)")
+    sim.add_argument("--dr-hours", type=float, default=2.0, help="length of the demand-response window (h)")
+    sim.add_argument("--dr-limit-w", type=float, default=50.0, help="power limit in the window (W)")
     return parser
 
 
@@ -587,13 +591,27 @@ def cmd_sim(args: argparse.Namespace) -> int:
     try:
         if args.plot:
             check_plot_path(args.plot)
+        dr_event = None
+        if args.dr_event:
+            import datetime as _dt
+
+            from qrad_agent.sim_forecast import DrEvent
+
+            try:
+                when = _dt.datetime.strptime(args.dr_event, "%Y-%m-%d %H:%M")
+            except ValueError as exc:
+                raise ValueError(f"--dr-event must be YYYY-MM-DD HH:MM, not {args.dr_event!r}") from exc
+            if not (args.dr_hours > 0 and args.dr_limit_w >= 0):
+                raise ValueError("--dr-hours must be > 0 and --dr-limit-w >= 0")
+            dr_event = DrEvent(when, args.dr_hours, args.dr_limit_w)
         bar = ProgressBar(sys.stderr, f"simulating {args.days:g} day(s)")
         try:
             predict = {"enabled": not args.no_predict}
             result = run_sim(days=args.days, start=args.start,
                              thermostat={"algorithm": args.algorithm, "predict": predict},
                              seed=args.seed, weather_file=args.weather, progress=bar.update,
-                             warmup_days=args.warmup_days, forecast_error_k=args.forecast_error)
+                             warmup_days=args.warmup_days, forecast_error_k=args.forecast_error,
+                             dr_event=dr_event)
         finally:
             bar.close()
     except (ValueError, FileNotFoundError) as exc:
@@ -605,12 +623,16 @@ def cmd_sim(args: argparse.Namespace) -> int:
     p = result.parameters
     if args.json:
         report = {"parameters": p.as_dict(), "kpis": result.kpis.as_dict()}
+        if result.demand_response:
+            report["demand_response"] = result.demand_response
         print(json.dumps(json_safe(report), indent=2))
     else:
         name = p.algorithm + ("+predict" if p.predict else "")
         print(f"{name} thermostat, {p.days:g} days from {p.start:%a %Y-%m-%d}, "
               f"weather {p.weather_file}, seed {p.seed}")
         print(format_table({name: result.kpis}))
+        if result.demand_response:
+            print(f"demand response: {json.dumps(json_safe(result.demand_response))}")
     if args.plot:
         try:
             plot(result, args.plot)

@@ -28,6 +28,7 @@ from qrad_agent.control.thermostat import Controller
 from qrad_agent.kpi import COMFORT_BAND_K, Kpis, compute_kpis
 from qrad_agent.log import setup_logging
 from qrad_agent.sdnotify import Notifier
+from qrad_agent.sim_forecast import DrEvent
 
 SIM_STEP_S = 30.0
 """Model step of the simulated room and board (s)."""
@@ -149,13 +150,16 @@ class SimResult:
     parameters: SimParameters
     demand_forecasts: list[tuple[float, list[float]]] = field(default_factory=list)
     """The agent's hourly heat-demand forecasts: (s from ``start`` of the first slot, W per 15-min slot)."""
+    demand_response: dict[str, Any] = field(default_factory=dict)
+    """With a demand-response event: the agent's ``answer`` and the ``outcome`` it recorded (None if the run
+    ended first)."""
 
 
 def run_sim(days: float = 7.0, start: str = "01-01", thermostat: dict[str, Any] | None = None,
             controller_factory: Callable[[AgentConfig], Controller] | None = None, seed: int = 0,
             weather_file: Path | None = None,
             progress: Callable[[float], None] | None = None, warmup_days: float = 0.0,
-            forecast_error_k: float | None = 0.0) -> SimResult:
+            forecast_error_k: float | None = 0.0, dr_event: DrEvent | None = None) -> SimResult:
     """Simulate ``days`` from ``start`` (MM-DD or YYYY-MM-DD) and return KPIs and trace.
 
     ``thermostat`` overrides keys of the config's [thermostat] table; ``controller_factory`` swaps the
@@ -163,7 +167,8 @@ def run_sim(days: float = 7.0, start: str = "01-01", thermostat: dict[str, Any] 
     every model step with the fraction of the run done (0..1). ``warmup_days``: the run starts that much
     earlier and only the days from ``start`` are traced and scored (the room model learns in it).
     ``forecast_error_k``: RMS error (K) at 24 h of the hourly weather forecast sent to the agent (None: no
-    forecast at all, the agent estimates; see qrad_agent/sim_forecast.py). Raises ValueError for a bad
+    forecast at all, the agent estimates; see qrad_agent/sim_forecast.py). ``dr_event``: a demand-response
+    request the platform sends (its answer and outcome in the result). Raises ValueError for a bad
     start date or weather file, FileNotFoundError for a missing weather file.
     """
     heater_mod, virtual_time, weather_mod = _hwsim()
@@ -182,8 +187,10 @@ def run_sim(days: float = 7.0, start: str = "01-01", thermostat: dict[str, Any] 
         heater = heater_mod.SimulatedHeater(root, spec, weather, run_start, seed=seed)
         controller = controller_factory(cfg) if controller_factory else None
         forecasts: list[tuple[float, list[float]]] = []
+        dr: dict[str, Any] = {}
         trace = virtual_time.run_virtual(_simulate(cfg, heater, run_start, days, controller, progress,
-                                                   warmup_days * 86400.0, forecast_error_k, seed, forecasts))
+                                                   warmup_days * 86400.0, forecast_error_k, seed, forecasts,
+                                                   dr_event, dr))
     compute_max = heater.spec.board.n_cores_total * heater.spec.board.f_max_khz / heater.spec.board.f_nominal_khz
     a = trace.arrays()
     kpis = compute_kpis(SIM_STEP_S, a["air_c"], a["setpoint_c"], a["power_w"], a["compute"], compute_max,
@@ -195,13 +202,14 @@ def run_sim(days: float = 7.0, start: str = "01-01", thermostat: dict[str, Any] 
         predict=cfg.thermostat.predict.enabled, warmup_days=warmup_days)
     warmup_s = warmup_days * 86400.0
     return SimResult(kpis, trace, start_dt, cfg, parameters,
-                     [(t - warmup_s, d) for t, d in forecasts if t >= warmup_s])
+                     [(t - warmup_s, d) for t, d in forecasts if t >= warmup_s], dr)
 
 
 async def _simulate(cfg: AgentConfig, heater: Any, start: datetime, days: float,
                     controller: Controller | None, progress: Callable[[float], None] | None,
                     warmup_s: float = 0.0, forecast_error_k: float | None = 0.0, seed: int = 0,
-                    forecasts: list[tuple[float, list[float]]] | None = None) -> Trace:
+                    forecasts: list[tuple[float, list[float]]] | None = None, dr_event: DrEvent | None = None,
+                    dr: dict[str, Any] | None = None) -> Trace:
     from qrad_agent import sim_forecast
 
     loop = asyncio.get_running_loop()
@@ -211,6 +219,7 @@ async def _simulate(cfg: AgentConfig, heater: Any, start: datetime, days: float,
 
     feeder = sim_forecast.Feeder(agent.thermostat, heater, start, forecast_error_k, seed)
     feeder.demand = forecasts if forecasts is not None else []
+    feeder.dr = dr_event
 
     def record(state: Any) -> None:
         if progress is not None:
@@ -245,6 +254,10 @@ async def _simulate(cfg: AgentConfig, heater: Any, start: datetime, days: float,
             task.result()  # a component or the simulator failed: raise it
         stop.set()
         await agent_task
+        if dr is not None and dr_event is not None:
+            outcomes = agent.thermostat.dr.outcomes if agent.thermostat.dr is not None else []
+            dr["answer"] = feeder.dr_answer
+            dr["outcome"] = outcomes[-1].as_dict() if outcomes else None
     finally:
         heater_task.cancel()
         agent_task.cancel()

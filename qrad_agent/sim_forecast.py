@@ -9,6 +9,7 @@ so that its RMS at 24 h is ``error_k`` (K); irradiance is sent as it will be (it
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,17 @@ def forecast_points(heater: Any, now: datetime, t_s: float, error_k: float,
     return points
 
 
+@dataclass(frozen=True)
+class DrEvent:
+    """A demand-response request the platform sends in a simulation: a shed to ``limit_w`` W from ``start``
+    (local time) for ``hours``, sent ``notice_h`` hours before it starts."""
+
+    start: datetime
+    hours: float = 2.0
+    limit_w: float = 50.0
+    notice_h: float = 8.0
+
+
 class Feeder:
     """Sends the forecast from the simulator's step hook (no task of its own: an extra task would change
     the order in which the agent and the simulator run at equal virtual times), and records the agent's
@@ -54,9 +66,31 @@ class Feeder:
         self.rng = np.random.default_rng(seed + 7919)
         self.next_s = 0.0
         self.demand: list[tuple[float, list[float]]] = []  # (sim s of the slot grid start, W per slot)
+        self.dr: DrEvent | None = None
+        self.dr_answer: dict[str, Any] | None = None  # expected discomfort, or the refusal
+
+    def _send_dr(self, t_s: float) -> None:
+        event = self.dr
+        if event is None or self.dr_answer is not None:
+            return
+        now = self.start + timedelta(seconds=t_s)
+        if now < event.start - timedelta(hours=event.notice_h):
+            return
+        from qrad_agent.control.demand_response import DrRequest
+
+        request = DrRequest("sim-dr", event.start, event.start + timedelta(hours=event.hours), "shed",
+                            event.limit_w)
+        try:
+            expected = self.thermostat.request_demand_response(request)
+            self.dr_answer = {"accepted": True, "expected_discomfort_kh": expected.discomfort_kh,
+                              "expected_lowest_c": expected.lowest_c}
+        except ValueError as exc:
+            self.dr_answer = {"accepted": False, "reason": str(exc)}
 
     def on_step(self, t_s: float) -> None:
-        """At each ``period_s`` of simulated time, hand the agent's predictor a new forecast."""
+        """At each ``period_s`` of simulated time, hand the agent's predictor a new forecast; send the
+        demand-response request when it is due."""
+        self._send_dr(t_s)
         predictor = self.thermostat.predictor
         if predictor is None or t_s < self.next_s:
             return

@@ -163,6 +163,13 @@ class Platform:
         """Send an outdoor forecast: points {"t": unix s, "outdoor_c": °C, "ghi_w_m2": W/m²}."""
         return self.command(device, self.new_command("set_weather", points=points))
 
+    def demand_response(self, device: str, start: float, end: float, limit_w: float, kind: str = "shed",
+                        dry_run: bool = False) -> bytes:
+        """Ask for a demand response: from ``start`` to ``end`` (unix s) at most (``shed``) or at least
+        (``absorb``) ``limit_w`` W; ``dry_run`` only asks what discomfort the heater expects."""
+        return self.command(device, self.new_command("demand_response", start=start, end=end, kind=kind,
+                                                     limit_w=limit_w, dry_run=dry_run))
+
     def signed_command(self, device: str, name: str, **fields_: Any) -> dict[str, Any]:
         """A command addressed to ``device`` and signed as a whole (command id, issued_at, expires_at,
         payload) with the platform's Ed25519 key."""

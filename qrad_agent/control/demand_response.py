@@ -33,11 +33,13 @@ AFTER_S = 2 * 3600.0
 
 @dataclass(frozen=True)
 class DrSettings:
-    """Pre-heat lead (s) and band (K above the setpoint) before a shed; frost protection (°C) is the floor."""
+    """Pre-heat lead (s) and band (K above the setpoint) before a shed; frost protection (°C) is the floor;
+    the outcome counts discomfort ``after_s`` (s) after the window."""
 
-    preheat_s: float = 2 * 3600.0
-    band_k: float = 1.0
+    preheat_s: float = 6 * 3600.0
+    band_k: float = 1.5
     frost_c: float = 7.0
+    after_s: float = AFTER_S
 
 
 @dataclass(frozen=True)
@@ -144,8 +146,8 @@ class DemandResponse:
             if preheat - timedelta(seconds=span_s) <= now < preheat and math.isfinite(power_w):
                 a.before_ws += power_w * dt_s
                 a.before_s += dt_s
-            if not (r.start <= now < r.end + timedelta(seconds=AFTER_S)):
-                if now >= r.end + timedelta(seconds=AFTER_S):
+            if not (r.start <= now < r.end + timedelta(seconds=self.s.after_s)):
+                if now >= r.end + timedelta(seconds=self.s.after_s):
                     done.append(self._finish(a))
                 continue
             cold_k = max(0.0, setpoint_c - COMFORT_BAND_K - room_c) if math.isfinite(room_c) else 0.0

@@ -23,7 +23,7 @@ import structlog
 
 from qrad_agent.clock import Clock
 from qrad_agent.config import ThermostatConfig
-from qrad_agent.control.demand_response import AFTER_S, DemandResponse, DrRequest, DrSettings, Expectation
+from qrad_agent.control.demand_response import DemandResponse, DrRequest, DrSettings, Expectation
 from qrad_agent.control.hysteresis import HysteresisThermostat
 from qrad_agent.control.pid import PidController, PidGains
 from qrad_agent.control.predict import Predictor, PredictSettings
@@ -156,7 +156,8 @@ class Thermostat:
         self.window = build_window(cfg)
         self.predictor = build_predictor(cfg, self.max_w, self.quiet)
         d = cfg.demand_response
-        self.dr = DemandResponse(DrSettings(d.preheat_s, d.band_k, cfg.setpoints.frost_c)) if d.enabled else None
+        self.dr = DemandResponse(DrSettings(d.preheat_s, d.band_k, cfg.setpoints.frost_c, d.recovery_s)) \
+            if d.enabled else None
         self.setpoint_c = math.nan  # the scheduled (or override, or fixed-mode) setpoint
         self.target_c = math.nan  # what the controller follows: the setpoint shaped by the predictor
         self.mode = Mode.ECO
@@ -372,7 +373,8 @@ class Thermostat:
         if self.predictor is None or request.kind != "shed":
             return Expectation(None, None)
         got = self.predictor.expect_shed(self.clock.now(), request.start, request.end, request.limit_w,
-                                         self.schedule.setpoint_at, self.dr.s.band_k, self.dr.s.preheat_s, AFTER_S)
+                                         self.schedule.setpoint_at, self.dr.s.band_k, self.dr.s.preheat_s,
+                                         self.dr.s.after_s)
         if got is None:
             return Expectation(None, None)
         discomfort_kh, lowest_c = got
