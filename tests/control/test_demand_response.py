@@ -1,6 +1,7 @@
-"""Demand response on the daemon's thermostat against hw-sim's heater and room in virtual time: the room model
-learns on the home schedule (about a day), then a shed request is answered with the discomfort the model expects and kept,
-one that would take the room below frost protection is refused, and the kept one's outcome is recorded."""
+"""Demand response on the daemon's thermostat against hw-sim's heater and room in virtual time: the room
+model learns on the home schedule (about a day), then a shed request is answered with the discomfort the
+model expects and kept, one that would take the room below frost protection is refused, and the kept one's
+outcome is recorded."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def test_shape_preheats_holds_the_limit_and_keeps_frost_protection() -> None:
     dr.accept(DrRequest("a", start, start + timedelta(hours=2), "shed", 50.0), Expectation(None, None))
     assert dr.shape(start - timedelta(hours=2), 20.0, 20.0) == (20.0, None, None, "")
     target_c, cap, floor, why = dr.shape(start - timedelta(minutes=30), 20.0, 20.0)
-    assert target_c == 21.0 and cap is None and "pre-heating" in why
+    assert target_c == 21.0 and cap is None and floor is None and "pre-heating" in why
     assert dr.shape(start + timedelta(minutes=30), 20.0, 19.0)[1] == 50.0
     assert dr.shape(start + timedelta(minutes=30), 20.0, 6.9)[1] is None  # at frost protection: no limit
     for minutes in range(0, 131, 1):  # the window and its recovery, then the outcome
