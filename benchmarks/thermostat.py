@@ -11,7 +11,9 @@ Runs `qrad-agent sim`'s simulation (the agent's own code against hw-sim, virtual
    controllers settle) and is scored over the week only;
 4. the heat-demand forecast of the January predictive run: mean absolute error of hourly means over the
    next 24 h against the power the heater then drew, and against persistence (the same hour a day
-   before), with a perfect weather forecast, a noisy one (1.5 K RMS at 24 h) and none.
+   before), with a perfect weather forecast, a noisy one (1.5 K RMS at 24 h) and none;
+5. a demand-response event (2 h at <= 50 W from 18:00 on the coldest day of each heating week, sent 8 h
+   ahead) with and without the pre-heat: discomfort during and 2 h after it, from the agent's outcome.
 Prints a KPI table per scenario and checks the issues' goals against the hysteresis baseline.
 
     python benchmarks/thermostat.py [--days 7] [--warmup-days 3] [--only constant|schedule]
@@ -37,6 +39,8 @@ WEEKS = {"January": "01-01", "February": "02-01", "December": "12-01", "April": 
 HEATING_WEEKS = ("January", "February", "December")
 SCHEDULE_RUNS = ("on/off", "pid", "pid+predict")
 FORECAST_RUNS = {"perfect weather": 0.0, "noisy weather 1.5 K": 1.5, "no weather": None}
+DR_RUNS = ("with pre-heat", "without pre-heat")
+DR_HOUR, DR_HOURS, DR_LIMIT_W = 18, 2.0, 50.0
 
 
 class SimplePidStep:
@@ -224,7 +228,65 @@ def _schedule_part(args: argparse.Namespace) -> list:
     january = results["January"]
     forecasts = {label: january["pid+predict" if error_k == 0.0 else f"pid+predict {label}"]
                  for label, error_k in FORECAST_RUNS.items()}
-    return goals + forecast_report(forecasts)
+    goals += forecast_report(forecasts)
+    days_of = {week: coldest_day(results[week]["pid"]) for week in HEATING_WEEKS}
+    dr_jobs = [(week, name, days_of[week], args.days, args.warmup_days) for week in HEATING_WEEKS for name in DR_RUNS]
+    dr_results: dict[str, dict[str, dict]] = {week: {} for week in HEATING_WEEKS}
+    with ProcessPoolExecutor() as pool:
+        for week, name, outcome in pool.map(_run_dr, dr_jobs):
+            dr_results[week][name] = outcome
+    return goals + dr_report(dr_results, days_of)
+
+
+def coldest_day(result: SimResult) -> int:
+    """Index (0-based, from the run's start) of the whole day with the lowest mean outdoor temperature."""
+    a = result.trace.arrays()
+    day = (a["t_s"] // 86400.0).astype(int)
+    days = [d for d in np.unique(day) if np.count_nonzero(day == d) * result.parameters.step_s >= 86000.0]
+    return int(min(days, key=lambda d: float(a["outdoor_c"][day == d].mean())))
+
+
+def _run_dr(job: tuple[str, str, int, float, float]) -> tuple[str, str, dict]:
+    week, name, day, days, warmup_days = job
+    from datetime import timedelta
+
+    from qrad_hwsim.sim_clock import parse_start
+
+    from qrad_agent.sim_forecast import DrEvent
+
+    thermostat: dict = {"mode": "auto", "predict": {"enabled": True}}
+    if name == "without pre-heat":
+        thermostat["demand_response"] = {"preheat_s": 0.0}
+    start = parse_start(WEEKS[week]) + timedelta(days=day, hours=DR_HOUR)
+    result = run_sim(days=days, start=WEEKS[week], thermostat=thermostat, warmup_days=warmup_days,
+                     dr_event=DrEvent(start, DR_HOURS, DR_LIMIT_W))
+    return week, name, result.demand_response
+
+
+def dr_report(results: dict[str, dict[str, dict]], days_of: dict[str, int]) -> list:
+    """Print the demand-response table; return the goal rows."""
+    print(f"\nScenario 5: demand response, {DR_HOURS:g} h at <= {DR_LIMIT_W:g} W from {DR_HOUR}:00 on the coldest day"
+          " of each heating week (PID + predict)")
+    print(f"{'week':<10}{'day':>5}{'run':>18}{'expected K·h':>14}{'during K·h':>12}{'after K·h':>11}"
+          f"{'lowest °C':>11}{'Wh in window':>14}{'Wh before':>11}")
+    totals = {name: 0.0 for name in DR_RUNS}
+    for week in HEATING_WEEKS:
+        for name in DR_RUNS:
+            outcome = (results[week][name] or {}).get("outcome")
+            if outcome is None:
+                print(f"{week:<10}{days_of[week] + 1:>5}{name:>18}  no outcome: {results[week][name]}")
+                totals[name] = float("nan")
+                continue
+            expected = outcome["expected_discomfort_kh"]
+            totals[name] += outcome["discomfort_during_kh"] + outcome["discomfort_after_kh"]
+            before = outcome["energy_before_wh"]
+            print(f"{week:<10}{days_of[week] + 1:>5}{name:>18}{'-' if expected is None else f'{expected:.2f}':>14}"
+                  f"{outcome['discomfort_during_kh']:>12.2f}{outcome['discomfort_after_kh']:>11.2f}"
+                  f"{outcome['lowest_c']:>11.2f}{outcome['energy_in_window_wh']:>14.0f}"
+                  f"{'-' if before is None else f'{before:.0f}':>11}")
+    with_pre, without = totals["with pre-heat"], totals["without pre-heat"]
+    return [("DR: discomfort with pre-heat <= 0.5x without", with_pre <= 0.5 * without,
+             f"{with_pre:.2f} vs {without:.2f} K·h ({with_pre / max(without, 1e-9):.2f}x)")]
 
 
 def _constant_part(args: argparse.Namespace) -> list:
