@@ -243,9 +243,9 @@ class Thermostat:
             demand_w = self._summer(out_w if hold_w is None else hold_w)
             reason = hold_reason or ("at maximum power" if demand_w >= self.max_w else "setpoint")
             cap_w, self.quiet_reason = self._quiet_cap()
-            capped = cap_w is not None and demand_w > cap_w
-            if capped:
-                demand_w, reason = cap_w, self.quiet_reason
+            capped = False
+            if cap_w is not None and demand_w > cap_w:
+                demand_w, reason, capped = cap_w, self.quiet_reason or "quiet hours", True
             if dr_cap_w is not None and demand_w > dr_cap_w:
                 demand_w, reason, capped = dr_cap_w, dr_reason, True
             if dr_floor_w is not None and demand_w < dr_floor_w and not (cap_w is not None and dr_floor_w > cap_w):
