@@ -134,7 +134,7 @@ def test_run_reports_progress_and_the_plot_names_algorithm_dates_and_kpis(tmp_pa
     assert result.parameters.as_dict() | {"weather_file": None} == {
         "algorithm": "hysteresis", "controller": "agent", "start": "2026-03-02T00:00:00",
         "end": "2026-03-02T06:00:00", "days": 0.25, "seed": 3, "weather_file": None, "step_s": 30.0,
-        "predict": False, "warmup_days": 0.0}
+        "predict": True, "warmup_days": 0.0}
     title = plot_title(result)
     assert title.startswith("HYSTERESIS thermostat, 0.25 day(s), Mon 02 Mar 2026")
     assert f"RMS error {result.kpis.rms_error_k:.3f} K" in title
@@ -197,3 +197,16 @@ def test_discomfort_split_cold_warm_floor_and_arrivals() -> None:
     assert k.discomfort_warm_floor_kh == pytest.approx(0.5) and k.discomfort_actionable_kh == pytest.approx(1.0)
     assert k.discomfort_kh == pytest.approx(k.discomfort_cold_kh + k.discomfort_warm_kh)
     assert (k.arrivals, k.arrival_within_frac, k.arrival_error_k) == (2, 0.5, pytest.approx(-0.6))
+
+
+def test_sim_runs_a_demand_response_event_and_refuses_a_bad_one(capsys: pytest.CaptureFixture[str]) -> None:
+    """`sim --dr-event`: the platform's request is sent 8 h ahead and answered; a bad date is refused first."""
+    assert main(["sim", "--days", "0.5", "--start", "01-05", "--json", "--dr-event", "2026-01-05 09:00",
+                 "--dr-hours", "1", "--dr-limit-w", "50"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    dr = report["demand_response"]
+    assert dr["answer"]["accepted"] is True and dr["answer"]["expected_discomfort_kh"] is None  # not learnt yet
+    # measured at the mains: the board draws a little above a 50 W demand (its idle floor is 50 W)
+    assert dr["outcome"]["request_id"] == "sim-dr" and dr["outcome"]["energy_in_window_wh"] <= 60.0
+    assert main(["sim", "--days", "0.5", "--dr-event", "tomorrow"]) == 2
+    assert "--dr-event must be YYYY-MM-DD HH:MM" in capsys.readouterr().err
