@@ -118,14 +118,17 @@ class DemandResponse:
                        or a.request.start >= request.end]
         self.active.append(_Active(request, expected))
 
-    def shape(self, now: datetime, setpoint_c: float, room_c: float) -> tuple[float, float | None, float | None, str]:
+    def shape(self, now: datetime, setpoint_c: float, room_c: float,
+              frost_c: float | None = None) -> tuple[float, float | None, float | None, str]:
         """(target °C, power cap W or None, power floor W or None, reason) for ``now``; the target is the
-        setpoint unless a shed's pre-heat raises it."""
+        setpoint unless a shed's pre-heat raises it. ``frost_c``: the frost setpoint now (default: the
+        settings')."""
+        frost_c = self.s.frost_c if frost_c is None else frost_c
         for a in self.active:
             r = a.request
             if r.start <= now < r.end:
                 if r.kind == "shed":
-                    if room_c <= self.s.frost_c:
+                    if room_c <= frost_c:
                         return setpoint_c, None, None, f"demand response {r.request_id}: at frost protection"
                     return setpoint_c, r.limit_w, None, f"demand response {r.request_id}: at most {r.limit_w:g} W"
                 if room_c < setpoint_c + self.s.band_k:

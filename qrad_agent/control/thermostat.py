@@ -362,7 +362,8 @@ class Thermostat:
         power_w = measured if measured is not None and math.isfinite(measured) else self.demand_w
         for outcome in self.dr.observe(now, self.setpoint_c, self.pv_c, power_w):
             log.info("demand response over", **outcome.as_dict())
-        target_c, cap_w, floor_w, reason = self.dr.shape(now, self.setpoint_c, self.pv_c)
+        target_c, cap_w, floor_w, reason = self.dr.shape(now, self.setpoint_c, self.pv_c,
+                                                         self.schedule.setpoints.frost_c)
         self.target_c = max(self.target_c, target_c)
         return cap_w, floor_w, reason
 
