@@ -67,6 +67,19 @@ def status_table(status: dict[str, Any]) -> str:
         measured = f"{number(p['measured_w'], 'W')}, mean of the control period{ended}"
     lines.append(f"measured    {measured}")
     lines.append(f"control     {step}: {t['limit_reason']}")
+    window = t.get("window")
+    if window is not None and window.get("open"):
+        lines.append(f"window      OPEN ({window['reason']}): heating paused at frost protection")
+    quiet = t.get("quiet")
+    if quiet is not None and quiet.get("reason"):
+        lines.append(f"quiet       {quiet['reason']}")
+    for request in (t.get("demand_response") or {}).get("requests", []):
+        limit = number(request["limit_w"], "W")
+        lines.append(f"grid        demand response {request['id']}: {request['kind']} {limit} "
+                     f"from {request['start']} to {request['end']}")
+    predict = t.get("predict")
+    if predict is not None:
+        lines.append(f"predict     {predict.get('reason', '-')}")
     lines.append(f"interfaces  {' -> '.join(p['chain']) or 'none'}"
                  + "".join(f"; dropped {n}: {e}" for n, e in p.get("failed", {}).items()))
     lines.append("safety      " + ("; ".join(f"{c}: {r}" for c, r in s["conditions"].items()) or "no condition"))

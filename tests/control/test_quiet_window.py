@@ -13,10 +13,12 @@ from qrad_hwsim.virtual_time import run_virtual
 from qrad_hwsim.weather import Weather
 
 from qrad_agent.agent import Agent
+from qrad_agent.api.views import status_table
 from qrad_agent.clock import Clock
 from qrad_agent.control.quiet import QuietHours
 from qrad_agent.control.window import WindowDetector, WindowSettings
 from qrad_agent.ops.explain import explain_power, explain_table
+from qrad_agent.ops.status import build_status
 from qrad_agent.sdnotify import Notifier
 from qrad_agent.sim import sim_config
 
@@ -93,6 +95,7 @@ def test_quiet_hours_cap_power_and_show_in_explain(tmp_path: Path) -> None:
         seen["night"] = (agent.thermostat.demand_w, agent.thermostat.limit_reason, agent.power.demand_w)
         seen["explain"] = explain_table(explain_power(agent))
         seen["status"] = agent.thermostat.status()["quiet"]
+        seen["table"] = status_table(build_status(agent))
         await asyncio.sleep(6.5 * 3600)  # 07:30
         seen["morning"] = agent.thermostat.demand_w
         stop.set()
@@ -105,6 +108,7 @@ def test_quiet_hours_cap_power_and_show_in_explain(tmp_path: Path) -> None:
     assert "quiet hours 22:00-07:00" in reason and "200 W" in reason
     assert "quiet hours 22:00-07:00" in str(seen["explain"])
     assert seen["status"]["max_w"] == 200.0  # type: ignore[index]
+    assert "quiet       quiet hours 22:00-07:00: fan noise cap 200 W" in str(seen["table"])
     assert seen["morning"] == 500.0  # the room is still cold: full power once the window ends
 
 
@@ -129,6 +133,7 @@ def test_open_window_pauses_heating_and_resumes(tmp_path: Path) -> None:
         await asyncio.sleep(60.0)
         seen["paused"] = (agent.thermostat.demand_w, agent.thermostat.limit_reason)
         seen["explain"] = explain_table(explain_power(agent))
+        seen["status"] = status_table(build_status(agent))
         await asyncio.sleep(max(0.0, 600.0 - (asyncio.get_running_loop().time() - opened_at)))
         heater.internal_w = 0.0
         while agent.thermostat.status()["window"]["open"]:
@@ -146,5 +151,6 @@ def test_open_window_pauses_heating_and_resumes(tmp_path: Path) -> None:
     demand_w, reason = seen["paused"]  # type: ignore[misc]
     assert demand_w == 0.0 and reason.startswith("open window: room fell")
     assert "open window" in str(seen["explain"])
+    assert "window      OPEN (room fell" in str(seen["status"])
     assert 600.0 <= seen["closed_after_s"] <= 1800.0 + 60.0  # type: ignore[operator]
     assert seen["after"] > 100.0  # heating again: the room is below its setpoint
