@@ -22,7 +22,6 @@ Prints a KPI table per scenario and checks the issues' goals against the hystere
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
@@ -30,7 +29,7 @@ import numpy as np
 
 from qrad_agent.config import AgentConfig
 from qrad_agent.kpi import Kpis, format_table
-from qrad_agent.sim import SimResult, run_sim
+from qrad_agent.sim import SimResult, forecast_errors, run_sim
 
 STEP_SCHEDULE = [{"days": "thu", "start": "00:00", "mode": "eco"},
                  {"days": "fri", "start": "06:00", "mode": "comfort"}]
@@ -88,31 +87,6 @@ def _run_schedule(job: tuple[str, str, float, float, float | None]) -> tuple[str
                      forecast_error_k=error_k)
     result.trace.compute.clear()  # not needed by the caller: keep the pickled result small
     return week, name, result
-
-
-def forecast_errors(result: SimResult) -> tuple[float, float, int]:
-    """(MAE of the agent's forecast, MAE of persistence, forecasts scored): hourly means (W) over the 24 h
-    after each forecast issued at least a day after the start and ending before the end of the run."""
-    a = result.trace.arrays()
-    t_s, power_w = a["t_s"], a["power_w"]
-    end_s = t_s[-1]
-
-    def hourly(from_s: float) -> np.ndarray:
-        edges = from_s + 3600.0 * np.arange(25)
-        index = np.searchsorted(t_s, edges)
-        return np.array([power_w[i:j].mean() if j > i else np.nan for i, j in itertools.pairwise(index)])
-
-    ours, persistence = [], []
-    for start_s, slots in result.demand_forecasts:
-        if start_s < 86400.0 or start_s + 86400.0 > end_s:
-            continue
-        actual = hourly(start_s)
-        predicted = np.asarray(slots, dtype=float).reshape(24, 4).mean(axis=1)
-        ours.append(np.nanmean(np.abs(predicted - actual)))
-        persistence.append(np.nanmean(np.abs(hourly(start_s - 86400.0) - actual)))
-    if not ours:
-        return float("nan"), float("nan"), 0
-    return float(np.mean(ours)), float(np.mean(persistence)), len(ours)
 
 
 def schedule_report(results: dict[str, dict[str, SimResult]], days: float, warmup_days: float) -> list:

@@ -583,7 +583,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     """
     from qrad_agent.kpi import format_table
     from qrad_agent.progress import ProgressBar
-    from qrad_agent.sim import check_plot_path, plot, run_sim
+    from qrad_agent.sim import check_plot_path, forecast_errors, plot, run_sim
 
     if not (args.days > 0 and math.isfinite(args.days)):
         print(f"qrad-agent sim: --days must be a number > 0, not {args.days:g}", file=sys.stderr)
@@ -625,12 +625,18 @@ def cmd_sim(args: argparse.Namespace) -> int:
         report = {"parameters": p.as_dict(), "kpis": result.kpis.as_dict()}
         if result.demand_response:
             report["demand_response"] = result.demand_response
+        ours, persistence, scored = forecast_errors(result)
+        report["demand_forecast"] = {"mae_w": ours, "persistence_mae_w": persistence, "forecasts": scored}
         print(json.dumps(json_safe(report), indent=2))
     else:
         name = p.algorithm + ("+predict" if p.predict else "")
         print(f"{name} thermostat, {p.days:g} days from {p.start:%a %Y-%m-%d}, "
               f"weather {p.weather_file}, seed {p.seed}")
         print(format_table({name: result.kpis}))
+        ours, persistence, scored = forecast_errors(result)
+        if scored:
+            print(f"demand forecast: MAE of hourly means over 24 h {ours:.1f} W, persistence {persistence:.1f} W "
+                  f"({scored} forecasts)")
         if result.demand_response:
             print(f"demand response: {json.dumps(json_safe(result.demand_response))}")
     if args.plot:

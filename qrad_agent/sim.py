@@ -265,6 +265,35 @@ async def _simulate(cfg: AgentConfig, heater: Any, start: datetime, days: float,
     return trace
 
 
+def forecast_errors(result: SimResult) -> tuple[float, float, int]:
+    """(MAE of the agent's heat-demand forecast, MAE of persistence, forecasts scored), W: hourly means over the
+    24 h after each forecast issued at least a day after the start and ending before the end of the run,
+    against the power the heater then drew; persistence is the same hour the day before. (nan, nan, 0)
+    when none can be scored (runs shorter than two days, or no ready model)."""
+    a = result.trace.arrays()
+    t_s, power_w = a["t_s"], a["power_w"]
+    if len(t_s) == 0:
+        return float("nan"), float("nan"), 0
+    end_s = t_s[-1]
+
+    def hourly(from_s: float) -> np.ndarray:
+        edges = from_s + 3600.0 * np.arange(25)
+        index = np.searchsorted(t_s, edges)
+        return np.array([power_w[i:j].mean() if j > i else np.nan for i, j in zip(index[:-1], index[1:])])
+
+    ours, persistence = [], []
+    for start_s, slots in result.demand_forecasts:
+        if start_s < 86400.0 or start_s + 86400.0 > end_s:
+            continue
+        actual = hourly(start_s)
+        predicted = np.asarray(slots, dtype=float).reshape(24, -1).mean(axis=1)
+        ours.append(np.nanmean(np.abs(predicted - actual)))
+        persistence.append(np.nanmean(np.abs(hourly(start_s - 86400.0) - actual)))
+    if not ours:
+        return float("nan"), float("nan"), 0
+    return float(np.mean(ours)), float(np.mean(persistence)), len(ours)
+
+
 PLOT_MEAN_S = 900.0
 """Heater power is drawn as its mean over windows of this length (s): a 15-min mean, as electricity meters
 integrate; the raw 30 s samples of a modulating heater fill the panel solid."""

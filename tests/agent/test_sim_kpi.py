@@ -204,6 +204,7 @@ def test_sim_runs_a_demand_response_event_and_refuses_a_bad_one(capsys: pytest.C
     assert main(["sim", "--days", "0.5", "--start", "01-05", "--json", "--dr-event", "2026-01-05 09:00",
                  "--dr-hours", "1", "--dr-limit-w", "50"]) == 0
     report = json.loads(capsys.readouterr().out)
+    assert report["demand_forecast"]["forecasts"] == 0  # half a day: no forecast can be scored
     dr = report["demand_response"]
     assert dr["answer"]["accepted"] is True and dr["answer"]["expected_discomfort_kh"] is None  # not learnt yet
     # measured at the mains: the board draws a little above a 50 W demand (its idle floor is 50 W)
