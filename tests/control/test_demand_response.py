@@ -67,7 +67,7 @@ def test_shed_accepted_with_its_expected_discomfort_refused_below_frost_and_repo
             if thermostat.predictor.ready()[0]:
                 break
         seen["ready"] = thermostat.predictor.ready()
-        start = thermostat.clock.now() + timedelta(hours=2)
+        start = thermostat.clock.now() + timedelta(hours=4)  # the 2 h before the pre-heat are observed
         setpoints = thermostat.schedule.setpoints
         thermostat.schedule.setpoints = replace(setpoints, frost_c=18.5)  # as the platform's set_setpoint would
         with pytest.raises(ValueError, match="below frost protection"):  # a day at nothing: below 18.5 °C
@@ -78,7 +78,7 @@ def test_shed_accepted_with_its_expected_discomfort_refused_below_frost_and_repo
         seen["after_dry"] = list(thermostat.dr.active)  # type: ignore[union-attr]
         seen["kept"] = thermostat.request_demand_response(
             DrRequest("dr-1", start, start + timedelta(hours=2), "shed", 50.0))
-        await asyncio.sleep(1.5 * 3600)  # in the pre-heat
+        await asyncio.sleep(3.5 * 3600)  # in the pre-heat
         seen["preheat"] = (thermostat.target_c, thermostat.setpoint_c)
         await asyncio.sleep(3600)  # in the window
         seen["window"] = (agent.power.demand_w, thermostat.limit_reason)
