@@ -93,9 +93,9 @@ def test_quiet_hours_cap_power_and_show_in_explain(tmp_path: Path) -> None:
         task = asyncio.create_task(agent.run(stop))
         await asyncio.sleep(3600)
         seen["night"] = (agent.thermostat.demand_w, agent.thermostat.limit_reason, agent.power.demand_w)
-        seen["explain"] = explain_table(explain_power(agent))
+        seen["explain"] = explain_table(explain_power(agent.thermostat, agent.power, agent.safety))
         seen["status"] = agent.thermostat.status()["quiet"]
-        seen["table"] = status_table(build_status(agent))
+        seen["table"] = status_table(build_status(agent.status(), agent.parts))
         await asyncio.sleep(6.5 * 3600)  # 07:30
         seen["morning"] = agent.thermostat.demand_w
         stop.set()
@@ -132,8 +132,8 @@ def test_open_window_pauses_heating_and_resumes(tmp_path: Path) -> None:
         seen["detected_after_s"] = asyncio.get_running_loop().time() - opened_at
         await asyncio.sleep(60.0)
         seen["paused"] = (agent.thermostat.demand_w, agent.thermostat.limit_reason)
-        seen["explain"] = explain_table(explain_power(agent))
-        seen["status"] = status_table(build_status(agent))
+        seen["explain"] = explain_table(explain_power(agent.thermostat, agent.power, agent.safety))
+        seen["status"] = status_table(build_status(agent.status(), agent.parts))
         await asyncio.sleep(max(0.0, 600.0 - (asyncio.get_running_loop().time() - opened_at)))
         heater.internal_w = 0.0
         while agent.thermostat.status()["window"]["open"]:
