@@ -364,7 +364,8 @@ class Thermostat:
             log.info("demand response over", **outcome.as_dict())
         target_c, cap_w, floor_w, reason = self.dr.shape(now, self.setpoint_c, self.pv_c,
                                                          self.schedule.setpoints.frost_c)
-        self.target_c = max(self.target_c, target_c)
+        if target_c > self.setpoint_c:  # a pre-heat raises the target (an optimal stop's lower one stays)
+            self.target_c = max(self.target_c, target_c)
         return cap_w, floor_w, reason
 
     def expect_demand_response(self, request: DrRequest) -> Expectation:
