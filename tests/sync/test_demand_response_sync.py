@@ -41,7 +41,8 @@ async def test_demand_response_answered_kept_and_reported(tmp_path: Path, heater
         refused = await asyncio.to_thread(platform.response, bad, 15)
         assert refused is not None and refused["ok"] is False and refused["reason"] == "rejected", refused
 
-        kept = platform.demand_response("heater-1", now + 2.0, now + 6.0, 0.0)
+        now = time.time()  # a window long enough to be seen on a loaded machine
+        kept = platform.demand_response("heater-1", now + 1.0, now + 15.0, 0.0)
         accepted = await asyncio.to_thread(platform.response, kept, 15)
         assert accepted is not None and accepted["ok"] is True and accepted["result"]["accepted"] is True
         assert await platform.wait(lambda p: "demand response" in agent.thermostat.limit_reason, 15)
@@ -51,7 +52,7 @@ async def test_demand_response_answered_kept_and_reported(tmp_path: Path, heater
             return [m for m in p.devices["heater-1"].messages.values()
                     if m["kind"] == "event" and m["body"]["name"] == "demand_response"]
 
-        assert await platform.wait(lambda p: event(p), 30)
+        assert await platform.wait(lambda p: event(p), 60)
         detail = event(platform)[0]["body"]["detail"]
         assert isinstance(detail["request_id"], str) and detail["request_id"]
         assert detail["kind"] == "shed" and detail["energy_in_window_wh"] >= 0.0
