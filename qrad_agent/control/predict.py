@@ -295,8 +295,8 @@ class Predictor:
 
     def _coasting(self, t_s: float, setpoint_c: float) -> bool:
         """After a setback, heating stays at its minimum while the room is above the lower setpoint's
-        comfort band (less ``coast_margin_k``): the controller's setpoint filter would otherwise go on
-        heating a room that is already too warm for the new setpoint."""
+        comfort band (less ``coast_margin_k``): the controller, which follows a setpoint change over its
+        integral time, would otherwise go on heating a room that is already too warm for the new setpoint."""
         previous, self._last_setpoint_c = self._last_setpoint_c, setpoint_c
         if previous is not None and setpoint_c < previous - 0.05:
             self._coast_to_c = setpoint_c

@@ -230,9 +230,10 @@ class Thermostat:
             if self._restart_pending:
                 self.controller.restart(self.cfg.output_min_w if self.safety.forced else self.demand_w, self.pv_c)
                 self._restart_pending = False
-            # An open window, an optimal start or stop act at full effect, not through the PID's setpoint
-            # filter, and so does the quiet-hours cap; the controller is then told what was applied instead
-            # of its output, so its integral tracks (bumpless).
+            # An open window, an optimal start or stop act at full effect, not through the PID (which moves
+            # on a setpoint change over its integral time), and so do the quiet-hours and demand-response
+            # limits; the controller is then told what was applied instead of its output, so its integral
+            # tracks (bumpless).
             dr_cap_w, dr_floor_w, dr_reason = self._demand_response()
             hold_w, hold_reason = self._hold(t_s)
             if hold_w is None and dr_reason.endswith("pre-heating") and self.pv_c < self.target_c - 0.1:
