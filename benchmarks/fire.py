@@ -137,7 +137,7 @@ HEATER_HEIGHT_CHANNELS = [f"Quadrant {q} Temperature {h} m Below Ceiling" for h 
 
 
 def fsri_all() -> list[dict[str, Any]]:
-    """The FSRI armchair fire once per thermocouple at heater height (quadrant C has no 2.1 m column)."""
+    """The FSRI armchair fire once per thermocouple at heater height (1.8 and 2.1 m below the ceiling)."""
     path = DATA / "fire_compartment_fsri" / "RedAccent_Closed_Corner_1.csv"
     with path.open() as f:
         header = next(csv.reader(f))
