@@ -136,9 +136,12 @@ class HeatDetector:
         return self.last
 
     def _add_level(self, t_s: float) -> None:
-        """Keep (t, median of the last three) for ``fixed_rate_lookback_s`` (the rise's reference)."""
+        """The lowest (median of three) level of the last ``fixed_rate_lookback_s`` (the rise's reference):
+        a sliding minimum (levels kept increasing, each added and dropped once: O(1) per sample)."""
         level = self.trend.median_last()
         if level is not None:
+            while self.levels and self.levels[-1][1] >= level:
+                self.levels.pop()
             self.levels.append((t_s, level))
         while self.levels and t_s - self.levels[0][0] > self.cfg.fixed_rate_lookback_s:
             self.levels.popleft()
@@ -154,7 +157,7 @@ class HeatDetector:
         unexplained = rate - explained - c.noise_sigmas * se_min if math.isfinite(se_min) else 0.0
         fast, fast_se = self.fast.slope()
         fast_rate = fast * 60.0 - explained
-        rise = level - min((x for _, x in self.levels), default=level)
+        rise = level - (self.levels[0][1] if self.levels else level)
         values = {"temp_c": round(level, 2), "rate_k_per_min": round(rate, 3),
                   "explained_k_per_min": round(explained, 3), "unexplained_k_per_min": round(unexplained, 3),
                   "alarm_level_c": alarm_c, "fast_rate_k_per_min": round(fast_rate, 2), "rise_k": round(rise, 2)}
