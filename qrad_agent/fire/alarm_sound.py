@@ -267,20 +267,23 @@ class AlarmSoundDetector:
         self._pending = np.zeros(0, dtype=np.float32)
 
     def _scan(self, band: _Band, power: np.ndarray, t_s: float) -> bool:
-        on, bins, level_db = band.tone_frames(power, self.cfg)
+        on_a, bins_a, level_a = band.tone_frames(power, self.cfg)
+        on, bins, level_db = on_a.tolist(), bins_a.tolist(), level_a.tolist()  # Python scalars: per-frame loop
+        region = band.last_region_db.tolist()
         confirmed = False
         for i in range(len(on)):
             frame = self._frame + i
-            tone = bool(on[i])
+            tone = on[i]
             if band.floor_db is None:
-                band.floor_db = float(level_db[i])
+                band.floor_db = level_db[i]
             if tone and level_db[i] < band.floor_db + self.cfg.floor_margin_db:
                 tone = False
             if not tone:
                 rate = 0.3 if level_db[i] < band.floor_db else 0.005
-                band.floor_db += rate * (float(level_db[i]) - band.floor_db)
-            band.region_db.append((frame, float(band.last_region_db[i])))
-            confirmed |= self._segment(band, frame, tone, int(bins[i]), float(level_db[i]), t_s)
+                band.floor_db += rate * (level_db[i] - band.floor_db)
+            band.region_db.append((frame, region[i]))
+            if tone or band.cur_start is not None:
+                confirmed |= self._segment(band, frame, tone, bins[i], level_db[i], t_s)
         return confirmed
 
     def _segment(self, band: _Band, frame: int, tone: bool, bin_: int, level: float, t_s: float) -> bool:

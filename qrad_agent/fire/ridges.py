@@ -155,18 +155,19 @@ class RidgeBand:
         """Track every frame of the block; ``on_current(band, beep)`` is asked about each open beep that has
         lasted ``next_beep_min_s`` (it returns True when the beep confirmed a pattern)."""
         is_max, frac, level = self.peaks(power, cfg)
-        strongest = level.max(axis=1)
+        strongest = level.max(axis=1).tolist()
+        best_peak = np.where(is_max, level, -np.inf).max(axis=1).tolist()  # per frame, whole block at once
         confirmed = False
         min_frames = cfg.next_beep_min_s / self.frame_s
         for i in range(len(is_max)):
             frame = first_frame + i
-            top = float(strongest[i])
+            top = strongest[i]
             if self.floor_db is None:
                 self.floor_db = top
-            idx = np.flatnonzero(is_max[i])
             peaks: list[tuple[float, float]] = []
-            if idx.size and level[i, idx].max() >= self.floor_db + cfg.floor_margin_db:
-                best = float(level[i, idx].max())
+            if best_peak[i] >= self.floor_db + cfg.floor_margin_db:
+                idx = np.flatnonzero(is_max[i])
+                best = best_peak[i]
                 order = idx[np.argsort(-level[i, idx])][:MAX_PEAKS]
                 peaks = [(float(frac[i, k]), float(level[i, k])) for k in order
                          if level[i, k] >= best - LINE_RANGE_DB]
@@ -186,6 +187,8 @@ class RidgeBand:
         return Beep(b.start * self.frame_s, (b.last + 1) * self.frame_s, tuple(f for _, f in b.peak), b.level)
 
     def _track(self, frame: int, peaks: list[tuple[float, float]]) -> None:
+        if not peaks and not self.open:
+            return  # nothing to continue, end or start (most frames of a quiet room)
         used = [False] * len(peaks)
         live = sorted((b for b in self.open if not b.ended), key=lambda b: -b.level)
         matched: dict[int, list[tuple[int, int, float, float]]] = {id(b): [] for b in live}
