@@ -69,6 +69,13 @@ PERIOD_SIMILARITY = 1.35
 PATTERN_LEVEL_DB = 6.0
 """The beeps of one pattern share their peak level within this (one alarm at one distance: 1-2 dB apart
 in 0-20 dB SNR noise; the peak of the loudest line is steadier than any one line)."""
+FRAGMENT_GAP_S = 0.2
+"""A beep may break into fragments this close together: beating (two lines a few Hz apart) and AM put the
+envelope 8-20 dB down for up to a sixth of a second at a time (a 3 Hz beat at 0.8 relative level stays 8 dB
+down for 25 % of its 0.33 s period; with AM, longer), beyond ``BRIDGE_FRAMES``. The matcher tries the
+beeps as heard first, and only then with such fragments joined (when the joined beep is still no longer
+than ``on_max_s``): a T3 gap is 0.3-0.6 s, and reverberation that shortens it (a tail 8 dB down lasts
+RT60 x 8/60, 0.11 s at 0.8 s) leaves at least 0.19 s, which the first pass matches as heard."""
 CYCLE_RATIO = 1.3
 """The cycle's last onset period (third beep to the next cycle's first) exceeds the triple's by this:
 T3 off-nominal extremes (on 0.7, off 0.6, gap 1.2 s) give 1.46; a beep train gives 1."""
@@ -263,11 +270,36 @@ def match_t3(cfg: SoundConfig, done: list[Beep], nxt: Beep) -> tuple[dict, tuple
     alike (``PERIOD_SIMILARITY``), a silent gap between beeps, the cycle's last period at least
     ``CYCLE_RATIO`` times the others with a long gap of at least ``long_gap_min_s`` - ``REVERB_ON_S``,
     no candidate starting inside a gap, and none closer than that before the first (the triple starts
-    a cycle).
+    a cycle). If the beeps as heard match nothing, fragments of one beep (``FRAGMENT_GAP_S``) are joined
+    and the match is tried once more.
     Returns the match's timing (s) and its three beeps, or None."""
+    alike = [s for s in done if s.shares_pitch(nxt) and abs(s.level_db - nxt.level_db) <= PATTERN_LEVEL_DB
+             and s.end_s <= nxt.start_s]
+    found = _match(cfg, [s for s in alike if cfg.on_min_s <= s.duration_s], nxt)
+    if found is None:
+        joined = _join_fragments(cfg, alike)
+        if len(joined) < len(alike):
+            found = _match(cfg, [s for s in joined if cfg.on_min_s <= s.duration_s], nxt)
+            if found is not None:
+                found[0]["fragments_joined"] = True
+    return found
+
+
+def _join_fragments(cfg: SoundConfig, beeps: list[Beep]) -> list[Beep]:
+    """Successive beeps closer than ``FRAGMENT_GAP_S`` joined into one, while it stays within ``on_max_s``."""
+    out: list[Beep] = []
+    for b in sorted(beeps, key=lambda b: b.start_s):
+        last = out[-1] if out else None
+        if (last is not None and b.start_s - last.end_s <= FRAGMENT_GAP_S
+                and max(b.end_s, last.end_s) - last.start_s <= cfg.on_max_s):
+            out[-1] = Beep(last.start_s, max(b.end_s, last.end_s), last.lines, max(last.level_db, b.level_db))
+        else:
+            out.append(b)
+    return out
+
+
+def _match(cfg: SoundConfig, cands: list[Beep], nxt: Beep) -> tuple[dict, tuple[Beep, Beep, Beep]] | None:
     c = cfg
-    cands = [s for s in done if s.shares_pitch(nxt) and abs(s.level_db - nxt.level_db) <= PATTERN_LEVEL_DB
-             and c.on_min_s <= s.duration_s and s.end_s <= nxt.start_s]
     p_lo, p_hi = c.on_min_s + c.gap_min_s, c.on_max_s + c.gap_max_s
     on_hi = c.on_max_s + REVERB_ON_S
     for k3 in range(len(cands) - 1, -1, -1):
