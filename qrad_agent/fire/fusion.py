@@ -101,6 +101,8 @@ class FireFusion:
                                     f"{self._above_alarm_s:.1f} s: {why}"
         if self._above_pre_s is not None and t_s - self._above_pre_s >= self.cfg.pre_alarm_persist_s:
             return FireState.PRE_ALARM, f"score {score:.2f} >= {self.cfg.pre_alarm_score}: {why}"
+        if self.state is FireState.PRE_ALARM and self._below_pre_s is None:  # above again: the same event
+            return FireState.PRE_ALARM, f"score {score:.2f} >= {self.cfg.pre_alarm_score}: {why}"
         if (self.state is FireState.PRE_ALARM and self._below_pre_s is not None
                 and t_s - self._below_pre_s < self.cfg.pre_alarm_clear_s):
             return FireState.PRE_ALARM, (f"score {score:.2f} below {self.cfg.pre_alarm_score} since "

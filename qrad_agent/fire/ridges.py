@@ -67,8 +67,13 @@ MIN_GAP_S = 0.08
 PERIOD_SIMILARITY = 1.35
 """The two onset periods of a triple differ by at most this ratio (one alarm's oscillator)."""
 PATTERN_LEVEL_DB = 6.0
-"""The beeps of one pattern share their peak level within this (one alarm at one distance: 1-2 dB apart
-in 0-20 dB SNR noise; the peak of the loudest line is steadier than any one line)."""
+"""The three beeps of one pattern share their peak level, or their mean level (the envelope's mean power over
+the beep), within this: one alarm at one distance gives beeps 1-2 dB apart in 0-20 dB SNR noise. Either
+measure: with beating and AM (a 3 Hz beat at 0.8, AM of 0.3 at 3 Hz) a 0.4 s beep's peak depends on where
+the maxima fall in it and moves by up to 8 dB from beep to beep while its mean stays within 1-3 dB; in a
+reverberant room the mean moves with the tail while the peak (the direct sound) stays. The next cycle's
+first beep, still sounding when it is judged (its first ``next_beep_min_s``), is held to its peak within
+``NEW_SOUND_DB``, the tracker's own limit for one sound."""
 FRAGMENT_GAP_S = 0.2
 """A beep may break into fragments this close together: beating (two lines a few Hz apart) and AM put the
 envelope 8-20 dB down for up to a sixth of a second at a time (a 3 Hz beat at 0.8 relative level stays 8 dB
@@ -89,6 +94,8 @@ class Beep:
     end_s: float
     lines: tuple[float, ...]
     level_db: float
+    mean_db: float = -np.inf
+    """The envelope's mean power over the beep, dB (``PATTERN_LEVEL_DB``); -inf: not known."""
 
     @property
     def duration_s(self) -> float:
@@ -113,6 +120,8 @@ class _Open:
     ref: float = 0.0
     seen: list[int] = field(default_factory=list)
     peak: list[tuple[float, float]] = field(default_factory=list)
+    energy: float = 0.0
+    frames: int = 0
     """Per line: (level dB, fractional bin) of its loudest frame: the pitch the line is reported at (the
     tracked position may drift onto noise in its last frames)."""
 
@@ -191,7 +200,9 @@ class RidgeBand:
         return confirmed
 
     def _as_beep(self, b: _Open) -> Beep:
-        return Beep(b.start * self.frame_s, (b.last + 1) * self.frame_s, tuple(f for _, f in b.peak), b.level)
+        mean = 10.0 * np.log10(b.energy / b.frames) if b.frames else b.level
+        return Beep(b.start * self.frame_s, (b.last + 1) * self.frame_s, tuple(f for _, f in b.peak), b.level,
+                    float(mean))
 
     def _track(self, frame: int, peaks: list[tuple[float, float]]) -> None:
         if not peaks and not self.open:
@@ -237,13 +248,16 @@ class RidgeBand:
             attack = frame - beep.start <= settle
             if attack or env >= beep.ref - BEEP_LEVEL_DB:
                 beep.last = frame
+                beep.energy += 10.0 ** (env / 10.0)
+                beep.frames += 1
                 beep.level = max(beep.level, env)
                 beep.ref = env if attack else max(beep.ref, env)
         fresh = [(f, db) for j, (f, db) in enumerate(peaks) if not used[j]]
         if fresh:
             level = max(db for _, db in fresh)
             self.open.append(_Open(frame, frame, [f for f, _ in fresh], level, ref=level,
-                                   seen=[frame] * len(fresh), peak=[(db, f) for f, db in fresh]))
+                                   seen=[frame] * len(fresh), peak=[(db, f) for f, db in fresh],
+                                   energy=10.0 ** (level / 10.0), frames=1))
         for beep in self.open:  # a line silent longer than a dropout has ended: another sound may take its pitch
             alive = [k for k, seen in enumerate(beep.seen) if frame - seen <= BRIDGE_FRAMES]
             if alive and len(alive) < len(beep.lines):
@@ -264,7 +278,7 @@ class RidgeBand:
 def match_t3(cfg: SoundConfig, done: list[Beep], nxt: Beep) -> tuple[dict, tuple[Beep, Beep, Beep]] | None:
     """Three beeps of one alarm, then ``nxt``, the next cycle's first: a T3 cycle, matched on onsets.
 
-    Candidates share a line with ``nxt`` (within ``LINE_TOL_BINS``), its level within ``PATTERN_LEVEL_DB``
+    Candidates share a line with ``nxt`` (within ``LINE_TOL_BINS``), its peak level within ``NEW_SOUND_DB``
     and last at least ``on_min_s`` (shorter: noise reaching the band for a moment, ignored). Accepted:
     on times in [on_min, on_max + REVERB_ON_S], onset periods in [on_min + gap_min, on_max + gap_max] and
     alike (``PERIOD_SIMILARITY``), a silent gap between beeps, the cycle's last period at least
@@ -273,7 +287,7 @@ def match_t3(cfg: SoundConfig, done: list[Beep], nxt: Beep) -> tuple[dict, tuple
     a cycle). If the beeps as heard match nothing, fragments of one beep (``FRAGMENT_GAP_S``) are joined
     and the match is tried once more.
     Returns the match's timing (s) and its three beeps, or None."""
-    alike = [s for s in done if s.shares_pitch(nxt) and abs(s.level_db - nxt.level_db) <= PATTERN_LEVEL_DB
+    alike = [s for s in done if s.shares_pitch(nxt) and abs(s.level_db - nxt.level_db) <= NEW_SOUND_DB
              and s.end_s <= nxt.start_s]
     found = _match(cfg, [s for s in alike if cfg.on_min_s <= s.duration_s], nxt)
     if found is None:
@@ -292,7 +306,10 @@ def _join_fragments(cfg: SoundConfig, beeps: list[Beep]) -> list[Beep]:
         last = out[-1] if out else None
         if (last is not None and b.start_s - last.end_s <= FRAGMENT_GAP_S
                 and max(b.end_s, last.end_s) - last.start_s <= cfg.on_max_s):
-            out[-1] = Beep(last.start_s, max(b.end_s, last.end_s), last.lines, max(last.level_db, b.level_db))
+            power = (last.duration_s * 10.0 ** (last.mean_db / 10.0) + b.duration_s * 10.0 ** (b.mean_db / 10.0)) \
+                / max(1e-9, last.duration_s + b.duration_s)
+            out[-1] = Beep(last.start_s, max(b.end_s, last.end_s), last.lines, max(last.level_db, b.level_db),
+                           float(10.0 * np.log10(max(power, 1e-30))))
         else:
             out.append(b)
     return out
@@ -329,9 +346,10 @@ def _match(cfg: SoundConfig, cands: list[Beep], nxt: Beep) -> tuple[dict, tuple[
                 ons = [s1.duration_s, s2.duration_s, s3.duration_s]
                 if max(ons) > c.similarity * min(ons):
                     continue
-                four = (s1, s2, s3, nxt)
-                if max(s.level_db for s in four) - min(s.level_db for s in four) > PATTERN_LEVEL_DB:
-                    continue
+                three = (s1, s2, s3)
+                if (max(s.level_db for s in three) - min(s.level_db for s in three) > PATTERN_LEVEL_DB
+                        and max(s.mean_db for s in three) - min(s.mean_db for s in three) > PATTERN_LEVEL_DB):
+                    continue  # neither their peaks nor their means agree: not one source
                 gaps = ((s1.end_s, s2.start_s), (s2.end_s, s3.start_s), (s3.end_s, nxt.start_s))
                 if any(a < s.start_s < b for s in cands for a, b in gaps):
                     continue  # another beep of this pitch and level in a gap: a longer train, not T3
