@@ -66,9 +66,11 @@ MIN_GAP_S = 0.08
 """Between two beeps of a pattern there is at least this much of a gap."""
 PERIOD_SIMILARITY = 1.35
 """The two onset periods of a triple differ by at most this ratio (one alarm's oscillator)."""
-PATTERN_LEVEL_DB = 6.0
+PATTERN_LEVEL_DB = BEEP_LEVEL_DB
 """The three beeps of one pattern share their peak level, or their mean level (the envelope's mean power over
-the beep), within this: one alarm at one distance gives beeps 1-2 dB apart in 0-20 dB SNR noise. Either
+the beep), within the 8 dB the tracker allows within one beep: a clean alarm's beeps are 1-2 dB apart in
+0-20 dB SNR noise, but two lines flipping behind a door (the higher one attenuated more) at 5 dB SNR put
+the loudest line's peak 6-8 dB apart when one line sinks into the noise for a whole beep. Either
 measure: with beating and AM (a 3 Hz beat at 0.8, AM of 0.3 at 3 Hz) a 0.4 s beep's peak depends on where
 the maxima fall in it and moves by up to 8 dB from beep to beep while its mean stays within 1-3 dB; in a
 reverberant room the mean moves with the tail while the peak (the direct sound) stays. The next cycle's
