@@ -1,9 +1,9 @@
 """The ``[fire]`` configuration section: thresholds and weights of every fire detector and of the fusion.
 
 Every default is justified by ``benchmarks/fire.py`` (scenarios in hw-sim/qrad_hwsim/fire/scenarios and
-the public data sets it replays: UL FSRI, UCI occupancy, smoke sensors); the docstrings say which
-figure each one protects. Like the other
-sections, unknown fields are errors and values are frozen after load.
+the public data sets it replays: UL FSRI, UCI occupancy, smoke sensors) or by a standard; the docstrings
+say which figure or clause each one protects. Like the other sections, unknown fields are errors and values
+are frozen after load.
 """
 
 from __future__ import annotations
