@@ -83,6 +83,11 @@ down for 25 % of its 0.33 s period; with AM, longer), beyond ``BRIDGE_FRAMES``. 
 beeps as heard first, and only then with such fragments joined (when the joined beep is still no longer
 than ``on_max_s``): a T3 gap is 0.3-0.6 s, and reverberation that shortens it (a tail 8 dB down lasts
 RT60 x 8/60, 0.11 s at 0.8 s) leaves at least 0.19 s, which the first pass matches as heard."""
+GAP_SPREAD_S = 0.1 + BRIDGE_FRAMES * 0.016
+"""The two short gaps of one cycle come from one timer: they differ by at most ISO 8201's tolerance on each
+(±0.05 s) plus one beep end lost to a dropout the tracker does not bridge (``BRIDGE_FRAMES``, 0.16 s):
+0.26 s. Reverberation shortens both alike. Melody notes and a doorbell's two notes that fall into a T3-like
+rhythm do not keep their gaps this equal."""
 CYCLE_RATIO = 1.3
 """The cycle's last onset period (third beep to the next cycle's first) exceeds the triple's by this:
 T3 off-nominal extremes (on 0.7, off 0.6, gap 1.2 s) give 1.46; a beep train gives 1."""
@@ -283,7 +288,8 @@ def match_t3(cfg: SoundConfig, done: list[Beep], nxt: Beep) -> tuple[dict, tuple
     Candidates share a line with ``nxt`` (within ``LINE_TOL_BINS``), its peak level within ``NEW_SOUND_DB``
     and last at least ``on_min_s`` (shorter: noise reaching the band for a moment, ignored). Accepted:
     on times in [on_min, on_max + REVERB_ON_S], onset periods in [on_min + gap_min, on_max + gap_max] and
-    alike (``PERIOD_SIMILARITY``), a silent gap between beeps, the cycle's last period at least
+    alike (``PERIOD_SIMILARITY``), a silent gap between beeps, short gaps no longer than ``gap_max_s`` and
+    within ``GAP_SPREAD_S`` of each other, the cycle's last period at least
     ``CYCLE_RATIO`` times the others with a long gap of at least ``long_gap_min_s`` - ``REVERB_ON_S``,
     no candidate starting inside a gap, and none closer than that before the first (the triple starts
     a cycle). If the beeps as heard match nothing, fragments of one beep (``FRAGMENT_GAP_S``) are joined
@@ -348,6 +354,9 @@ def _match(cfg: SoundConfig, cands: list[Beep], nxt: Beep) -> tuple[dict, tuple[
                 ons = [s1.duration_s, s2.duration_s, s3.duration_s]
                 if max(ons) > c.similarity * min(ons):
                     continue
+                g1, g2 = s2.start_s - s1.end_s, s3.start_s - s2.end_s
+                if max(g1, g2) > c.gap_max_s or abs(g1 - g2) > GAP_SPREAD_S:
+                    continue  # reverberation only shortens a gap: longer is no T3; unequal: not one timer
                 three = (s1, s2, s3)
                 if (max(s.level_db for s in three) - min(s.level_db for s in three) > PATTERN_LEVEL_DB
                         and max(s.mean_db for s in three) - min(s.mean_db for s in three) > PATTERN_LEVEL_DB):
@@ -360,5 +369,7 @@ def _match(cfg: SoundConfig, cands: list[Beep], nxt: Beep) -> tuple[dict, tuple[
                 return ({"on_s": [round(d, 3) for d in ons],
                          "gaps_s": [round(s2.start_s - s1.end_s, 3), round(s3.start_s - s2.end_s, 3)],
                          "long_gap_s": round(long_gap, 3),
-                         "periods_s": [round(p1, 3), round(p2, 3), round(q, 3)]}, (s1, s2, s3))
+                         "periods_s": [round(p1, 3), round(p2, 3), round(q, 3)],
+                         "peak_db": [round(s.level_db, 1) for s in (s1, s2, s3, nxt)],
+                         "mean_db": [round(s.mean_db, 1) for s in three]}, (s1, s2, s3))
     return None
