@@ -177,7 +177,9 @@ class AlarmSoundDetector:
         self._frame = 0  # frames processed since start
         self._last_t: float | None = None
         self._block_t = 0.0
-        self._lock: tuple[Beep, float] | None = None
+        self._lock: tuple[Beep, float, float] | None = None
+        """A confirmed alarm: its last cycle's first beep, its period (s) and its beeps' level (dB, the
+        median peak of the confirmed triple: steadier than any one beep, whose peak a beat null can lower)."""
         self.confirmations = 0
         self.consecutive = 0
         self.last_confirm_t: float | None = None
@@ -221,27 +223,28 @@ class AlarmSoundDetector:
                 return False  # a square wave's harmonics, then some other sound: not one alarm's pattern
         self.last_match = {**match, "freq_hz": round(beep.lines[0] * self.bin_hz),
                            "lines_hz": sorted(round(f * self.bin_hz) for f in beep.lines)}
-        self._lock = (beep, beep.start_s - triple[0].start_s)
+        self._lock = (beep, beep.start_s - triple[0].start_s, sorted(s.level_db for s in triple)[1])
         self._confirm(band, beep, self._block_t)
         return True
 
     def _continues(self, band: RidgeBand, beep: Beep) -> bool:
-        """After a confirmed cycle the alarm's pitch, level and cycle period are known: a beep of that pitch
-        and level starting one period after the last cycle's first beep (within ``LOCK_TOLERANCE_S``), after a
-        long gap and with another beep of it inside that cycle, is the alarm's next cycle even when one of its
-        beeps was lost to noise or a door (the first confirmation still needs the whole pattern)."""
+        """After a confirmed cycle the alarm's pitch, level (the confirmed triple's) and cycle period are
+        known: a beep of that pitch and level starting one period after the last cycle's first beep (within
+        ``LOCK_TOLERANCE_S``), after a long gap and with another beep of it inside that cycle, is the alarm's
+        next cycle even when one of its beeps was lost to noise or a door (the first confirmation still needs
+        the whole pattern)."""
         if self._lock is None:
             return False
-        first, period = self._lock
+        first, period, level = self._lock
         expected = first.start_s + period
         if beep.start_s > expected + LOCK_TOLERANCE_S:
             self._lock = None
             return False
         if (abs(beep.start_s - expected) > LOCK_TOLERANCE_S or not beep.shares_pitch(first)
-                or abs(beep.level_db - first.level_db) > PATTERN_LEVEL_DB):
+                or abs(beep.level_db - level) > PATTERN_LEVEL_DB):
             return False
         alike = [s for s in band.segments if s.shares_pitch(first) and s.duration_s >= self.cfg.on_min_s
-                 and abs(s.level_db - first.level_db) <= PATTERN_LEVEL_DB]
+                 and abs(s.level_db - level) <= PATTERN_LEVEL_DB]
         quiet_from = beep.start_s - (self.cfg.long_gap_min_s - REVERB_ON_S)
         if not any(first.end_s < s.start_s < quiet_from for s in alike):
             return False  # none of the cycle's other beeps
@@ -250,7 +253,7 @@ class AlarmSoundDetector:
         self.last_match = {"continued": True, "period_s": round(beep.start_s - first.start_s, 3),
                            "freq_hz": round(beep.lines[0] * self.bin_hz),
                            "lines_hz": sorted(round(f * self.bin_hz) for f in beep.lines)}
-        self._lock = (beep, period)
+        self._lock = (beep, period, level)
         self._confirm(band, beep, self._block_t)
         return True
 
@@ -267,20 +270,23 @@ class AlarmSoundDetector:
         self._pending = np.zeros(0, dtype=np.float32)
 
     def _scan(self, band: _Band, power: np.ndarray, t_s: float) -> bool:
-        on, bins, level_db = band.tone_frames(power, self.cfg)
+        on_a, bins_a, level_a = band.tone_frames(power, self.cfg)
+        on, bins, level_db = on_a.tolist(), bins_a.tolist(), level_a.tolist()  # Python scalars: per-frame loop
+        region = band.last_region_db.tolist()
         confirmed = False
         for i in range(len(on)):
             frame = self._frame + i
-            tone = bool(on[i])
+            tone = on[i]
             if band.floor_db is None:
-                band.floor_db = float(level_db[i])
+                band.floor_db = level_db[i]
             if tone and level_db[i] < band.floor_db + self.cfg.floor_margin_db:
                 tone = False
             if not tone:
                 rate = 0.3 if level_db[i] < band.floor_db else 0.005
-                band.floor_db += rate * (float(level_db[i]) - band.floor_db)
-            band.region_db.append((frame, float(band.last_region_db[i])))
-            confirmed |= self._segment(band, frame, tone, int(bins[i]), float(level_db[i]), t_s)
+                band.floor_db += rate * (level_db[i] - band.floor_db)
+            band.region_db.append((frame, region[i]))
+            if tone or band.cur_start is not None:
+                confirmed |= self._segment(band, frame, tone, bins[i], level_db[i], t_s)
         return confirmed
 
     def _segment(self, band: _Band, frame: int, tone: bool, bin_: int, level: float, t_s: float) -> bool:

@@ -1,9 +1,9 @@
 """The ``[fire]`` configuration section: thresholds and weights of every fire detector and of the fusion.
 
 Every default is justified by ``benchmarks/fire.py`` (scenarios in hw-sim/qrad_hwsim/fire/scenarios and
-the public data sets it replays: UL FSRI, UCI occupancy, smoke sensors); the docstrings say which
-figure each one protects. Like the other
-sections, unknown fields are errors and values are frozen after load.
+the public data sets it replays: UL FSRI, UCI occupancy, smoke sensors) or by a standard; the docstrings
+say which figure or clause each one protects. Like the other sections, unknown fields are errors and values
+are frozen after load.
 """
 
 from __future__ import annotations
@@ -60,13 +60,24 @@ class HeatConfig(_Section):
 
     ``static_alarm_c`` 56 °C and ``ror_alarm_c`` 46 °C above ``ror_k_per_min`` 4 K/min: the A1R algorithm
     the notes cite, which meets EN 54-5's A1 response-time windows from 25 °C at every tabulated rate (see
-    heat.py). ``rate_*``: the earlier, graded evidence from a rise the heater's own power does not explain.
+    heat.py). ``fixed_rate_*``: a rate-of-rise element (UL 521's 8.3 K/min) that answers a fire growing
+    fast in a cold room before the air near the floor reaches 46 °C, never before EN 54-5's lower limits.
+    ``rate_*``: the earlier, graded evidence from a rise the heater's own power does not explain.
     """
 
     static_alarm_c: float = Field(56.0, ge=54.0, le=65.0, description="EN 54-5 A1 static response")
     ror_alarm_c: float = Field(46.0, ge=30.0, le=65.0)
     ror_k_per_min: float = Field(4.0, gt=0)
     slope_window_s: float = Field(120.0, ge=20.0)
+    fixed_rate_k_per_min: float = Field(
+        8.3, gt=0, description="rate-of-rise element: the fixed rate of UL 521 / NFPA 72 rate-of-rise heat "
+                               "detectors (15 °F/min), beyond what the heater's own power explains")
+    fixed_rate_window_s: float = Field(30.0, ge=10.0, description="window of the rate-of-rise slope, s")
+    fixed_rate_rise_k: float = Field(
+        10.0, gt=0, description="rate-of-rise element: rise above the lowest level of the last "
+                                "fixed_rate_lookback_s; EN 54-5 A1's lower response limits at 10, 20 and 30 K/min "
+                                "(60, 30 and 20 s) are each a 10 K rise, so the element never answers earlier")
+    fixed_rate_lookback_s: float = Field(600.0, ge=60.0)
     rate_floor_k_per_min: float = Field(1.0, ge=0, description="unexplained rise giving no evidence")
     rate_full_k_per_min: float = Field(4.0, gt=0, description="unexplained rise giving rate_max_confidence")
     rate_max_confidence: float = Field(0.6, ge=0, le=1)
@@ -120,8 +131,9 @@ class Co2Config(_Section):
 class FusionConfig(_Section):
     """Weighted evidence with persistence (qrad_agent.fire.fusion).
 
-    score = sum(weight_i * confidence_i). PRE_ALARM while score >= ``pre_alarm_score`` for
-    ``pre_alarm_persist_s``; ALARM (latched) once score >= ``alarm_score`` for ``alarm_persist_s``.
+    score = sum(weight_i * confidence_i). PRE_ALARM once score >= ``pre_alarm_score`` for
+    ``pre_alarm_persist_s``, until it has been below for ``pre_alarm_clear_s``; ALARM (latched) once
+    score >= ``alarm_score`` for ``alarm_persist_s``.
     Weights: a detector that is definite on its own (a confirmed T3 repeated, an EN 54-5 heat response)
     weighs 1; CO2 and particles weigh 0.6 each, so either alone is a PRE_ALARM and both together an ALARM.
     """
@@ -135,6 +147,10 @@ class FusionConfig(_Section):
                                 "person or a draught at the sensor, rising for about a minute) gave PRE_ALARMs "
                                 "at 10 s (benchmarks/fire.py); ALARM keeps its own, shorter persistence")
     alarm_persist_s: float = Field(4.0, ge=0)
+    pre_alarm_clear_s: float = Field(
+        300.0, ge=0, description="PRE_ALARM ends once the score has stayed below pre_alarm_score this long: an "
+                                 "off-delay against chattering (IEC 62682 / EEMUA 191 alarm management), so one "
+                                 "event (an evening's cooking smoke rising, saturating, decaying) is one PRE_ALARM")
 
     @model_validator(mode="after")
     def _ordered(self) -> FusionConfig:

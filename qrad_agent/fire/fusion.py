@@ -7,7 +7,8 @@ off a status page and checked against the benchmark):
     ALARM      score >= alarm_score held for alarm_persist_s    latched until reset(authorised=True)
                (held since the evidence's ``since_s`` when one detector alone reaches alarm_score and
                says since when its evidence holds: T3 confirmed over two cycles has sounded ~5 s already)
-    PRE_ALARM  score >= pre_alarm_score held for pre_alarm_persist_s
+    PRE_ALARM  score >= pre_alarm_score held for pre_alarm_persist_s; it ends only after the score has
+               stayed below pre_alarm_score for pre_alarm_clear_s (an off-delay: one event, one PRE_ALARM)
     FAULT      otherwise, while an input the configuration needs is missing (its detector says why)
     NORMAL     otherwise
 
@@ -61,6 +62,7 @@ class FireFusion:
         self.since_s = 0.0
         self._above_alarm_s: float | None = None
         self._above_pre_s: float | None = None
+        self._below_pre_s: float | None = None
         self.alarm: Decision | None = None
         self.last: Decision | None = None
 
@@ -75,6 +77,7 @@ class FireFusion:
                    and self.cfg.weights.get(e.detector, 0.0) * e.confidence >= self.cfg.alarm_score]
             self._above_alarm_s = min([self._above_alarm_s, *own])
         self._above_pre_s = _held(self._above_pre_s, score >= self.cfg.pre_alarm_score, t_s)
+        self._below_pre_s = _held(self._below_pre_s, score < self.cfg.pre_alarm_score, t_s)
         missing = tuple(e.detector for e in evidence if not e.available and e.detector in needed)
         state, reason = self._next(t_s, score, evidence, missing)
         if state is not self.state:
@@ -98,6 +101,13 @@ class FireFusion:
                                     f"{self._above_alarm_s:.1f} s: {why}"
         if self._above_pre_s is not None and t_s - self._above_pre_s >= self.cfg.pre_alarm_persist_s:
             return FireState.PRE_ALARM, f"score {score:.2f} >= {self.cfg.pre_alarm_score}: {why}"
+        if self.state is FireState.PRE_ALARM and self._below_pre_s is None:  # above again: the same event
+            return FireState.PRE_ALARM, f"score {score:.2f} >= {self.cfg.pre_alarm_score}: {why}"
+        if (self.state is FireState.PRE_ALARM and self._below_pre_s is not None
+                and t_s - self._below_pre_s < self.cfg.pre_alarm_clear_s):
+            return FireState.PRE_ALARM, (f"score {score:.2f} below {self.cfg.pre_alarm_score} since "
+                                         f"{self._below_pre_s:.1f} s, clears after "
+                                         f"{self.cfg.pre_alarm_clear_s:.0f} s: {why}")
         if missing:
             reasons = "; ".join(e.reason for e in evidence if e.detector in missing)
             return FireState.FAULT, f"inputs missing: {', '.join(missing)} ({reasons})"
@@ -108,7 +118,7 @@ class FireFusion:
         if not authorised:
             return False
         self.state, self.alarm = FireState.NORMAL, None
-        self._above_alarm_s = self._above_pre_s = None
+        self._above_alarm_s = self._above_pre_s = self._below_pre_s = None
         return True
 
 

@@ -13,6 +13,16 @@ of a commercial panel's analog detectors: Panasonic EBL128 planning instructions
 median of the last three samples and the rate a least-squares slope over ``slope_window_s``, so one noisy
 sample cannot trip it.
 
+A heater's sensor sits 0.3-0.6 m above the floor, in the cold lower layer, where a growing fire's heat
+arrives late: in the UL FSRI armchair fire (benchmarks/fire.py) the thermocouples at that height pass
+46 °C only 200-220 s after ignition, 15-30 s after they start rising at 10-30 K/min from 14 °C. A
+rate-of-rise element answers that: the rate of UL 521 / NFPA 72 rate-of-rise heat detectors, 8.3 K/min
+(15 °F/min), over ``fixed_rate_window_s`` and beyond what our own power explains, together with a rise of
+``fixed_rate_rise_k`` 10 K above the lowest level (median of three) of the last ``fixed_rate_lookback_s``.
+The rise is EN 54-5's own floor: its A1 lower response limits at 10, 20 and 30 K/min (60, 30 and 20 s
+from 25 °C) are each a 10 K rise, so the element never answers before the standard allows; sensor noise
+(0.1-0.5 K) and a 500 W heater's own plume (a few K over minutes) come nowhere near 10 K at 8.3 K/min.
+
 Earlier, graded evidence comes from the part of the rise that the heater's own power does not explain.
 An online first-order room model, ``T[k+1] - T[k] = a + b T[k] + c P[k]`` per ``model_step_s`` (the fast
 pole of the 2R2C room: loss to a slowly varying ambient, capacity 1/c), is identified by recursive least
@@ -26,6 +36,7 @@ evidence). The unexplained rate counts only ``noise_sigmas`` standard errors abo
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import numpy as np
 
@@ -104,19 +115,36 @@ class HeatDetector:
     def __init__(self, cfg: HeatConfig) -> None:
         self.cfg = cfg
         self.trend = WindowSlope(cfg.slope_window_s)
+        self.fast = WindowSlope(cfg.fixed_rate_window_s)
+        self.levels: deque[tuple[float, float]] = deque()
         self.model = RoomModel(cfg)
         self.last: Evidence = missing("heat", 0.0, "no temperature yet")
 
     def update(self, t_s: float, temp_c: float | None, power_w: float | None) -> Evidence:
         if temp_c is None or not math.isfinite(temp_c):
             self.trend.clear()
+            self.fast.clear()
+            self.levels.clear()
             self.last = missing("heat", t_s, "no fresh room temperature")
             return self.last
         self.trend.add(t_s, temp_c)
+        self.fast.add(t_s, temp_c)
+        self._add_level(t_s)
         power = power_w if power_w is not None and math.isfinite(power_w) else 0.0
         self.model.add(t_s, temp_c, power, learn=self.last.confidence < 0.2)
         self.last = self._evaluate(t_s, temp_c, power)
         return self.last
+
+    def _add_level(self, t_s: float) -> None:
+        """The lowest (median of three) level of the last ``fixed_rate_lookback_s`` (the rise's reference):
+        a sliding minimum (levels kept increasing, each added and dropped once: O(1) per sample)."""
+        level = self.trend.median_last()
+        if level is not None:
+            while self.levels and self.levels[-1][1] >= level:
+                self.levels.pop()
+            self.levels.append((t_s, level))
+        while self.levels and t_s - self.levels[0][0] > self.cfg.fixed_rate_lookback_s:
+            self.levels.popleft()
 
     def _evaluate(self, t_s: float, temp_c: float, power_w: float) -> Evidence:
         c = self.cfg
@@ -127,13 +155,20 @@ class HeatDetector:
         alarm_c = c.ror_alarm_c if rising else c.static_alarm_c
         explained = max(0.0, self.model.explained_k_per_min(temp_c, power_w))
         unexplained = rate - explained - c.noise_sigmas * se_min if math.isfinite(se_min) else 0.0
+        fast, fast_se = self.fast.slope()
+        fast_rate = fast * 60.0 - explained
+        rise = level - (self.levels[0][1] if self.levels else level)
         values = {"temp_c": round(level, 2), "rate_k_per_min": round(rate, 3),
                   "explained_k_per_min": round(explained, 3), "unexplained_k_per_min": round(unexplained, 3),
-                  "alarm_level_c": alarm_c}
+                  "alarm_level_c": alarm_c, "fast_rate_k_per_min": round(fast_rate, 2), "rise_k": round(rise, 2)}
         if level >= alarm_c:
             why = "rate-of-rise" if rising else "static"
             return Evidence("heat", 1.0, values, f"EN 54-5 A1R {why} response: {level:.1f} °C >= {alarm_c} °C"
                             f" at {rate:.1f} K/min", t_s)
+        if (math.isfinite(fast_se) and fast_rate >= c.fixed_rate_k_per_min and fast - c.noise_sigmas * fast_se > 0
+                and rise >= c.fixed_rate_rise_k):
+            return Evidence("heat", 1.0, values, f"rate-of-rise response: {fast_rate:.1f} K/min >= "
+                            f"{c.fixed_rate_k_per_min} K/min unexplained, {rise:.1f} K rise", t_s)
         span = c.rate_full_k_per_min - c.rate_floor_k_per_min
         c_rate = c.rate_max_confidence * clip01((unexplained - c.rate_floor_k_per_min) / span)
         c_level = STATIC_MAX_CONFIDENCE * clip01((level - (alarm_c - STATIC_PREWARN_K)) / STATIC_PREWARN_K)

@@ -66,9 +66,28 @@ MIN_GAP_S = 0.08
 """Between two beeps of a pattern there is at least this much of a gap."""
 PERIOD_SIMILARITY = 1.35
 """The two onset periods of a triple differ by at most this ratio (one alarm's oscillator)."""
-PATTERN_LEVEL_DB = 6.0
-"""The beeps of one pattern share their peak level within this (one alarm at one distance: 1-2 dB apart
-in 0-20 dB SNR noise; the peak of the loudest line is steadier than any one line)."""
+PATTERN_LEVEL_DB = BEEP_LEVEL_DB
+"""The three beeps of one pattern share their peak level, or their mean level (the envelope's mean power over
+the beep), within the 8 dB the tracker allows within one beep: a clean alarm's beeps are 1-2 dB apart in
+0-20 dB SNR noise, but two lines flipping behind a door (the higher one attenuated more) at 5 dB SNR put
+the loudest line's peak 6-8 dB apart when one line sinks into the noise for a whole beep. Either
+measure: with beating and AM (a 3 Hz beat at 0.8, AM of 0.3 at 3 Hz) a 0.4 s beep's peak depends on where
+the maxima fall in it and moves by up to 8 dB from beep to beep while its mean stays within 1-3 dB; in a
+reverberant room the mean moves with the tail while the peak (the direct sound) stays. The next cycle's
+first beep, still sounding when it is judged (its first ``next_beep_min_s``), is held to its peak within
+``NEW_SOUND_DB``, the tracker's own limit for one sound."""
+FRAGMENT_GAP_S = 0.2
+"""A beep may break into fragments this close together: beating (two lines a few Hz apart) and AM put the
+envelope 8-20 dB down for up to a sixth of a second at a time (a 3 Hz beat at 0.8 relative level stays 8 dB
+down for 25 % of its 0.33 s period; with AM, longer), beyond ``BRIDGE_FRAMES``. The matcher tries the
+beeps as heard first, and only then with such fragments joined (when the joined beep is still no longer
+than ``on_max_s``): a T3 gap is 0.3-0.6 s, and reverberation that shortens it (a tail 8 dB down lasts
+RT60 x 8/60, 0.11 s at 0.8 s) leaves at least 0.19 s, which the first pass matches as heard."""
+GAP_SPREAD_S = 0.1 + BRIDGE_FRAMES * 0.016
+"""The two short gaps of one cycle come from one timer: they differ by at most ISO 8201's tolerance on each
+(±0.05 s) plus one beep end lost to a dropout the tracker does not bridge (``BRIDGE_FRAMES``, 0.16 s):
+0.26 s. Reverberation shortens both alike. Melody notes and a doorbell's two notes that fall into a T3-like
+rhythm do not keep their gaps this equal."""
 CYCLE_RATIO = 1.3
 """The cycle's last onset period (third beep to the next cycle's first) exceeds the triple's by this:
 T3 off-nominal extremes (on 0.7, off 0.6, gap 1.2 s) give 1.46; a beep train gives 1."""
@@ -82,6 +101,8 @@ class Beep:
     end_s: float
     lines: tuple[float, ...]
     level_db: float
+    mean_db: float = -np.inf
+    """The envelope's mean power over the beep, dB (``PATTERN_LEVEL_DB``); -inf: not known."""
 
     @property
     def duration_s(self) -> float:
@@ -106,6 +127,8 @@ class _Open:
     ref: float = 0.0
     seen: list[int] = field(default_factory=list)
     peak: list[tuple[float, float]] = field(default_factory=list)
+    energy: float = 0.0
+    frames: int = 0
     """Per line: (level dB, fractional bin) of its loudest frame: the pitch the line is reported at (the
     tracked position may drift onto noise in its last frames)."""
 
@@ -155,18 +178,19 @@ class RidgeBand:
         """Track every frame of the block; ``on_current(band, beep)`` is asked about each open beep that has
         lasted ``next_beep_min_s`` (it returns True when the beep confirmed a pattern)."""
         is_max, frac, level = self.peaks(power, cfg)
-        strongest = level.max(axis=1)
+        strongest = level.max(axis=1).tolist()
+        best_peak = np.where(is_max, level, -np.inf).max(axis=1).tolist()  # per frame, whole block at once
         confirmed = False
         min_frames = cfg.next_beep_min_s / self.frame_s
         for i in range(len(is_max)):
             frame = first_frame + i
-            top = float(strongest[i])
+            top = strongest[i]
             if self.floor_db is None:
                 self.floor_db = top
-            idx = np.flatnonzero(is_max[i])
             peaks: list[tuple[float, float]] = []
-            if idx.size and level[i, idx].max() >= self.floor_db + cfg.floor_margin_db:
-                best = float(level[i, idx].max())
+            if best_peak[i] >= self.floor_db + cfg.floor_margin_db:
+                idx = np.flatnonzero(is_max[i])
+                best = best_peak[i]
                 order = idx[np.argsort(-level[i, idx])][:MAX_PEAKS]
                 peaks = [(float(frac[i, k]), float(level[i, k])) for k in order
                          if level[i, k] >= best - LINE_RANGE_DB]
@@ -183,9 +207,13 @@ class RidgeBand:
         return confirmed
 
     def _as_beep(self, b: _Open) -> Beep:
-        return Beep(b.start * self.frame_s, (b.last + 1) * self.frame_s, tuple(f for _, f in b.peak), b.level)
+        mean = 10.0 * np.log10(b.energy / b.frames) if b.frames else b.level
+        return Beep(b.start * self.frame_s, (b.last + 1) * self.frame_s, tuple(f for _, f in b.peak), b.level,
+                    float(mean))
 
     def _track(self, frame: int, peaks: list[tuple[float, float]]) -> None:
+        if not peaks and not self.open:
+            return  # nothing to continue, end or start (most frames of a quiet room)
         used = [False] * len(peaks)
         live = sorted((b for b in self.open if not b.ended), key=lambda b: -b.level)
         matched: dict[int, list[tuple[int, int, float, float]]] = {id(b): [] for b in live}
@@ -227,13 +255,16 @@ class RidgeBand:
             attack = frame - beep.start <= settle
             if attack or env >= beep.ref - BEEP_LEVEL_DB:
                 beep.last = frame
+                beep.energy += 10.0 ** (env / 10.0)
+                beep.frames += 1
                 beep.level = max(beep.level, env)
                 beep.ref = env if attack else max(beep.ref, env)
         fresh = [(f, db) for j, (f, db) in enumerate(peaks) if not used[j]]
         if fresh:
             level = max(db for _, db in fresh)
             self.open.append(_Open(frame, frame, [f for f, _ in fresh], level, ref=level,
-                                   seen=[frame] * len(fresh), peak=[(db, f) for f, db in fresh]))
+                                   seen=[frame] * len(fresh), peak=[(db, f) for f, db in fresh],
+                                   energy=10.0 ** (level / 10.0), frames=1))
         for beep in self.open:  # a line silent longer than a dropout has ended: another sound may take its pitch
             alive = [k for k, seen in enumerate(beep.seen) if frame - seen <= BRIDGE_FRAMES]
             if alive and len(alive) < len(beep.lines):
@@ -254,17 +285,46 @@ class RidgeBand:
 def match_t3(cfg: SoundConfig, done: list[Beep], nxt: Beep) -> tuple[dict, tuple[Beep, Beep, Beep]] | None:
     """Three beeps of one alarm, then ``nxt``, the next cycle's first: a T3 cycle, matched on onsets.
 
-    Candidates share a line with ``nxt`` (within ``LINE_TOL_BINS``), its level within ``PATTERN_LEVEL_DB``
+    Candidates share a line with ``nxt`` (within ``LINE_TOL_BINS``), its peak level within ``NEW_SOUND_DB``
     and last at least ``on_min_s`` (shorter: noise reaching the band for a moment, ignored). Accepted:
     on times in [on_min, on_max + REVERB_ON_S], onset periods in [on_min + gap_min, on_max + gap_max] and
-    alike (``PERIOD_SIMILARITY``), a silent gap between beeps, the cycle's last period at least
+    alike (``PERIOD_SIMILARITY``), a silent gap between beeps, short gaps no longer than ``gap_max_s`` and
+    within ``GAP_SPREAD_S`` of each other, the cycle's last period at least
     ``CYCLE_RATIO`` times the others with a long gap of at least ``long_gap_min_s`` - ``REVERB_ON_S``,
     no candidate starting inside a gap, and none closer than that before the first (the triple starts
-    a cycle).
+    a cycle). If the beeps as heard match nothing, fragments of one beep (``FRAGMENT_GAP_S``) are joined
+    and the match is tried once more.
     Returns the match's timing (s) and its three beeps, or None."""
+    alike = [s for s in done if s.shares_pitch(nxt) and abs(s.level_db - nxt.level_db) <= NEW_SOUND_DB
+             and s.end_s <= nxt.start_s]
+    found = _match(cfg, [s for s in alike if cfg.on_min_s <= s.duration_s], nxt)
+    if found is None:
+        joined = _join_fragments(cfg, alike)
+        if len(joined) < len(alike):
+            found = _match(cfg, [s for s in joined if cfg.on_min_s <= s.duration_s], nxt)
+            if found is not None:
+                found[0]["fragments_joined"] = True
+    return found
+
+
+def _join_fragments(cfg: SoundConfig, beeps: list[Beep]) -> list[Beep]:
+    """Successive beeps closer than ``FRAGMENT_GAP_S`` joined into one, while it stays within ``on_max_s``."""
+    out: list[Beep] = []
+    for b in sorted(beeps, key=lambda b: b.start_s):
+        last = out[-1] if out else None
+        if (last is not None and b.start_s - last.end_s <= FRAGMENT_GAP_S
+                and max(b.end_s, last.end_s) - last.start_s <= cfg.on_max_s):
+            power = (last.duration_s * 10.0 ** (last.mean_db / 10.0) + b.duration_s * 10.0 ** (b.mean_db / 10.0)) \
+                / max(1e-9, last.duration_s + b.duration_s)
+            out[-1] = Beep(last.start_s, max(b.end_s, last.end_s), last.lines, max(last.level_db, b.level_db),
+                           float(10.0 * np.log10(max(power, 1e-30))))
+        else:
+            out.append(b)
+    return out
+
+
+def _match(cfg: SoundConfig, cands: list[Beep], nxt: Beep) -> tuple[dict, tuple[Beep, Beep, Beep]] | None:
     c = cfg
-    cands = [s for s in done if s.shares_pitch(nxt) and abs(s.level_db - nxt.level_db) <= PATTERN_LEVEL_DB
-             and c.on_min_s <= s.duration_s and s.end_s <= nxt.start_s]
     p_lo, p_hi = c.on_min_s + c.gap_min_s, c.on_max_s + c.gap_max_s
     on_hi = c.on_max_s + REVERB_ON_S
     for k3 in range(len(cands) - 1, -1, -1):
@@ -294,9 +354,13 @@ def match_t3(cfg: SoundConfig, done: list[Beep], nxt: Beep) -> tuple[dict, tuple
                 ons = [s1.duration_s, s2.duration_s, s3.duration_s]
                 if max(ons) > c.similarity * min(ons):
                     continue
-                four = (s1, s2, s3, nxt)
-                if max(s.level_db for s in four) - min(s.level_db for s in four) > PATTERN_LEVEL_DB:
-                    continue
+                g1, g2 = s2.start_s - s1.end_s, s3.start_s - s2.end_s
+                if max(g1, g2) > c.gap_max_s or abs(g1 - g2) > GAP_SPREAD_S:
+                    continue  # reverberation only shortens a gap: longer is no T3; unequal: not one timer
+                three = (s1, s2, s3)
+                if (max(s.level_db for s in three) - min(s.level_db for s in three) > PATTERN_LEVEL_DB
+                        and max(s.mean_db for s in three) - min(s.mean_db for s in three) > PATTERN_LEVEL_DB):
+                    continue  # neither their peaks nor their means agree: not one source
                 gaps = ((s1.end_s, s2.start_s), (s2.end_s, s3.start_s), (s3.end_s, nxt.start_s))
                 if any(a < s.start_s < b for s in cands for a, b in gaps):
                     continue  # another beep of this pitch and level in a gap: a longer train, not T3
@@ -305,5 +369,7 @@ def match_t3(cfg: SoundConfig, done: list[Beep], nxt: Beep) -> tuple[dict, tuple
                 return ({"on_s": [round(d, 3) for d in ons],
                          "gaps_s": [round(s2.start_s - s1.end_s, 3), round(s3.start_s - s2.end_s, 3)],
                          "long_gap_s": round(long_gap, 3),
-                         "periods_s": [round(p1, 3), round(p2, 3), round(q, 3)]}, (s1, s2, s3))
+                         "periods_s": [round(p1, 3), round(p2, 3), round(q, 3)],
+                         "peak_db": [round(s.level_db, 1) for s in (s1, s2, s3, nxt)],
+                         "mean_db": [round(s.mean_db, 1) for s in three]}, (s1, s2, s3))
     return None

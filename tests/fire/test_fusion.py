@@ -71,3 +71,16 @@ def test_sound_held_since_its_first_cycle_needs_no_further_persistence() -> None
     assert g.update(10.0, [Evidence("sound", 1.0, {}, "T3", 10.0)]).state is FireState.NORMAL
     h = FireFusion(FusionConfig())  # since_s only counts for evidence that alone reaches the alarm score
     assert h.update(10.0, [Evidence("co2", 1.0, {}, "c", 10.0, since_s=0.0)]).state is FireState.NORMAL
+
+
+def test_pre_alarm_clears_only_after_the_off_delay() -> None:
+    """Smoke that dips below the threshold for a while (cooking: rising, saturating, decaying) stays one
+    PRE_ALARM; it clears once the score has been below for pre_alarm_clear_s."""
+    f = FireFusion(FusionConfig(pre_alarm_clear_s=300.0))
+    states = [f.update(float(t), ev(pm=1.0)).state for t in range(0, 120, 2)]
+    assert states[-1] is FireState.PRE_ALARM
+    dip = [f.update(float(t), ev()) for t in range(120, 400, 2)]
+    assert all(d.state is FireState.PRE_ALARM for d in dip) and "clears after 300 s" in dip[-1].reason
+    assert f.update(400.0, ev(pm=1.0)).state is FireState.PRE_ALARM  # back above: the same event
+    later = [f.update(float(t), ev()).state for t in range(402, 720, 2)]
+    assert later[-1] is FireState.NORMAL and FireState.NORMAL not in later[: 290 // 2]

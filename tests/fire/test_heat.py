@@ -63,3 +63,30 @@ def test_room_model_learns_the_heaters_own_heating() -> None:
 def test_missing_temperature_is_missing_evidence() -> None:
     ev = HeatDetector(HeatConfig()).update(0.0, None, 100.0)
     assert not ev.available and "temperature" in ev.reason
+
+
+def test_rate_of_rise_element_answers_the_cold_layer_before_46_c() -> None:
+    """A heater's sensor near the floor, at 14 °C, then a fire's heat arriving at 20 K/min: the rate-of-rise
+    element answers after a 10 K rise (EN 54-5's 30 s lower limit at 20 K/min), far below 46 °C."""
+    det = HeatDetector(HeatConfig())
+    rng = np.random.default_rng(3)
+    for k in range(300):
+        det.update(2.0 * k, 14.0 + rng.normal(0, 0.1), 0.0)
+    for k in range(120):
+        t = 600.0 + 2.0 * k
+        ev = det.update(t, 14.0 + 20.0 * (t - 600.0) / 60 + rng.normal(0, 0.1), 0.0)
+        if ev.confidence >= 1.0:
+            break
+    assert ev.confidence >= 1.0 and "rate-of-rise response" in ev.reason, ev
+    assert 30.0 <= t - 600.0 <= 45.0 and ev.values["temp_c"] < 30.0, (t, ev.values)
+
+
+def test_a_slow_warm_up_never_reaches_the_rate_of_rise_element() -> None:
+    """A 500 W heater's own plume on a cold sensor (3 K in a few minutes) and a room warming 5 K/h."""
+    det = HeatDetector(HeatConfig())
+    worst = 0.0
+    for k in range(3600):
+        t = 2.0 * k
+        temp = 15.0 + 3.0 * (1 - np.exp(-t / 120.0)) + 5.0 * t / 3600
+        worst = max(worst, det.update(t, temp, 500.0).confidence)
+    assert worst < 1.0
