@@ -21,6 +21,7 @@ room, where the tail stretches every beep and shortens every gap by up to its de
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,9 @@ LOCAL_NEAR, LOCAL_FAR = 3, 10
 """A peak's neighbourhood: the bins 3 to 10 away on each side (190-625 Hz at 62.5 Hz bins), past the Hann
 window's main lobe (2 bins) and wide enough that a second or third line 300-350 Hz away raises at most three
 of a side's 8 bins, not their median."""
+QUARTILE_TO_MEDIAN = math.log(2.0) / math.log(4.0 / 3.0)
+"""Median over lower quartile of a noise bin's power (exponentially distributed: chi-square, 2 degrees of
+freedom), so a side's lower quartile estimates the median a noise-only side would have."""
 LOCAL_CONTRAST_DB = 9.0
 """A line's 3-bin power over 3 x the louder side's median (dB), as over the region's median
 (``contrast_db``). Measured on 5 minutes of hw-sim's talk (1, 2, 4 people): at 6 dB the talk's own noise
@@ -162,16 +166,18 @@ class RidgeBand:
         return is_max, frac, 10.0 * np.log10(inner + 1e-12)
 
     def _local_median(self, power: np.ndarray) -> np.ndarray:
-        """Per frame and band bin: the larger of the median powers of the bins LOCAL_NEAR..LOCAL_FAR below
-        and of those above it (frames x bins). A tone stands above its neighbourhood on both sides; a
-        broadband sound that fills part of the region (speech, 0.3-3.4 kHz) stands above the region's median,
-        and at its band edge above the quiet side, but not above its own side."""
+        """Per frame and band bin: the larger of the noise floors of the bins LOCAL_NEAR..LOCAL_FAR below and
+        of those above it, each the side's lower quartile scaled to a median (frames x bins): the other lines
+        of a three-line alarm 200-400 Hz apart may fill up to 5 of a side's 8 bins without raising it. A tone
+        stands above its neighbourhood on both sides; a broadband sound that fills part of the region (speech,
+        0.3-3.4 kHz) stands above the region's median, and at its band edge above the quiet side, but not above
+        its own side."""
         lo, hi = self.bins
         span = power[:, lo - LOCAL_FAR : hi + LOCAL_FAR + 1]
         windows = np.lib.stride_tricks.sliding_window_view(span, 2 * LOCAL_FAR + 1, axis=1)
-        below = np.median(windows[:, :, : LOCAL_FAR - LOCAL_NEAR + 1], axis=2)
-        above = np.median(windows[:, :, LOCAL_FAR + LOCAL_NEAR :], axis=2)
-        return np.maximum(below, above) + 1e-12
+        below = np.percentile(windows[:, :, : LOCAL_FAR - LOCAL_NEAR + 1], 25, axis=2)
+        above = np.percentile(windows[:, :, LOCAL_FAR + LOCAL_NEAR :], 25, axis=2)
+        return np.maximum(below, above) * QUARTILE_TO_MEDIAN + 1e-12
 
     def scan(self, power: np.ndarray, cfg: SoundConfig, first_frame: int,
              on_current: Callable[[RidgeBand, Beep], bool]) -> bool:
