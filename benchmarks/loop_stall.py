@@ -115,6 +115,10 @@ def main() -> int:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        from qrad_agent.jobs import jobfs
+
+        for point in jobfs.mounts_under(base):  # the jobs' filesystems outlive the agent, not this run
+            jobfs.umount(point)
         shutil.rmtree(base, ignore_errors=True)
     print(f"{'phase':32} {'longest loop stall (s)':>24} {'goal (s)':>9}")
     print(f"{'baseline: agent, no job':32} {idle_s:24.3f} {GOAL_S:9.1f}")

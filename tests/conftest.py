@@ -44,3 +44,30 @@ def sysfs_agent_data():
     from qrad_agent.sim import virtual_time_agent_data
 
     return virtual_time_agent_data
+
+
+def _loop_mounts() -> set[str]:
+    """Mount points of loop devices in this mount namespace (/proc/self/mountinfo, field 5 and the source)."""
+    try:
+        lines = open("/proc/self/mountinfo").read().splitlines()
+    except OSError:
+        return set()
+    points = set()
+    for line in lines:
+        fields = line.split()
+        source = fields[fields.index("-") + 2] if "-" in fields else ""
+        if source.startswith("/dev/loop"):
+            points.add(fields[4].replace("\\040", " "))
+    return points
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_job_mounts():
+    """A job's filesystem outlives the agent by design (its result is reported after a restart), but not the
+    test's temporary directory: unmount what the test mounted, so the loop devices it held are free again."""
+    import subprocess
+
+    before = _loop_mounts()
+    yield
+    for point in sorted(_loop_mounts() - before, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)

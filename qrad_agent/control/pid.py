@@ -248,6 +248,11 @@ class PidController:
             self._dpv_k_per_s = (tf_s * self._dpv_k_per_s + (pv_c - self._last_pv_c)) / (tf_s + dt_s)
         p_sp_c = self._ramp(setpoint_c, pv_c, dt_s)
         p_w, d_w = self._p_w(p_sp_c, pv_c), self._d_w()
+        if self._pending_output_w is None and self._last_pv_c is None and self._last_sp_c is None:
+            # A cold start (no history, nothing restored): the measurement's part of P, -Kp·(1 - b)·y, is
+            # counted from the setpoint, as if the room had been held there; a room 2 K below a new heater's
+            # setpoint gets the whole error at once. Setpoint changes after it move only through J.
+            self._integral_w += g.kp_w_per_k * (1.0 - g.setpoint_weight_b) * (p_sp_c - pv_c)
         if self._pending_output_w is not None:
             self._integral_w = self._pending_output_w - p_w - d_w
             self._pending_output_w = None

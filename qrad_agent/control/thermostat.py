@@ -306,6 +306,8 @@ class Thermostat:
         previous, self.room_channel = self.room_channel, channel
         if channel == previous:
             return
+        if self.window is not None:
+            self.window.forget()  # another sensor's level is not a fall of the room
         if channel is None:
             log.warning("room channel lost", previous=previous, reason=choice.reason)
         elif previous is None:

@@ -72,6 +72,11 @@ class WindowDetector:
             self.reason = "closed"
         return self.open
 
+    def forget(self) -> None:
+        """Start the drop history afresh (the room channel changed: the step between two sensors is no
+        fall). An open window stays open until it closes as usual."""
+        self._history.clear()
+
     def _drop_k(self) -> float | None:
         if len(self._history) < 3:
             return None

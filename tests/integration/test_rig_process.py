@@ -95,6 +95,7 @@ def agent_config(tmp_path: Path, root: Path, speed: float, sync: dict[str, Any])
     sht["stuck_after_s"] = 1200.0 / speed  # a frozen SHT4x is flagged within 20 simulated minutes
     data["thermostat"].update(mode="comfort", period_s=30.0 / speed, stale_after_s=10.0)
     data["thermostat"]["pid"] = {"kp_w_per_k": 1400.0, "ti_s": 1100.0 / speed}
+    data["thermostat"]["window"] = {"drop_window_s": 300.0 / speed, "max_pause_s": 1800.0 / speed}
     data["safety"]["alarm_gpio_line"] = ALARM_LINE
     # CO2 is judged by its rate of rise (ppm per real second), which the rig compresses by its speed: two
     # occupants at 60x read as a CO2 source of over a hundred people and, when the PIR misses them, as

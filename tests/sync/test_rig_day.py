@@ -54,6 +54,7 @@ def _config(tmp_path: Path, root: Path, sync_cfg) -> dict:
     sht["stuck_after_s"] = 20.0  # a stuck SHT4x is noticed within 20 s (20 simulated minutes)
     data["thermostat"].update(mode="comfort", period_s=30 / SPEED, stale_after_s=10.0)
     data["thermostat"]["pid"] = {"kp_w_per_k": 1400.0, "ti_s": 1100 / SPEED}
+    data["thermostat"]["window"] = {"drop_window_s": 300.0 / SPEED, "max_pause_s": 1800.0 / SPEED}
     data["safety"]["surface_channel"] = None  # thermal protection's timings are real-time; not this test's subject
     sync = sync_cfg(telemetry_period_s=2.0, state_period_s=1.0).model_dump(mode="json")
     data["sync"] = {k: v for k, v in sync.items() if v is not None}
@@ -86,7 +87,8 @@ async def test_winter_morning_with_sensor_fault_broker_outage_and_fire(tmp_path:
 
         # 20 simulated minutes (on the simulator's clock, however fast this machine runs it), every channel live.
         assert await _until(lambda: heater.state.t_s >= 20 * 60 and live() >= 26, 120), agent.hub.status()
-        assert heater.state.power_w > 300 and heater.state.air_c >= 19.0  # at -2 °C: full power holds the room
+        assert heater.state.power_w > 300 and heater.state.air_c >= 19.0, (  # at -2 °C: full power holds the room
+            repr(agent.thermostat.status()), agent.safety.status())
         # 2. The SHT4x freezes: it is flagged STALE and the thermostat carries on with the DS18B20.
         heater.sensor.set_fault("stuck")
         assert await _until(lambda: agent.hub.latest["room_temp"].quality.value == "stale", 60)
