@@ -102,7 +102,11 @@ def _run(argv: list[str]) -> None:
 
 
 def _make_image(image: Path, size: int, inodes: int, source: Path | None, journal: bool = False) -> None:
-    fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    """A new file (a new inode) each time: a loop device of the last measuring mount may still be attached to
+    the old one (autoclear detaches it after the unmount, not at once), and mount(8) would reuse that device,
+    page cache and all, for a file it takes to be the same: "group descriptors corrupted"."""
+    image.unlink(missing_ok=True)
+    fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         os.posix_fallocate(fd, 0, size)
     finally:
