@@ -35,7 +35,7 @@ from qrad_agent.config import parse_config
 from qrad_agent.log import setup_logging
 from qrad_agent.power.authority import LATCH_FILE, LATCHED
 from qrad_agent.sdnotify import Notifier
-from qrad_agent.sim import example_config_data
+from qrad_agent.sim import virtual_time_agent_data
 from qrad_hwsim.devices.suite import DeviceSuite
 from qrad_hwsim.faults import FaultControl, TimedFault
 from qrad_hwsim.heater import HeaterSpec, SimulatedHeater
@@ -70,15 +70,8 @@ CASES = [
 
 
 def _config(root: Path) -> dict:
-    data = example_config_data()
-    data["state_dir"] = str(root / "state")
-    data["api"] = {"socket_path": str(root / "api.sock")}
-    data["power"].update(sysfs_root=str(root), jobs_cgroup=str(root / "fs/cgroup/qrad-jobs"))
+    data = virtual_time_agent_data(root)
     data["logging"] = {"level": "error", "format": "console"}
-    keep = {"room_sht4x", "board", "cpu0", "cpu1", "cpu2", "cpu3"}
-    data["sensors"] = [s for s in data["sensors"] if s["name"] in keep]
-    data["thermostat"].update(mode="comfort", room_channels=["room_temp"])
-    data["fire"] = {"enabled": False}
     data["safety"].update(check_period_s=1.0, surface_channel="surface_temp")
     return data
 
