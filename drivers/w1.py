@@ -16,21 +16,22 @@ text we parsed: both must pass, a failure of either wins, because a wrong temper
 one); all-zero bytes (a shorted bus passes the CRC: CRC-8 of zeros is 0); t= disagreeing with the
 scratchpad; exactly 85.000 °C, the DS18B20 power-on value (it reset or never converted; a true 85 °C
 reading is indistinguishable, and out of place in a room heater's air path). Then the valid range
-(-55..125 °C, OUT_OF_RANGE) and a frozen value (STALE after ``stuck_after_s``; 0.0625 °C steps hold longer
-than hwmon's 0.01 °C, hence the longer default). Spikes (rate of change) are the sensor hub's check.
+(-55..125 °C, OUT_OF_RANGE) and a frozen value: STALE after ``stuck_after_s`` of one value, but only for a
+sensor whose own reads were changing before (`FreezeWatch`, as hwmon's): at 0.0625 °C a DS18B20 in a steady
+room holds one step for half an hour and is right. A quiet sensor that stops while its redundant peers move is
+the sensor hub's check, as are spikes (rate of change).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
-from qrad_drivers.base import (ChannelSpec, Driver, DriverConfig, DriverError, Quality, Reading, check_range,
-                               fault)
+from qrad_drivers.base import (ChannelSpec, Driver, DriverConfig, DriverError, FreezeWatch, Quality, Reading,
+                               check_range, fault)
 
 DS18B20_FAMILY = "28"
 POWER_ON_RESET_MC = 85_000
@@ -86,7 +87,8 @@ class W1ThermConfig(DriverConfig):
     type: Literal["w1_therm"] = "w1_therm"
     device_id: str | None = Field(None, pattern=r"^[0-9a-f]{2}-[0-9a-f]{12}$")
     valid_range_c: tuple[float, float] = (-55.0, 125.0)
-    stuck_after_s: float = Field(1800.0, ge=0, description="frozen-value check; 0 = off")
+    stuck_after_s: float = Field(1800.0, ge=0, description="frozen-value check of a sensor that was changing "
+                                 "on most reads (s); 0 = off")
 
 
 class W1ThermDriver(Driver):
@@ -99,8 +101,7 @@ class W1ThermDriver(Driver):
 
     def declare_channels(self) -> tuple[ChannelSpec, ...]:
         self._device_id: str | None = self.cfg.device_id
-        self._last_mc: int | None = None
-        self._changed_at_s = math.nan
+        self._freeze = FreezeWatch()
         low, high = self.cfg.valid_range_c
         return (self.spec("", "temperature", "°C", low, high),)
 
@@ -141,11 +142,9 @@ class W1ThermDriver(Driver):
 
     def _judge(self, spec: ChannelSpec, t_mc: int, t_s: float, path: Path) -> Reading:
         value = t_mc / 1000.0
-        if t_mc != self._last_mc:
-            self._last_mc, self._changed_at_s = t_mc, t_s
+        stuck_for = self._freeze.frozen_for(spec.name, t_mc, t_s, self.cfg.stuck_after_s)
         reading = check_range(spec, value, t_s)
-        stuck_for = t_s - self._changed_at_s
-        if reading.ok and self.cfg.stuck_after_s > 0 and stuck_for >= self.cfg.stuck_after_s:
+        if reading.ok and stuck_for is not None:
             reason = f"{path}: t={t_mc} unchanged for {stuck_for:.0f} s"
             return Reading(spec.name, value, spec.unit, t_s, Quality.STALE, reason)
         return reading

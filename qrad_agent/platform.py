@@ -101,7 +101,7 @@ class AgentCommands:
             raise CommandRejected(f"replayed: {replayed}")
         bundle = jobs.cfg.jobs_dir / "incoming" / manifest.image_sha256
         if bundle.exists():
-            record = jobs.submit(bundle, expected_id=manifest.job_id)
+            record = await jobs.submit_async(bundle, expected_id=manifest.job_id)
             if record.status.value == "rejected":
                 raise CommandRejected(f"job refused: {record.reason}: {record.detail}")
             return
@@ -130,7 +130,7 @@ class AgentCommands:
                 jobs.reject(manifest.job_id, RejectReason.BAD_BUNDLE, str(exc))
                 return
             try:
-                jobs.submit(path, expected_id=manifest.job_id)
+                await jobs.submit_async(path, expected_id=manifest.job_id)
             finally:
                 path.unlink(missing_ok=True)  # the job has its own copy now, or was refused
         finally:

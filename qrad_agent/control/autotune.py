@@ -344,10 +344,10 @@ def fit_fopdt(t_s, temperature_c, step_w: float, *, creep: bool = True, coarse: 
     every = max(1, len(t) // FIT_SEARCH_SAMPLES)  # the searches run on a decimated record, the last on all
     passes = 1 if coarse else 4
     sse, theta, tau, coef = _grid(t[::every], y[::every], thetas, taus, creep, drift)
-    for n in range(passes):  # each pass: ±1 node of the previous grid, 10x finer
+    for n in range(passes):  # each pass: ±2 nodes of the previous grid (a decimated pass may miss by one), 5x finer
         d_theta, f_tau = thetas[1] - thetas[0], taus[1] / taus[0]
-        thetas = np.linspace(max(0.0, theta - d_theta), theta + d_theta, 21)
-        taus = np.geomspace(tau / f_tau, tau * f_tau, 21)
+        thetas = np.linspace(max(0.0, theta - 2 * d_theta), theta + 2 * d_theta, 21)
+        taus = np.geomspace(tau / f_tau**2, tau * f_tau**2, 21)
         sub = 1 if n == passes - 1 else every
         sse, theta, tau, coef = _grid(t[::sub], y[::sub], thetas, taus, creep, drift)
     gain = float(coef[2]) / step_w
@@ -416,9 +416,10 @@ class AutotuneResult:
 
 
 def thermostat_plan(thermostat, **limits: float) -> StepTestPlan:
-    """A plan for the heater ``thermostat`` (a `Thermostat`) drives: from its present demand, around its
-    present setpoint (or room temperature), within its output range."""
-    center_c = thermostat.setpoint_c if math.isfinite(thermostat.setpoint_c) else thermostat.pv_c
+    """A plan for the heater ``thermostat`` (a `Thermostat`) drives: from its present demand, around the
+    setpoint in force now (or the room temperature in mode off), within its output range."""
+    setpoint_c = thermostat.setpoint_now_c()
+    center_c = setpoint_c if math.isfinite(setpoint_c) else thermostat.pv_c
     if not math.isfinite(center_c):
         raise ValueError("no setpoint or room temperature yet: let the thermostat run one period first")
     return plan_step_test(thermostat.power.demand_w, center_c, thermostat.cfg.output_min_w, thermostat.max_w,

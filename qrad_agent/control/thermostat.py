@@ -190,6 +190,11 @@ class Thermostat:
         """Back to the mode and schedule."""
         self.override_c = self.override_until_s = None
 
+    def setpoint_now_c(self) -> float:
+        """The setpoint in force at this instant (°C; NaN in mode off): the override, the fixed mode or the
+        schedule as of now, not as of the last control step (an override cleared since counts at once)."""
+        return self._setpoint()[1]
+
     def _setpoint(self) -> tuple[str, float]:
         if self.mode_setting == "off":
             return "off", math.nan

@@ -83,8 +83,11 @@ MAX_MESSAGE = 1 << 16
 LAUNCHER_LOST = 124
 """Return code given to a job whose launcher connection broke (the launcher killed it or died)."""
 REQUEST_TIMEOUT_S = 3.0
-"""Longest wait for the launcher service's answer (s). The agent calls it from its event loop, so this bounds
-the stall a hung launcher can cause; it answers a local request in milliseconds."""
+"""Longest wait for the launcher service's answer (s); it answers a local request in milliseconds. The runner
+calls it from worker threads (never its event loop), so this bounds how long a hung service holds one job."""
+WALK_TIMEOUT_S = 30.0
+"""``work_usage`` walks the job's tree (up to ``max_output_inodes`` entries, to tree.MAX_DEPTH): a loaded
+heater takes seconds for it; a wait past this counts the output as not measured that time."""
 SETUP_TIMEOUT_S = 30.0
 """``setup`` may create the job user (useradd); the agent asks it once, before its components start."""
 SPAWN_TIMEOUT_S = 10.0
@@ -121,6 +124,10 @@ class Launcher:
         self.store = store or JobStore(cfg.jobs_dir)
         self.user: JobUser | None = None
         self.fs_reason: str | None = "not set up"  # why jobs get no filesystem of their own; None: they do
+        # one mount or unmount of job filesystems at a time: the server answers each connection in its own
+        # thread, and a loop device detached (autoclear) by one unmount while another mount attaches one was
+        # seen to lose the new mount ("not mounted" at once) or read a stale superblock
+        self._fs_lock = threading.Lock()
 
     @property
     def disk_limits(self) -> str:
@@ -141,7 +148,8 @@ class Launcher:
                                "qrad-agent-launcher.service and set jobs.launcher_socket") from exc
         self.fs_reason = jobfs.unavailable_reason(self.store.root)
         if self.fs_reason is None:
-            gone = jobfs.sweep(self.store.root)
+            with self._fs_lock:
+                gone = jobfs.sweep(self.store.root)
             if gone:
                 log.warning("stale job filesystems unmounted", mounts=gone)
         else:
@@ -240,7 +248,8 @@ class Launcher:
         try:
             job_dir = self._job_dir(job_id)
             if self.fs_reason is None and (job_dir / jobfs.IMAGE_NAME).is_file():
-                jobfs.ensure_mounted(job_dir)
+                with self._fs_lock:
+                    jobfs.ensure_mounted(job_dir)
             work = self._work_dir(job_id)
         except LauncherError:
             return
@@ -264,7 +273,8 @@ class Launcher:
         if self.fs_reason is not None:
             return None
         self._work_dir(job_id)
-        return jobfs.create(job_dir, output_bytes, self.cfg.max_output_inodes)
+        with self._fs_lock:
+            return jobfs.create(job_dir, output_bytes, self.cfg.max_output_inodes)
 
     def destroy_fs(self, job_id: str) -> None:
         """Unmount the job's filesystem and delete its image (no-op without one). Raises JobFsError."""
@@ -272,14 +282,16 @@ class Launcher:
             job_dir = self._job_dir(job_id)
         except LauncherError:
             return
-        jobfs.destroy(job_dir)
+        with self._fs_lock:
+            jobfs.destroy(job_dir)
 
     def open_work(self, job_id: str) -> int:
         """A read-only directory descriptor of the job's work directory (its filesystem mounted again if a
         restart lost the mount); the caller closes it. Raises LauncherError/OSError."""
         job_dir = self._job_dir(job_id)
         if self.fs_reason is None and (job_dir / jobfs.IMAGE_NAME).is_file():
-            jobfs.ensure_mounted(job_dir)
+            with self._fs_lock:
+                jobfs.ensure_mounted(job_dir)
         return os.open(self._work_dir(job_id), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
 
     def _cgroup(self, job_id: str) -> JobCgroup:
@@ -667,7 +679,7 @@ class RemoteLauncher:
         self._call({"op": "reclaim", "job_id": job_id})
 
     def work_usage(self, job_id: str) -> TreeUsage:
-        answer = self._call({"op": "work_usage", "job_id": job_id})
+        answer = self._call({"op": "work_usage", "job_id": job_id}, WALK_TIMEOUT_S)
         free_b, free_i = answer.get("fs_free_bytes"), answer.get("fs_free_inodes")
         return TreeUsage(int(answer["bytes"]), int(answer["inodes"]), bool(answer["too_deep"]),
                          int(free_b) if free_b is not None else None, int(free_i) if free_i is not None else None)

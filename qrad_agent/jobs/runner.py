@@ -19,9 +19,10 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -44,6 +45,8 @@ CGROUP_REMOVE_TIMEOUT_S = 5.0
 CGROUP_REMOVE_RETRY_S = 0.05
 LAUNCHER_RETRY_S = 5.0
 """With the launcher service unreachable, queued jobs wait this long before the next start attempt."""
+LAUNCHER_PING_S = 10.0
+"""Period (s, loop clock) of the launcher reachability check whose result `status` and `selftest` show."""
 DISK_KILL_MIN_BYTES = 1 << 20
 """A job that wrote less than this is never stopped for the disk reserve (someone else filled it)."""
 TRASH_PREFIX = ".trash-"
@@ -74,6 +77,16 @@ class _Active:
     def kernel_fs(self) -> bool:
         """Whether the job writes in a filesystem of its own (jobfs.py), whose limits the kernel keeps."""
         return self.input.fs_free_bytes is not None
+
+
+@dataclass
+class _Starting:
+    """A job whose sandbox is being started off the loop (prepare, measure, spawn in a worker thread); its
+    cores count as used. ``stop``: a cancel that came meanwhile, as (reason, grace_s), applied once it runs."""
+
+    manifest: Manifest
+    task: asyncio.Task | None = None
+    stop: tuple[str, float | None] | None = None
 
 
 class JobRunner:
@@ -111,6 +124,12 @@ class JobRunner:
         self._fs_ready: dict[str, jobfs.FsLimits] = {}  # jobs whose own filesystem is made and mounted
         self._making_fs: dict[str, asyncio.Task] = {}  # jobfs images being made in worker threads
         self._held_for_fs: str | None = None  # the job whose image does not fit above the reserve (logged once)
+        self._starting: dict[str, _Starting] = {}  # sandboxes being started in worker threads
+        # launcher calls made for callers that cannot await (cancel, ack, a failed start): each in a worker
+        # thread with the launcher's own bounded wait, owned here and awaited by shutdown
+        self._launcher_calls: set[asyncio.Task] = set()
+        self._launcher_state = "not checked yet"
+        self._launcher_checked_at = -float("inf")
 
     # -- setup and shutdown --
 
@@ -119,6 +138,7 @@ class JobRunner:
 
         Raises SandboxError/LauncherError when sandboxes cannot be started here, ActuatorError on cgroups."""
         self.user = self.launcher.setup()
+        self._launcher_state = "in process" if isinstance(self.launcher, Launcher) else "reachable"
         self.tree.setup()
         self.tree.thaw()
         for job_id in self.tree.leftovers():  # one try here; run() waits for the ones still busy
@@ -164,7 +184,8 @@ class JobRunner:
                 self._remove_cgroup_later(job_id)
             self._leftovers.clear()
             while True:
-                self._take_spool()
+                await self._take_spool()
+                await self._check_launcher()
                 self._take_cancels()
                 self._expire_results()
                 self._start_ready()
@@ -178,17 +199,26 @@ class JobRunner:
             await self.shutdown()
 
     async def deletions_done(self) -> None:
-        """Wait until the job files being deleted in worker threads are gone (their space is free again)."""
+        """Wait until the job files being deleted in worker threads are gone (their space is free again),
+        with the job filesystems being unmounted before them."""
+        while self._launcher_calls:
+            await asyncio.gather(*list(self._launcher_calls), return_exceptions=True)
         while self._removals:
             await asyncio.gather(*list(self._removals), return_exceptions=True)
 
     async def shutdown(self) -> None:
-        """Kill every running job (checkpointable ones get their grace first when the tree is thawed), then
-        let the deletions and cgroup removals in progress finish (each bounded)."""
+        """Let the starts in progress end (bounded by the launcher's spawn timeout), kill every running job
+        (checkpointable ones get their grace first when the tree is thawed), then let the launcher calls,
+        deletions and cgroup removals in progress finish (each bounded)."""
+        if self._starting:  # worker threads cannot be cancelled: a start ends, then its job is stopped below
+            await asyncio.gather(*(s.task for s in self._starting.values() if s.task is not None),
+                                 return_exceptions=True)
         if self.active:
             await self.checkpoint_all(self.cfg.checkpoint_grace_s if not self.frozen else 0.0)
         if self._making_fs:  # worker threads cannot be cancelled: they finish (the image stays for the restart)
             await asyncio.gather(*self._making_fs.values(), return_exceptions=True)
+        while self._launcher_calls:
+            await asyncio.gather(*list(self._launcher_calls), return_exceptions=True)
         await self.deletions_done()
         while self._cgroup_removals:
             await asyncio.gather(*list(self._cgroup_removals.values()), return_exceptions=True)
@@ -197,27 +227,47 @@ class JobRunner:
 
     def submit(self, source: Path, expected_id: str | None = None) -> JobRecord:
         """Verify and queue a bundle; a refused one gets a REJECTED record, and nothing else remains.
+        Blocking (it unpacks the bundle and hands it to the job user): on the event loop, `submit_async`.
 
         ``expected_id``: the job id the platform's command named; a bundle of another job is refused."""
         staged = None
         try:
             staged = bundle.stage(source, self.cfg, self.key, self.store.root)
-            manifest = staged.manifest
-            if expected_id is not None and manifest.id != expected_id:
-                raise JobRejected(RejectReason.MALFORMED_MANIFEST,
-                                  f"bundle is job {manifest.id}, the command named {expected_id}")
-            if manifest.id in self.records or self.store.job_dir(manifest.id).exists():
-                raise JobRejected(RejectReason.DUPLICATE_ID, f"job {manifest.id} exists")
-            self._check_replay(manifest)
-            return self._accept(staged)
-        except JobRejected as exc:
-            if staged is not None:
-                staged.discard()
-            return self._reject(source, exc, expected_id)
-        except OSError as exc:  # the jobs' filesystem is full (blocks or inodes), or not writable
-            if staged is not None:
-                staged.discard()
-            return self._reject(source, JobRejected(RejectReason.NO_SPACE, _os_detail(exc)), expected_id)
+            self._admit(staged.manifest, expected_id)
+            self._place(staged)
+            return self._accept(staged.manifest, self._hand_over(staged.manifest.id), staged.signed)
+        except (JobRejected, OSError) as exc:
+            return self._refuse(source, staged, exc, expected_id)
+
+    async def submit_async(self, source: Path, expected_id: str | None = None) -> JobRecord:
+        """`submit` for the event loop: unpacking, verifying and handing the files to the job user run in
+        worker threads (a bundle of ``max_bundle_mb`` takes seconds; the launcher's wait is bounded)."""
+        staged = None
+        try:
+            staged = await asyncio.to_thread(bundle.stage, source, self.cfg, self.key, self.store.root)
+            self._admit(staged.manifest, expected_id)  # after the wait: an id queued meanwhile is a duplicate
+            self._place(staged)
+            handed = await asyncio.to_thread(self._hand_over, staged.manifest.id)
+            return self._accept(staged.manifest, handed, staged.signed)
+        except (JobRejected, OSError) as exc:
+            return self._refuse(source, staged, exc, expected_id)
+
+    def _refuse(self, source: Path, staged: bundle.StagedBundle | None, exc: JobRejected | OSError,
+                expected_id: str | None) -> JobRecord:
+        if staged is not None:
+            staged.discard()
+        if isinstance(exc, OSError):  # the jobs' filesystem is full (blocks or inodes), or not writable
+            exc = JobRejected(RejectReason.NO_SPACE, _os_detail(exc))
+        return self._reject(source, exc, expected_id)
+
+    def _admit(self, manifest: Manifest, expected_id: str | None) -> None:
+        """The checks a verified manifest must pass to be queued here; raises JobRejected."""
+        if expected_id is not None and manifest.id != expected_id:
+            raise JobRejected(RejectReason.MALFORMED_MANIFEST,
+                              f"bundle is job {manifest.id}, the command named {expected_id}")
+        if manifest.id in self.records or self.store.job_dir(manifest.id).exists():
+            raise JobRejected(RejectReason.DUPLICATE_ID, f"job {manifest.id} exists")
+        self._check_replay(manifest)
 
     @property
     def seen(self) -> SeenJobs:
@@ -262,7 +312,8 @@ class JobRunner:
         """Record a job refused before its bundle could be staged (e.g. its download failed)."""
         return self._reject(None, JobRejected(reason, detail), job_id)
 
-    def _accept(self, staged: bundle.StagedBundle) -> JobRecord:
+    def _place(self, staged: bundle.StagedBundle) -> None:
+        """Move the verified files to the job's directory (renames on one filesystem). Raises OSError."""
         assert self.user is not None, "setup() first"
         manifest = staged.manifest
         job_dir = self.store.make_job_dir(manifest.id)
@@ -273,16 +324,26 @@ class JobRunner:
         except OSError:  # a full filesystem: nothing of the job may stay without its record
             self.store.remove(manifest.id)
             raise
+
+    def _hand_over(self, job_id: str) -> JobRejected | None:
+        """Give the placed files to the job user (blocking: the launcher walks the tree). Returns the
+        rejection of a bundle it refuses (a hard link), its files removed; None when handed over, or kept to
+        be handed over at start when the launcher cannot be reached."""
         try:
-            self.launcher.prepare(manifest.id)
+            self.launcher.prepare(job_id)
         except LauncherUnavailable as exc:  # not the bundle's fault: handed over at start instead
-            log.warning("launcher unavailable; job kept, prepared at start", job=manifest.id, error=str(exc))
+            log.warning("launcher unavailable; job kept, prepared at start", job=job_id, error=str(exc))
         except (LauncherError, OSError) as exc:
-            self._privileged("reclaim", manifest.id)
-            self.store.remove(manifest.id)
-            raise JobRejected(RejectReason.BAD_BUNDLE, f"not handed to the job user: {exc}") from exc
+            self._privileged("reclaim", job_id)
+            self.store.remove(job_id)
+            return JobRejected(RejectReason.BAD_BUNDLE, f"not handed to the job user: {exc}")
+        return None
+
+    def _accept(self, manifest: Manifest, refused: JobRejected | None, signed: bool) -> JobRecord:
+        if refused is not None:
+            raise refused
         record = JobRecord(id=manifest.id, priority=manifest.priority, cores=manifest.cores,
-                           submitted_at=time.time(), signed=staged.signed)
+                           submitted_at=time.time(), signed=signed)
         self.records[record.id] = record
         self.store.save(record)
         self._enqueue(record, manifest)
@@ -322,9 +383,7 @@ class JobRunner:
         record = self.records.get(job_id)
         if record is None or not record.status.terminal:
             return False
-        self._privileged("destroy_fs", job_id)
-        self._fs_ready.pop(job_id, None)
-        self._discard(self.store.job_dir(job_id))
+        self._retire(job_id, self.store.job_dir(job_id))
         del self.records[job_id]
         self.manifests.pop(job_id, None)
         return True
@@ -375,6 +434,8 @@ class JobRunner:
             return False
         if job_id in self.active:
             self._stop(job_id, "cancel", grace_s)
+        elif job_id in self._starting:  # its sandbox is being started: stopped as soon as it runs
+            self._starting[job_id].stop = ("cancel", grace_s)
         else:
             self._finish(record, Status.CANCELLED, reason="cancelled before start")
         return True
@@ -390,10 +451,15 @@ class JobRunner:
             for job_id, active in list(self.active.items()):
                 if active.manifest.checkpointable:
                     self._stop(job_id, "checkpoint", None)
+            for starting in self._starting.values():
+                if starting.manifest.checkpointable and starting.stop is None:
+                    starting.stop = ("checkpoint", None)
         return self.used_slots()
 
     def used_slots(self) -> int:
-        return sum(a.manifest.cores for a in self.active.values())
+        """Cores of the running jobs and of those being started."""
+        return (sum(a.manifest.cores for a in self.active.values())
+                + sum(s.manifest.cores for s in self._starting.values()))
 
     def status(self) -> dict:
         """Plain-JSON status of the runner; ``below_reserve``: why no job starts for lack of disk or inodes."""
@@ -412,11 +478,23 @@ class JobRunner:
         return self.launcher.disk_limits
 
     def launcher_state(self) -> str:
-        """"in process", "reachable", or why the launcher service cannot be reached."""
+        """"in process", "reachable", or "unreachable: <why>", as the last check found it (every
+        LAUNCHER_PING_S while the runner runs; "not checked yet" before). Never blocks."""
+        return self._launcher_state
+
+    def check_launcher(self) -> str:
+        """Ask the launcher now (blocking, bounded by its request timeout) and remember the answer."""
         try:
-            return self.launcher.ping()
+            self._launcher_state = self.launcher.ping()
         except LauncherError as exc:
-            return f"unreachable: {exc}"
+            self._launcher_state = f"unreachable: {exc}"
+        return self._launcher_state
+
+    async def _check_launcher(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._launcher_checked_at >= LAUNCHER_PING_S:
+            self._launcher_checked_at = now
+            await asyncio.to_thread(self.check_launcher)
 
     # -- starting --
 
@@ -474,6 +552,13 @@ class JobRunner:
             heapq.heappop(self._queue)
             self._start(record, manifest)
 
+    def _start(self, record: JobRecord, manifest: Manifest) -> None:
+        """Start the head job: its cgroup here (a few sysfs writes), the launcher's part in a task."""
+        starting = _Starting(manifest)
+        self._starting[record.id] = starting
+        starting.task = asyncio.get_running_loop().create_task(self._launch(record, manifest, starting),
+                                                               name=f"job-start:{record.id}")
+
     def _make_fs(self, record: JobRecord, manifest: Manifest) -> None:
         """Make the head job's own filesystem (jobfs.py) in a worker thread, once the jobs' filesystem keeps
         the reserve after its preallocated image; then wake the loop to start it."""
@@ -494,14 +579,15 @@ class JobRunner:
         try:
             made = await asyncio.to_thread(self.launcher.make_fs, record.id, manifest.output_mb << 20)
         except LauncherUnavailable as exc:  # infrastructure, not the job: it waits for the launcher
+            self._launcher_state = f"unreachable: {exc}"
             log.error("launcher unavailable; job filesystem not made", job=record.id, error=str(exc),
                       retry_s=LAUNCHER_RETRY_S)
             record.reason = "launcher_unavailable"
             self.store.save(record)
-            self._launcher_retry_at = time.monotonic() + LAUNCHER_RETRY_S
+            self._launcher_retry_at = asyncio.get_running_loop().time() + LAUNCHER_RETRY_S
             return
         except Exception as exc:  # mkfs or mount refused: this job cannot run, the next may
-            self._privileged("destroy_fs", record.id)
+            await asyncio.to_thread(self._privileged, "destroy_fs", record.id)
             self._finish(record, Status.FAILED, reason="job_fs", detail=f"its filesystem was not made: {exc}")
             # its queue entry is dropped by _start_ready (no longer QUEUED)
             return
@@ -514,18 +600,33 @@ class JobRunner:
         else:  # the launcher fell back to user-space accounting meanwhile (it restarted without loop devices)
             self._fs_ready[record.id] = jobfs.FsLimits(0, 0)
 
-    def _start(self, record: JobRecord, manifest: Manifest) -> None:
+    def _spawn(self, job_id: str, manifest: Manifest) -> tuple[TreeUsage, JobProcess]:
+        """The launcher's part of a start (blocking, each call bounded by the launcher's timeouts): hand the
+        work to the job user, measure the input, spawn the sandbox. Raises what the launcher raises."""
+        self.launcher.prepare(job_id)  # again after a checkpoint: the work came back to root
+        input_usage = self.launcher.work_usage(job_id)
+        job_dir = self.store.job_dir(job_id)
+        with open(job_dir / "stdout", "ab") as out, open(job_dir / "stderr", "ab") as err:
+            proc = self.launcher.spawn(job_id, manifest.cores, manifest.output_mb << 20, manifest.command,
+                                       out.fileno(), err.fileno())
+        return input_usage, proc
+
+    async def _launch(self, record: JobRecord, manifest: Manifest, starting: _Starting) -> None:
+        try:
+            await self._launch_owned(record, manifest, starting)
+        finally:
+            self._starting.pop(record.id, None)
+            self._wake.set()
+
+    async def _launch_owned(self, record: JobRecord, manifest: Manifest, starting: _Starting) -> None:
         assert self.user is not None, "setup() first"
-        job_dir = self.store.job_dir(record.id)
         cgroup = None
         try:
             cgroup = self.tree.create(record.id, manifest.cores, manifest.memory_mb << 20, manifest.pids)
-            self.launcher.prepare(record.id)  # again after a checkpoint: the work came back to root
-            input_usage = self.launcher.work_usage(record.id)
-            with open(job_dir / "stdout", "ab") as out, open(job_dir / "stderr", "ab") as err:
-                proc = self.launcher.spawn(record.id, manifest.cores, manifest.output_mb << 20, manifest.command,
-                                           out.fileno(), err.fileno())
+            input_usage, proc = await asyncio.to_thread(self._spawn, record.id, manifest)
+            self._launcher_state = "in process" if isinstance(self.launcher, Launcher) else "reachable"
         except LauncherUnavailable as exc:  # infrastructure, not the job: it waits for the launcher
+            self._launcher_state = f"unreachable: {exc}"
             if cgroup is not None:
                 self._remove_cgroup_later(record.id)
             log.error("launcher unavailable; job back in the queue", job=record.id, error=str(exc),
@@ -533,13 +634,19 @@ class JobRunner:
             record.reason = "launcher_unavailable"
             self.store.save(record)
             self._launcher_retry_at = asyncio.get_running_loop().time() + LAUNCHER_RETRY_S
-            self._enqueue(record, manifest)
+            if starting.stop is None:
+                self._enqueue(record, manifest)
+            else:
+                self._finish(record, Status.CANCELLED, reason="cancelled before start")
             return
         except Exception as exc:  # a start failure (cgroup, bwrap, fork) is the job's, never the agent's
             if cgroup is not None:
                 self._remove_cgroup_later(record.id)
-            self._privileged("reclaim", record.id)
-            self._finish(record, Status.FAILED, reason="sandbox_start", detail=str(exc))
+            await asyncio.to_thread(self._privileged, "reclaim", record.id)
+            if starting.stop is not None and starting.stop[0] == "cancel":
+                self._finish(record, Status.CANCELLED, reason="cancelled before start")
+            else:
+                self._finish(record, Status.FAILED, reason="sandbox_start", detail=str(exc))
             return
         active = _Active(manifest, cgroup, proc, input=input_usage)
         self.active[record.id] = active
@@ -550,6 +657,8 @@ class JobRunner:
         active.task = asyncio.get_running_loop().create_task(self._supervise(record, active),
                                                              name=f"job:{record.id}")
         log.info("job started", job=record.id, pid=proc.pid)
+        if starting.stop is not None:  # cancelled while it was being started
+            self._stop(record.id, *starting.stop)
 
     # -- supervision --
 
@@ -574,7 +683,7 @@ class JobRunner:
 
     async def _check_limits(self, record: JobRecord, active: _Active, now: float) -> None:
         if active.kill_at is not None and now >= active.kill_at:
-            self._privileged("kill", record.id)
+            await asyncio.to_thread(self._privileged, "kill", record.id)
             return
         if active.stop_reason is None and active.active_s > active.manifest.walltime_s:
             self._stop(record.id, "walltime", 0.0)
@@ -646,10 +755,10 @@ class JobRunner:
             active.stop_reason = reason
         grace = active.manifest.grace_s if grace_s is None else grace_s
         if grace <= 0 or self.frozen:
-            self._privileged("kill", job_id)
+            self._privileged_soon("kill", job_id)
             active.kill_at = 0.0
             return
-        self._privileged("terminate", job_id)
+        self._privileged_soon("terminate", job_id)
         deadline = asyncio.get_running_loop().time() + grace
         active.kill_at = deadline if active.kill_at is None else min(active.kill_at, deadline)
 
@@ -731,9 +840,41 @@ class JobRunner:
             self._finish(record, Status.FAILED, reason="exit_code" if rc and rc > 0 else "signal")
 
     def _remove_work(self, job_id: str) -> None:
-        self._privileged("destroy_fs", job_id)
-        self._fs_ready.pop(job_id, None)
-        self._discard(self.store.work_dir(job_id))
+        self._retire(job_id, self.store.work_dir(job_id))
+
+    def _retire(self, job_id: str, path: Path) -> None:
+        """Unmount the job's own filesystem, then delete ``path`` (its work or its whole directory), both off
+        the loop when one runs: the launcher's unmount first (a renamed directory is no longer the job's).
+        A job known to have no filesystem of its own (never made, or not started on one) is renamed aside at
+        once, so its id is free again; a mount left by a crash is swept by the launcher's next setup."""
+        made = self._fs_ready.pop(job_id, None) is not None
+        record = self.records.get(job_id)
+        own_fs = made or (record is not None and record.disk_limits == KERNEL)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop (setup, the CLI): here
+            self._privileged("destroy_fs", job_id)
+            self._discard(path)
+            return
+        if not own_fs:
+            self._discard(path)
+            return
+
+        async def retire() -> None:
+            await asyncio.to_thread(self._privileged, "destroy_fs", job_id)
+            self._discard(path)
+
+        self._own_launcher_call(retire(), f"retire:{job_id}")
+
+    def _own_launcher_call(self, call: Coroutine[Any, Any, object], name: str) -> None:
+        """Run ``call`` (launcher calls in worker threads) in a task owned here; shutdown awaits it."""
+        task = asyncio.get_running_loop().create_task(call, name=name)
+        self._launcher_calls.add(task)
+        task.add_done_callback(self._launcher_calls.discard)
+
+    def _privileged_soon(self, op: str, job_id: str) -> None:
+        """`_privileged` in a worker thread, for callers on the loop that cannot await (cancel, stop)."""
+        self._own_launcher_call(asyncio.to_thread(self._privileged, op, job_id), f"launcher-{op}:{job_id}")
 
     def _discard(self, path: Path) -> None:
         """Delete a job's files without blocking the event loop: renamed aside at once (a new job may take
@@ -773,7 +914,7 @@ class JobRunner:
         timeout_s = CGROUP_REMOVE_TIMEOUT_S
         deadline = loop.time() + timeout_s
         while True:
-            self._privileged("kill", job_id)
+            await asyncio.to_thread(self._privileged, "kill", job_id)
             if cgroup.try_remove():
                 return True
             if loop.time() >= deadline:
@@ -813,6 +954,9 @@ class JobRunner:
         if self.frozen:
             self.thaw()
             self.hold = True
+        if self._starting:  # the starts in progress end first (bounded), then their jobs are stopped too
+            await asyncio.gather(*(s.task for s in self._starting.values() if s.task is not None),
+                                 return_exceptions=True)
         tasks = []
         for job_id, active in list(self.active.items()):
             self._stop(job_id, "checkpoint" if active.manifest.checkpointable else "cancel",
@@ -824,10 +968,10 @@ class JobRunner:
 
     # -- the CLI's file protocol --
 
-    def _take_spool(self) -> None:
+    async def _take_spool(self) -> None:
         for path in self.store.spooled():
             try:
-                self.submit(path)
+                await self.submit_async(path)
             finally:
                 try:
                     remove_tree(path)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from qrad_agent.clock import Clock
@@ -284,9 +284,10 @@ def test_dry_run_plan_is_bounded_and_readable():
         plan_step_test(0.0, 20.0, 0.0, 500.0, amplitude_fraction=0.0)
 
 
-# Derandomized: the same 25 cases every run. A random run found tau 300 s with theta 873 s (dead time three
-# times the lag) fitted 5.3 % long, just outside the 5 % asked: a known edge of the fit, left for now.
+# Derandomized (the same cases every run), with the case a random run once found: tau 300 s under a dead time
+# of 873 s was fitted 5.3 % long while each refinement pass looked only one node around the last best.
 @settings(max_examples=25, deadline=None, derandomize=True)
+@example(gain=0.02, tau_s=300.0, theta_s=873.0, step_w=250.0, y0=25.0)
 @given(gain=st.floats(1e-3, 2e-2), tau_s=st.floats(300.0, 5000.0), theta_s=st.floats(20.0, 900.0),
        step_w=st.sampled_from([-150.0, 100.0, 250.0]), y0=st.floats(5.0, 25.0))
 def test_fit_recovers_a_synthetic_fopdt(gain, tau_s, theta_s, step_w, y0):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -174,18 +175,34 @@ async def test_suspect_texts_are_faults(tmp_path: Path, text: str) -> None:
 
 
 async def test_stuck_becomes_stale_and_recovers(tmp_path: Path) -> None:
+    """A sensor whose reads were changing (a room warming at 0.1 K per read) then hold one value."""
     device = Ds18b20Device(tmp_path, DEVICE_ID, 21.0)
     driver = make_driver(tmp_path, device_id=DEVICE_ID, stuck_after_s=100.0)
     await driver.open()
-    assert (await read(driver, 0.0)).ok
+    for k in range(20):
+        device.update(21.0 + 0.1 * k)
+        assert (await read(driver, 10.0 * k)).ok
     device.set_fault("stuck")
-    for t_s in (50.0, 100.0):
-        device.update(22.0 + t_s / 100)
+    for t_s in (200.0, 250.0, 300.0):
+        device.update(23.0 + t_s / 100)
         reading = await read(driver, t_s)
-    assert reading.quality is Quality.STALE and reading.value == pytest.approx(21.0)
+        assert reading.ok == (t_s < 290.0), (t_s, reading)  # the last change was read at 190 s
+    assert reading.quality is Quality.STALE and reading.value == pytest.approx(22.9, abs=0.0625)
     device.set_fault("ok")
-    reading = await read(driver, 110.0)
-    assert reading.ok and reading.value == pytest.approx(23.0, abs=0.0625)
+    reading = await read(driver, 310.0)
+    assert reading.ok and reading.value == pytest.approx(26.0, abs=0.0625)
+
+
+async def test_a_quiet_sensor_holding_one_step_is_not_stale(tmp_path: Path) -> None:
+    """A steady room moves less than the 1/16 K step: one value for an hour is a right reading (the sensor
+    hub calls it stale if its redundant peers move meanwhile)."""
+    device = Ds18b20Device(tmp_path, DEVICE_ID, 21.0)
+    driver = make_driver(tmp_path, device_id=DEVICE_ID, stuck_after_s=1800.0)
+    await driver.open()
+    for k in range(361):
+        device.update(21.0 + 0.02 * math.sin(k / 30))
+        reading = await read(driver, 10.0 * k)
+        assert reading.ok, (k, reading)
 
 
 async def test_drift_is_reported_as_read(tmp_path: Path) -> None:

@@ -127,7 +127,9 @@ async def test_refused_before_start(harness, case):
     assert record.status == Status.REJECTED and record.reason == reason, (record.reason, record.detail)
     assert record.started_at is None and record.detail
     _assert_nothing_left(harness, record)
-    assert harness.runner.ack(record.id) and not harness.runner.store.job_dir(record.id).exists()
+    assert harness.runner.ack(record.id)
+    await harness.runner.deletions_done()  # its filesystem is unmounted off the loop, then its files go
+    assert not harness.runner.store.job_dir(record.id).exists()
 
 
 async def test_signed_archive_accepted_and_result_kept_until_ack(harness):

@@ -81,6 +81,7 @@ async def test_deep_tree_is_stopped_collected_reported_and_deleted(base_dir, sig
         result = await asyncio.to_thread(h.runner.result_summary, record.id)
         assert result["status"] == "killed_output" and message_bytes(result)
         assert h.runner.ack(record.id)
+        await h.runner.deletions_done()  # its own filesystem is unmounted off the loop, then its files go
         assert not h.runner.store.job_dir(record.id).exists()
         await _next_benign_succeeds(h)
     finally:
@@ -103,7 +104,9 @@ async def test_deep_tree_left_by_a_job_is_deleted_at_any_depth(harness):
     os.close(fd)
     result = await asyncio.to_thread(harness.runner.result_summary, record.id)
     assert "deeper than the depth bound" in result["truncated"]
-    assert harness.runner.ack(record.id) and not harness.runner.store.job_dir(record.id).exists()
+    assert harness.runner.ack(record.id)
+    await harness.runner.deletions_done()  # its filesystem is unmounted off the loop, then its files go
+    assert not harness.runner.store.job_dir(record.id).exists()
 
 
 async def test_non_utf8_and_control_names_are_escaped_and_flagged(harness):
@@ -255,8 +258,9 @@ async def test_files_being_deleted_when_the_agent_stops_are_deleted_at_the_next_
     try:
         record, _ = await h.run("for i in range(300):\n    open(f'e{i}', 'w').close()\nprint('{}')")
         assert record.status == Status.SUCCEEDED
-        assert h.runner.ack(record.id) and not h.runner.store.job_dir(record.id).exists()
-        await h.runner.deletions_done()
+        assert h.runner.ack(record.id)
+        await h.runner.deletions_done()  # its filesystem is unmounted off the loop, then its files go
+        assert not h.runner.store.job_dir(record.id).exists()
         assert not list(h.runner.store.root.glob(".trash-*"))
         crashed = h.runner.store.root / ".trash-crashed"  # as a crash mid-deletion leaves it
         (crashed / "work").mkdir(parents=True)

@@ -56,7 +56,9 @@ async def test_jobs_run_and_cancel_through_the_launcher_service(remote):
     assert result == {"uid": 1000, "ok": 1}  # the sandbox's own uid, as without the service
     work = remote.runner.store.work_dir(record.id)
     assert work.stat().st_uid == 0, "the finished job's directory is taken back from the job user"
-    assert remote.runner.ack(record.id) and not work.exists()
+    assert remote.runner.ack(record.id)
+    await remote.runner.deletions_done()  # its filesystem is unmounted off the loop, then its files go
+    assert not work.exists()
 
     slow = remote.submit(remote.script_bundle("import time\nwhile True: time.sleep(0.1)", grace_s=1.0))
     await remote.wait(slow.id, until=lambda r: r.status == Status.RUNNING)
@@ -82,7 +84,9 @@ async def test_deep_tree_and_inodes_counted_and_cut_through_the_service(remote):
     assert record.usage.output_inodes >= 60
     result = await asyncio.to_thread(remote.runner.result_summary, record.id)
     assert result["status"] == "killed_output"
-    assert remote.runner.ack(record.id) and not remote.runner.store.job_dir(record.id).exists()
+    assert remote.runner.ack(record.id)
+    await remote.runner.deletions_done()  # its filesystem is unmounted off the loop, then its files go
+    assert not remote.runner.store.job_dir(record.id).exists()
 
 
 def test_launcher_refuses_bad_ids_links_and_limits(launcher_service, base_dir, tmp_path):

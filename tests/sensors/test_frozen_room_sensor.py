@@ -155,8 +155,6 @@ def test_a_steady_regulated_room_makes_no_sensor_stale_against_its_peers(steady:
     assert not [e for e in steady.logs if e["event"] == "room channel switched"]
 
 
-@pytest.mark.xfail(strict=True, reason="the w1 driver's own check calls a DS18B20 that holds one 1/16 K step "
-                   "for stuck_after_s (30 min) STALE, even in a steady room whose peers agree (not the hub's)")
 def test_a_ds18b20_holding_one_step_in_a_steady_room_stays_ok(steady: Run) -> None:
     assert all(q["room_temp_ds18b20"] == "ok" for _, q, _ in steady.rows[6:])
 
