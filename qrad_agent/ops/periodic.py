@@ -35,9 +35,9 @@ class PeriodicSelftest:
         self.last_run_s: float | None = None
         self.enabled = False  # `qrad-agent run` turns it on; simulations and in-process tests may
 
-    def check_once(self) -> list[Check]:
-        """Run every check now; record and log the failures."""
-        checks = run_selftest(self.parts)
+    def check_once(self, code_hash_now: str | None = None) -> list[Check]:
+        """Run every check now (``code_hash_now``: see `run_selftest`); record and log the failures."""
+        checks = run_selftest(self.parts, code_hash_now)
         failed = [f"{c.name}: {c.detail}" for c in checks if not c.ok]
         if failed and failed != self.failed:
             log.error("selftest failed", failed=failed)
@@ -52,7 +52,7 @@ class PeriodicSelftest:
         self.parts.run.code_hash_at_start = await asyncio.to_thread(code_hash)
         await asyncio.sleep(SELFTEST_FIRST_S)
         while True:
-            self.check_once()
+            self.check_once(await asyncio.to_thread(code_hash))  # file reads off the loop, the checks on it
             await asyncio.sleep(SELFTEST_PERIOD_S)
 
     def status(self) -> dict[str, Any]:

@@ -19,9 +19,9 @@ BREAKS = {
     # the self-test fails: the agent runs, but never reports healthy
     "selftest": ("qrad_agent/ops/selftest.py", None,
                  ("\n\n_run_selftest = run_selftest\n\n\n"
-                  "def run_selftest(agent):  # test release: one check always fails\n"
+                  "def run_selftest(agent, *args):  # test release: one check always fails\n"
                   "    failing = Check(\"test release\", False, \"built to fail its health check\")\n"
-                  "    return [*_run_selftest(agent), failing]\n")),
+                  "    return [*_run_selftest(agent, *args), failing]\n")),
     # the process exits at once, every time: a crash loop
     "crash": ("qrad_agent/cli.py", None,
               "\n\ndef cmd_run(*args, **kwargs):  # test release: crashes at start\n    raise SystemExit(70)\n"),
