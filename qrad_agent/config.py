@@ -192,8 +192,13 @@ class PredictConfig(Section):
     max_fit_k: float = Field(0.25, gt=0)
     min_slots: int = Field(96, ge=10)
     max_lead_s: float = Field(6 * 3600.0, gt=0, le=86400.0)
-    arrival_tolerance_k: float = Field(0.45, ge=0, le=2, description="the pre-heat aims at the raised setpoint "
-                                       "less this (K); 0.5 - this is how far above the lower band it goes")
+    arrival_tolerance_k: float = Field(0.25, ge=0, le=2, description="the pre-heat aims at the raised setpoint "
+                                       "less this (K)")
+    precharge_s: float = Field(4 * 3600.0, ge=0, le=86400.0, description="before a raise, hold the top of the "
+                               "current band this long (s): the envelope warms, the last rise is quicker")
+    max_sprint_s: float = Field(1200.0, ge=0, le=86400.0, description="aim at arrival_tolerance_k below the raised "
+                                "setpoint only when the model's last rise there from the bottom of its band is "
+                                "this short (s); else at that bottom")
     stop_margin_k: float = Field(0.45, ge=0, le=2)
     coast_margin_k: float = Field(0.3, ge=0, le=2, description="after a setback, minimum power while the room is "
                                   "more than this above the lower setpoint (K)")

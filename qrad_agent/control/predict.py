@@ -38,8 +38,8 @@ from qrad_agent.model.rc import RcModel, Slot
 
 FORECAST_SLOTS = 96
 _EPOCH = datetime(1970, 1, 1)
-EARLY_S = 1200.0
-"""Reaching the raised setpoint more than this before the raise (s) counts as early."""
+EDGE_AIM_K = 0.45
+"""Below the raised setpoint (K): the bottom of its comfort band (0.5 K), where the two bands meet."""
 FACTOR_RANGE = (0.5, 3.0)
 LEARN_STEP = 1.25
 STOP_LOOKAHEAD_S = 2 * 3600.0
@@ -57,7 +57,9 @@ class PredictSettings:
     max_fit_k: float = 0.25
     min_slots: int = 96
     max_lead_s: float = 6 * 3600.0
-    arrival_tolerance_k: float = 0.45
+    arrival_tolerance_k: float = 0.25
+    precharge_s: float = 4 * 3600.0
+    max_sprint_s: float = 1200.0
     stop_margin_k: float = 0.45
     coast_margin_k: float = 0.3
     precharge_band_k: float = 0.45
@@ -77,7 +79,8 @@ class _Event:
     lead_model_s: float | None = None
     capped: bool = False
     boosting: bool = False
-    reached_s: float | None = None
+    start_room_c: float | None = None
+    aim_c: float | None = None
 
 
 @dataclass
@@ -231,13 +234,12 @@ class Predictor:
                                cur.occupants))
         return [cur.air_c, *self.model.simulate(prev, cur, future)]
 
-    def warmup_s(self, t_s: float, target_c: float) -> float | None:
-        """Model time (s) from ``t_s`` at full power until the room is within arrival_tolerance_k of
-        ``target_c``; None if not within max_lead_s (or no window yet)."""
+    def warmup_s(self, t_s: float, goal_c: float) -> float | None:
+        """Model time (s) from ``t_s`` at full power until the room is at ``goal_c`` (°C); None if not
+        within max_lead_s (or no window yet)."""
         window = self._window(t_s)
         if window is None:
             return None
-        goal_c = target_c - self.s.arrival_tolerance_k
         slots = int(self.s.max_lead_s / self.s.slot_s) + 1
         path = self._run(t_s, window, self.max_w, slots)
         if path[0] >= goal_c:
@@ -313,23 +315,45 @@ class Predictor:
         if left_s > self.s.max_lead_s:
             self.reason = "following the schedule"
             return setpoint_c
-        lead_s = self.warmup_s(t_s, event.to_c)
+        if not event.boosting:
+            event.aim_c = self._aim(t_s, event)
+        lead_s = self.warmup_s(t_s, event.aim_c if event.aim_c is not None else event.to_c - EDGE_AIM_K)
         capped = lead_s is None or lead_s * self.lead_factor >= self.s.max_lead_s
         needed_s = self.s.max_lead_s if capped else lead_s * self.lead_factor  # type: ignore[operator]
         slack_s = 0.0 if not event.boosting else self.s.boost_hysteresis_s
         if left_s <= needed_s + slack_s:  # full power from now only just makes it: heat to the raised setpoint
             if event.started_s is None:
                 event.started_s, event.lead_model_s, event.capped = t_s, lead_s, capped
+                window = self._window(t_s)
+                event.start_room_c = None if window is None else window[1].air_c
             event.boosting = True
             self.hold_w = self.max_w
             self.reason = f"optimal start for {event.to_c:g} °C in {left_s / 60:.0f} min"
             return event.to_c
         event.boosting = False
-        if event.started_s is not None:  # ahead of the plan: stay in the current band until needed again
+        if event.started_s is not None or left_s <= self.s.precharge_s:
+            # ahead of the plan: the top of the current band, which also warms the envelope, so the last
+            # rise at full power is quicker (air and envelope are about 0.4 K apart while it holds)
             self.reason = f"pre-heating for {event.to_c:g} °C in {left_s / 60:.0f} min"
             return min(event.to_c, setpoint_c + self.s.precharge_band_k)
         self.reason = f"pre-heat in {(left_s - needed_s) / 60:.0f} min"
         return setpoint_c
+
+    def _aim(self, t_s: float, event: _Event) -> float:
+        """The room temperature (°C) to arrive at: ``arrival_tolerance_k`` below the raised setpoint when the
+        model says the last rise there, from the bottom of the raised comfort band, takes at most
+        ``max_sprint_s`` at full power; else that bottom (EDGE_AIM_K below): every minute the room spends
+        above the current comfort band before the raise counts as too warm, and a cold room whose heater is
+        near its limit rises slowly there."""
+        edge_c = event.to_c - EDGE_AIM_K
+        high_c = event.to_c - self.s.arrival_tolerance_k
+        if high_c <= edge_c:
+            return high_c
+        to_edge_s = self.warmup_s(t_s, edge_c)
+        to_high_s = self.warmup_s(t_s, high_c)
+        if to_edge_s is None or to_high_s is None or to_high_s - to_edge_s > self.s.max_sprint_s:
+            return edge_c
+        return high_c
 
     def _stop(self, event: _Event, t_s: float, left_s: float, setpoint_c: float) -> float:
         floor_c = setpoint_c - self.s.stop_margin_k
@@ -357,8 +381,6 @@ class Predictor:
         event = self._event
         if event is None or event.to_c <= event.from_c:
             return
-        if event.reached_s is None and room_c >= event.to_c - self.s.arrival_tolerance_k and t_s < event.at_s:
-            event.reached_s = t_s
         if t_s < event.at_s:
             return
         lead_s = None if event.started_s is None else event.at_s - event.started_s
@@ -367,18 +389,22 @@ class Predictor:
         self._event = None
 
     def _learn(self, event: _Event, room_c: float) -> None:
-        """Late (room below the goal at the raise): a longer lead next time; early (at the goal more than
-        EARLY_S before): a shorter one; at most LEARN_STEP either way per raise."""
+        """Adjust the lead factor from this raise's arrival: the room's rise over the lead it had (K/s) says
+        how much longer (late) or shorter (early) the lead should have been to arrive at the aim
+        (``arrival_tolerance_k`` below the setpoint); at most LEARN_STEP either way per raise. A raise the
+        room reached without a start (already there) or with the lead at its bound teaches nothing."""
         if event.started_s is None or event.capped:
             return
-        goal_c = event.to_c - self.s.arrival_tolerance_k
-        raise_k = max(0.5, event.to_c - event.from_c)
-        change = 1.0
-        if room_c < goal_c - 0.05:
-            change = 1.0 + (goal_c - room_c) / raise_k
-        elif event.reached_s is not None and event.at_s - event.reached_s > EARLY_S:
-            lead_s = max(event.at_s - event.started_s, 1.0)
-            change = 1.0 - 0.5 * (event.at_s - event.reached_s) / lead_s
+        aim_c = event.aim_c if event.aim_c is not None else event.to_c - EDGE_AIM_K
+        error_k = room_c - aim_c
+        lead_s = max(event.at_s - event.started_s, self.s.slot_s / 15)
+        rise_k = None if event.start_room_c is None else room_c - event.start_room_c
+        if rise_k is not None and rise_k > 0.05:
+            change = 1.0 - error_k / rise_k  # lead wanted / lead had, for a rise at the same mean rate
+        elif error_k < -0.05:
+            change = LEARN_STEP
+        else:
+            return
         change = min(LEARN_STEP, max(1.0 / LEARN_STEP, change))
         self.lead_factor = min(FACTOR_RANGE[1], max(FACTOR_RANGE[0], self.lead_factor * change))
 

@@ -136,7 +136,8 @@ def build_predictor(cfg: ThermostatConfig, max_w: float, quiet: QuietHours | Non
                                arrival_tolerance_k=p.arrival_tolerance_k, stop_margin_k=p.stop_margin_k,
                                coast_margin_k=p.coast_margin_k,
                                optimal_stop=p.optimal_stop, assumed_outdoor_c=p.assumed_outdoor_c,
-                               precharge_band_k=p.precharge_band_k, boost_hysteresis_s=p.boost_hysteresis_s)
+                               precharge_band_k=p.precharge_band_k, boost_hysteresis_s=p.boost_hysteresis_s,
+                               precharge_s=p.precharge_s, max_sprint_s=p.max_sprint_s)
     return Predictor(settings, cfg.output_min_w, max_w, power_cap=None if quiet is None else quiet.cap_at)
 
 
