@@ -186,12 +186,13 @@ class Predictor:
         return self.model.ready(self.s.max_fit_k, self.s.min_slots)
 
     def _window(self, t_s: float) -> tuple[Slot, Slot] | None:
-        """(the slot of the last slot_s, the slot starting now) for a free run from ``t_s``."""
+        """(the slot of the last slot_s, the slot starting now) for a free run from ``t_s``, from the samples
+        up to ``t_s``."""
         samples = self._recent.samples
         if len(samples) < 2 or t_s - samples[0][0] < self.s.slot_s * 0.9:
             return None
         start_s = t_s - self.s.slot_s
-        in_window = [s for s in samples if s[0] >= start_s]
+        in_window = [s for s in samples if start_s <= s[0] <= t_s]
         if not in_window:
             return None
         power_w = sum(s[2] for s in in_window) / len(in_window)
@@ -250,6 +251,21 @@ class Predictor:
                 frac = 1.0 if rise <= 0 else min(1.0, max(0.0, (goal_c - path[k - 1]) / rise))
                 return (k - 1 + frac) * self.s.slot_s
         return None
+
+    def expected_fall_k(self, now: datetime, power_w: float, span_s: float) -> float:
+        """The fall (K, >= 0) of the room over ``span_s`` (s) up to ``now`` that the model explains at
+        ``power_w`` (W): its one-slot step from the room as measured ``span_s`` ago (from the samples up to
+        then, so the fall itself does not enter), scaled linearly to the span (the fast
+        pole's first minutes fall a little faster than that: about 0.4 of a 15-min fall in 5 min against
+        the 0.33 assumed, for a 24-min pole). 0 when the model is not ready."""
+        if not self.ready()[0]:
+            return 0.0
+        t_s = calendar_s(now)
+        window = self._window(t_s - span_s)
+        if window is None:
+            return 0.0
+        path = self._run(t_s - span_s, window, power_w, 1)
+        return max(0.0, (path[0] - path[1]) * span_s / self.s.slot_s)
 
     def coasts(self, t_s: float, until_s: float, floor_c: float) -> bool:
         """True when the model says the room stays at or above ``floor_c`` from ``t_s`` to ``until_s`` at
@@ -331,6 +347,10 @@ class Predictor:
             self.reason = f"optimal start for {event.to_c:g} °C in {left_s / 60:.0f} min"
             return event.to_c
         event.boosting = False
+        if lead_s == 0.0 and event.aim_c is not None and left_s <= self.s.max_sprint_s:
+            # already there (the sun, a warm afternoon) so close to the raise: hold it, not fall away from it
+            self.reason = f"holding {event.aim_c:.2f} °C for {event.to_c:g} °C in {left_s / 60:.0f} min"
+            return event.aim_c
         if event.started_s is not None or left_s <= self.s.precharge_s:
             # ahead of the plan: the top of the current band, which also warms the envelope, so the last
             # rise at full power is quicker (air and envelope are about 0.4 K apart while it holds)
@@ -397,7 +417,6 @@ class Predictor:
             return
         aim_c = event.aim_c if event.aim_c is not None else event.to_c - EDGE_AIM_K
         error_k = room_c - aim_c
-        lead_s = max(event.at_s - event.started_s, self.s.slot_s / 15)
         rise_k = None if event.start_room_c is None else room_c - event.start_room_c
         if rise_k is not None and rise_k > 0.05:
             change = 1.0 - error_k / rise_k  # lead wanted / lead had, for a rise at the same mean rate

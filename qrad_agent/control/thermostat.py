@@ -353,7 +353,11 @@ class Thermostat:
         below frost protection), else the predictor's optimal start or stop; (None, None) otherwise."""
         if self.window is not None:
             contact = self._channel_on(self.cfg.window.contact_channel)
-            if self.window.update(t_s, self.pv_c, contact):
+            expected_k = 0.0
+            if self.predictor is not None:  # the fall the room model explains at the power applied
+                expected_k = self.predictor.expected_fall_k(self.clock.now(), self.demand_w,
+                                                            self.cfg.window.drop_window_s)
+            if self.window.update(t_s, self.pv_c, contact, expected_k):
                 frost_c = self.schedule.setpoints.frost_c
                 return (self.cfg.output_min_w if self.pv_c >= frost_c else self.max_w,
                         f"open window: {self.window.reason}")

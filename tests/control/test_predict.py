@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
+from qrad_agent.control.window import WindowDetector, WindowSettings
 from qrad_agent.control.predict import FORECAST_SLOTS, Predictor, PredictSettings
 from qrad_agent.control.schedule import ModeSetpoints, WeeklySchedule, default_home
 from qrad_agent.model.outdoor import OutdoorForecast, calendar_s
@@ -151,9 +152,9 @@ def test_optimal_start_reaches_comfort_on_a_simulated_morning() -> None:
     assert predictor.ready() == (True, "ready"), predictor.status()
     trace = drive(predictor, room, thursday, 9, schedule.setpoint_at)  # Thursday 00:00-09:00, comfort 06:30
     at = next(room_c for now, setpoint, _, room_c in trace if setpoint == 20.0)
-    # the pre-heat aims at the raised setpoint less arrival_tolerance_k (0.45 K): the bottom of the comfort
-    # band, reached without leaving the eco band
-    assert 20.0 - 0.5 - 0.1 <= at <= 20.0
+    # the pre-heat holds the top of the eco band, then a last rise at full power short enough to aim at the
+    # raised setpoint less arrival_tolerance_k (0.25 K): within 0.3 K of comfort at its start
+    assert abs(at - 20.0) <= 0.3
     started = next(now for now, setpoint, target, _ in trace if target > setpoint)
     lead_h = (datetime(2026, 1, 8, 6, 30) - started).total_seconds() / 3600
     assert 0.5 < lead_h <= 6.0  # started by the model, within the bounded lead
@@ -173,6 +174,35 @@ def test_arrival_error_is_learned() -> None:
     drive(predictor, room, thursday, 7, schedule.setpoint_at)
     assert predictor.arrivals and predictor.arrivals[-1].error_k < -0.25
     assert predictor.lead_factor > 0.5
+
+
+def test_arrival_error_shortens_an_early_lead() -> None:
+    predictor, room, thursday = trained_predictor()
+    predictor.lead_factor = 2.0  # as if the model had been far too pessimistic: early arrival, too warm
+    drive(predictor, room, thursday, 7, schedule.setpoint_at)
+    assert predictor.arrivals and predictor.arrivals[-1].error_k > -0.25
+    assert predictor.lead_factor < 2.0
+
+
+def test_expected_fall_explains_a_coasting_room_not_a_window() -> None:
+    predictor, room, thursday = trained_predictor()
+    now = thursday
+    falls = []
+    for k in range(40):  # 20 min at no power: the room cools as the model knows it does
+        now = thursday + timedelta(seconds=30 * k)
+        predictor.observe(now, room.air_c, 0.0)
+        falls.append(room.air_c)
+        room.step(0.0, 3.0)
+    actual_k = falls[-11] - falls[-1]
+    expected_k = predictor.expected_fall_k(now, 0.0, 300.0)
+    assert actual_k > 0.05 and 0.5 * actual_k <= expected_k <= 2.0 * actual_k
+    verdicts = []
+    for expected in (0.0, expected_k):  # a threshold below this coasting fall: only the model tells them apart
+        detector = WindowDetector(WindowSettings(drop_k=actual_k * 0.8))
+        for i, t_s in ((-11, 0.0), (-6, 150.0), (-1, 300.0)):
+            opened = detector.update(t_s, falls[i], None, expected)
+        verdicts.append(opened)
+    assert verdicts == [True, False]
 
 
 def test_heat_demand_forecast_has_96_bounded_slots_and_follows_the_schedule() -> None:
