@@ -34,9 +34,12 @@ from collections.abc import Callable
 
 from qrad_agent.control.schedule import WeeklySchedule
 from qrad_agent.model.outdoor import OutdoorForecast, calendar_s
+from qrad_agent.model.bias import DailyBias
 from qrad_agent.model.rc import RcModel, Slot
 
 FORECAST_SLOTS = 96
+BIAS_SLOTS = 4
+"""The slots of each forecast (its first hour) whose outcome teaches the daily residual profile."""
 _EPOCH = datetime(1970, 1, 1)
 EDGE_AIM_K = 0.45
 """Below the raised setpoint (K): the bottom of its comfort band (0.5 K), where the two bands meet."""
@@ -137,6 +140,7 @@ class Predictor:
         """Set by `target`: a power (W) decided here, applied as it is (full power for an optimal start,
         the minimum for an optimal stop), or None when the controller follows the target."""
         self.slot_power: deque[tuple[float, float]] = deque(maxlen=FORECAST_SLOTS)  # (slot start s, W)
+        self.bias = DailyBias()
 
     # -- inputs -----------------------------------------------------------------------------------------
     def outdoor_at(self, t_s: float) -> tuple[float, float]:
@@ -172,6 +176,7 @@ class Predictor:
             self.model.history.clear()  # a gap (restart, missing room temperature): no slot across it
             return
         self.slot_power.append((old.start_s, old.power_ws / old.duration_s))
+        self.bias.actual(old.start_s, old.power_ws / old.duration_s)
         outdoor_c, ghi = self.outdoor_at(old.start_s + self.s.slot_s / 2)
         self.model.update(Slot(old.start_air_c, old.power_ws / old.duration_s, outdoor_c, ghi,
                                old.occupants_s / old.duration_s))
@@ -430,33 +435,73 @@ class Predictor:
     # -- heat-demand forecast ---------------------------------------------------------------------------
     def forecast(self, now: datetime, schedule: WeeklySchedule) -> list[float] | None:
         """Heat demand (W) of each of the FORECAST_SLOTS slots from the current slot boundary on; None when
-        the model is not ready (the caller falls back to persistence)."""
+        the model is not ready (the caller falls back to persistence).
+
+        The model room is driven slot by slot as the thermostat will drive it (`_planned`): each slot's
+        power is what brings it to the planned temperature at the slot's end, within the heater's range
+        (and the quiet-hours cap), or the minimum while an optimal stop or a coast holds. Each slot then
+        gets the daily residual profile (`DailyBias`) learned from the last forecasts' first hour."""
         ok, _ = self.ready()
         t_s = calendar_s(now)
         window = self._window(t_s)
         if not ok or window is None:
             return None
-        start = now.replace(second=0, microsecond=0)
-        start -= timedelta(minutes=start.minute % int(self.s.slot_s // 60))
-        lead_s = self.s.max_lead_s / 3 if not self.arrivals else max(
-            (a.lead_s for a in self.arrivals if a.lead_s is not None), default=self.s.max_lead_s / 3)
+        first_s = calendar_s(self.slot_start(now))
+        lead_s = self._typical_lead_s()
         prev, cur = window
-        demand = []
+        plan: list[float] = []
         for k in range(FORECAST_SLOTS):
-            slot_end = start + timedelta(seconds=(k + 1) * self.s.slot_s)
-            target_c = schedule.setpoint_at(slot_end)
-            ahead = schedule.setpoint_at(slot_end + timedelta(seconds=lead_s))
-            target_c = max(target_c, ahead)
-            out_c, ghi = self.outdoor_at(calendar_s(slot_end) - self.s.slot_s / 2)
+            begin_s = first_s + k * self.s.slot_s
+            out_c, ghi = self.outdoor_at(begin_s + self.s.slot_s / 2)
             cur = Slot(cur.air_c, 0.0, out_c, ghi, cur.occupants)
-            power_w = self.model.power_for(prev, cur, target_c)
-            top_w = self._capped(self.max_w, calendar_s(slot_end) - self.s.slot_s)
+            top_w = self._capped(self.max_w, begin_s)
+            target_c = self._planned(begin_s, schedule, lead_s, prev, cur)
+            power_w = self.min_w if target_c is None else self.model.power_for(prev, cur, target_c)
             power_w = self.min_w if math.isnan(power_w) else min(top_w, max(self.min_w, power_w))
             cur = Slot(cur.air_c, power_w, out_c, ghi, cur.occupants)
             nxt = self.model.step(prev, cur)
             prev, cur = cur, Slot(nxt, power_w, out_c, ghi, cur.occupants)
-            demand.append(power_w)
-        return demand
+            plan.append(power_w)
+        self.bias.issued(first_s, self.s.slot_s, plan, BIAS_SLOTS)
+        return [min(self._capped(self.max_w, first_s + k * self.s.slot_s),
+                    max(self.min_w, w + self.bias.at(first_s + k * self.s.slot_s))) for k, w in enumerate(plan)]
+
+    def _typical_lead_s(self) -> float:
+        """The pre-heat lead (s) of the recent raises (their median), max_lead_s / 3 before any."""
+        leads = sorted(a.lead_s for a in list(self.arrivals)[-6:] if a.lead_s is not None)
+        return leads[len(leads) // 2] if leads else self.s.max_lead_s / 3
+
+    def _planned(self, begin_s: float, schedule: WeeklySchedule, lead_s: float, prev: Slot,
+                 cur: Slot) -> float | None:
+        """The model room's temperature (°C) at the end of the slot from ``begin_s`` as `target` shapes it,
+        or None for the minimum power (an optimal stop that the model room coasts through)."""
+        end = _EPOCH + timedelta(seconds=begin_s + self.s.slot_s)
+        setpoint_c = schedule.setpoint_at(end - timedelta(seconds=1))
+        change = schedule.next_change(end - timedelta(seconds=1))
+        if change is None:
+            return setpoint_c
+        left_s = calendar_s(change) - calendar_s(end)
+        to_c = schedule.setpoint_at(change)
+        if to_c > setpoint_c:
+            if left_s < lead_s:
+                return to_c - self.s.arrival_tolerance_k
+            if left_s < self.s.precharge_s:
+                return min(to_c, setpoint_c + self.s.precharge_band_k)
+        elif to_c < setpoint_c and self.s.optimal_stop and left_s + self.s.slot_s <= STOP_LOOKAHEAD_S:
+            if self._model_coasts(prev, cur, left_s + self.s.slot_s, setpoint_c - self.s.stop_margin_k):
+                return None
+        return setpoint_c
+
+    def _model_coasts(self, prev: Slot, cur: Slot, span_s: float, floor_c: float) -> bool:
+        """Whether the model room, from (``prev``, ``cur``) at minimum power, stays at or above ``floor_c``
+        for ``span_s`` (whole slots, at least one)."""
+        cur = Slot(cur.air_c, self.min_w, cur.outdoor_c, cur.ghi_w_m2, cur.occupants)
+        for _ in range(max(1, round(span_s / self.s.slot_s))):
+            nxt = self.model.step(prev, cur)
+            if nxt < floor_c:
+                return False
+            prev, cur = cur, Slot(nxt, self.min_w, cur.outdoor_c, cur.ghi_w_m2, cur.occupants)
+        return True
 
     def expect_shed(self, now: datetime, start: datetime, end: datetime, limit_w: float,
                     setpoint_at: Callable[[datetime], float], band_k: float, preheat_s: float,
