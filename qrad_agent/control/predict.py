@@ -41,6 +41,12 @@ FORECAST_SLOTS = 96
 BIAS_SLOTS = 4
 """The slots of each forecast (its first hour) whose outcome teaches the daily residual profile."""
 _EPOCH = datetime(1970, 1, 1)
+LOAD_LOOKAHEAD_S = 12 * 3600.0
+PRECHARGE_LOAD = 0.6
+"""A pre-charge only when holding comfort over the next LOAD_LOOKAHEAD_S (s) needs this share of the
+heater's maximum (a cold week; in a mild or sunny one the stored heat came back as too warm at the floor)."""
+SUN_RISE_K = 0.1
+"""No pre-charge while the model room would rise this much (K) at minimum power before the raise."""
 EDGE_AIM_K = 0.45
 """Below the raised setpoint (K): the bottom of its comfort band (0.5 K), where the two bands meet."""
 FACTOR_RANGE = (0.5, 3.0)
@@ -356,13 +362,39 @@ class Predictor:
             # already there (the sun, a warm afternoon) so close to the raise: hold it, not fall away from it
             self.reason = f"holding {event.aim_c:.2f} °C for {event.to_c:g} °C in {left_s / 60:.0f} min"
             return event.aim_c
-        if event.started_s is not None or left_s <= self.s.precharge_s:
+        precharge = left_s <= self.s.precharge_s and self._heavy_load(t_s, event.to_c) and \
+            not self._sunlit(t_s, event.at_s)
+        if event.started_s is not None or precharge:
             # ahead of the plan: the top of the current band, which also warms the envelope, so the last
             # rise at full power is quicker (air and envelope are about 0.4 K apart while it holds)
             self.reason = f"pre-heating for {event.to_c:g} °C in {left_s / 60:.0f} min"
             return min(event.to_c, setpoint_c + self.s.precharge_band_k)
         self.reason = f"pre-heat in {(left_s - needed_s) / 60:.0f} min"
         return setpoint_c
+
+    def _heavy_load(self, t_s: float, to_c: float) -> bool:
+        """True when holding ``to_c`` (°C) over the next LOAD_LOOKAHEAD_S needs at least PRECHARGE_LOAD of
+        the heater's maximum, from the model's loss coefficient (W/K) and the mean outdoor temperature
+        ahead: only then is the last rise slow enough for a pre-charge to pay, and the heat stored then is
+        used by the heater's own comfort period, not returned as too warm when the sun comes."""
+        phys = self.model.physical()
+        if phys is None:
+            return False
+        hours = int(LOAD_LOOKAHEAD_S // 3600)
+        outdoor_c = sum(self.outdoor_at(t_s + h * 3600.0)[0] for h in range(hours)) / hours
+        return phys.loss_w_k * (to_c - outdoor_c) >= PRECHARGE_LOAD * self.max_w
+
+    def _sunlit(self, t_s: float, until_s: float) -> bool:
+        """True when the model room, at minimum power from ``t_s``, rises SUN_RISE_K or more by itself before
+        ``until_s`` (the sun): heat stored in the room before the raise would then only leave it too warm
+        for longer with the heater at its floor (a pre-charge before every raise added 2 K·h of that to a
+        December week and 8 K·h to an April week in `benchmarks/thermostat.py`)."""
+        window = self._window(t_s)
+        if window is None:
+            return False
+        slots = max(1, math.ceil((until_s - t_s) / self.s.slot_s))
+        path = self._run(t_s, window, self.min_w, slots)
+        return max(path[1:]) >= path[0] + SUN_RISE_K
 
     def _aim(self, t_s: float, event: _Event) -> float:
         """The room temperature (°C) to arrive at: ``arrival_tolerance_k`` below the raised setpoint when the
