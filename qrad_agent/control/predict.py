@@ -7,14 +7,14 @@ setpoint unchanged: the thermostat behaves as it did without prediction.
 
 Once ready, `target` shapes the schedule:
 - optimal start: before a setpoint raise the schedule announces (eco -> comfort, frost -> eco, ...), the model
-  simulates the room at full power from now; heating starts (the target becomes the raised setpoint) once the
-  time left is no longer than that warm-up, times a learned factor, and at most ``max_lead_s`` ahead.
-  The test is repeated every period: whenever the room is ahead of that plan the target is only
-  ``precharge_band_k`` above the current setpoint (inside the comfort band of the current period), so the
-  room rises as late as the model allows and is not too warm before the raise; once heating to the raised
-  setpoint it goes on until the plan is ``boost_hysteresis_s`` ahead (fewer compute stops).
-  At each raise the arrival error is measured: late (the room more than ``arrival_tolerance_k`` below)
-  makes the factor larger, early (at the setpoint more than 20 min before) smaller;
+  simulates the room at full power from now; heating starts (full power, held here) once the time left is
+  no longer than the warm-up to the aim, times a learned factor, and at most ``max_lead_s`` ahead. The aim
+  is ``arrival_tolerance_k`` below the raised setpoint when the last rise there from the bottom of the
+  raised band is short (``max_sprint_s``), else that bottom (every minute above the current band before
+  the raise counts as too warm). On heavy-load days without sun the room is first held at the top of the
+  current band for ``precharge_s`` (the envelope warms, the last rise is quicker). Once heating to the
+  raised setpoint it goes on until the plan is ``boost_hysteresis_s`` ahead (fewer compute stops).
+  At each raise the arrival error against the aim, over the rise the lead gave, rescales the factor;
 - optimal stop: before a setback, heating stops (the target becomes the lower setpoint) when the model says
   the room, coasting at minimum power, stays within ``stop_margin_k`` of the current setpoint until the
   setback; if the room still falls that far it heats again.

@@ -176,6 +176,17 @@ def test_arrival_error_is_learned() -> None:
     assert predictor.lead_factor > 0.5
 
 
+def test_precharge_only_when_holding_comfort_needs_most_of_the_heater() -> None:
+    predictor, room, thursday = trained_predictor()
+    trace = drive(predictor, room, thursday, 3.5, schedule.setpoint_at)  # to 03:30, 3 h before comfort
+    now = trace[-1][0]
+    # 3 °C outside: about 20 W/K x 17 K = 340 W, more than 60 % of 500 W: the top of the eco band
+    assert predictor.target(now, 19.0, schedule) == pytest.approx(19.0 + 0.45)
+    mild = [(thursday + timedelta(hours=h), 14.0, 0.0) for h in range(-24, 48)]
+    predictor.set_weather(mild, now)  # 14 °C ahead: 120 W, the eco setpoint until the start itself
+    assert predictor.target(now, 19.0, schedule) == 19.0
+
+
 def test_arrival_error_shortens_an_early_lead() -> None:
     predictor, room, thursday = trained_predictor()
     predictor.lead_factor = 2.0  # as if the model had been far too pessimistic: early arrival, too warm
