@@ -223,7 +223,9 @@ def test_heat_demand_forecast_has_96_bounded_slots_and_follows_the_schedule() ->
     assert demand is not None and len(demand) == FORECAST_SLOTS
     assert all(0.0 <= w <= 500.0 for w in demand)
     # comfort from 17:00 wants more heat than the eco afternoon before it
-    slot = lambda h: int(h * 4)
+    def slot(hour: float) -> int:
+        return int(hour * 4)
+
     assert np.mean(demand[slot(18):slot(20)]) > np.mean(demand[slot(12):slot(14)])
     persistence = predictor.persistence_forecast(now)
     assert persistence is not None and len(persistence) == FORECAST_SLOTS
