@@ -23,9 +23,10 @@ earlier, as a sustained rise that presence does not explain. The rise is the low
 standard errors) of the slope over ``pm_slope_window_s``; present people explain a cooking-like rise of
 up to ``pm_rise_present_ug_m3_min`` (frying: about 100 µg/m³/min in a 70 m³ room, hw-sim's cooking
 scenario), an empty room only ``pm_rise_absent_ug_m3_min`` (dust, outdoor air). A level that is clearly
-decaying is smoke from an earlier event (cooking before the people left), not evidence. Smoke alone, weighted
-0.6, stays a PRE_ALARM: a cooking-like event cannot reach ALARM without CO2 or heat beyond what the
-people explain.
+decaying is smoke from an earlier event (cooking before the people left), not evidence; every slope
+assumes at least the rounding noise of the reading's resolution, so a sensor held at its full scale (a
+PMS5003 at 1000 µg/m³ while frying) is not decaying. Smoke alone, weighted 0.6, stays a PRE_ALARM: a
+cooking-like event cannot reach ALARM without CO2 or heat beyond what the people explain.
 """
 
 from __future__ import annotations
@@ -47,12 +48,12 @@ class Co2Detector:
 
     def __init__(self, cfg: Co2Config) -> None:
         self.cfg = cfg
-        self.trend = WindowSlope(cfg.slope_window_s)
-        self.fall = WindowSlope(cfg.fall_window_s)
+        self.trend = WindowSlope(cfg.slope_window_s, cfg.co2_resolution_ppm)
+        self.fall = WindowSlope(cfg.fall_window_s, cfg.co2_resolution_ppm)
         self.implausible_until_s = -math.inf
         self.implausible_why = ""
-        self.pm_trend = WindowSlope(30.0)
-        self.pm_rise = WindowSlope(cfg.pm_slope_window_s)
+        self.pm_trend = WindowSlope(30.0, cfg.pm_resolution_ug_m3)
+        self.pm_rise = WindowSlope(cfg.pm_slope_window_s, cfg.pm_resolution_ug_m3)
         self.last_co2: Evidence = missing("co2", 0.0, "no CO2 yet")
         self.last_pm: Evidence = missing("particles", 0.0, "no particle sensor")
 

@@ -2,6 +2,12 @@
 
 Running sums make each update O(1); they are rebuilt around a new time origin every ``REBASE_EVERY``
 samples so that days of seconds never cost precision.
+
+The residual variance behind the standard error is at least ``resolution**2 / 12``, the variance of
+rounding a reading to its sensor's resolution (uniform quantisation noise). Without that floor a window
+of identical readings (a PMS5003 held at its 1000 µg/m³ full scale by cooking smoke, a steady MH-Z19) has
+a slope of floating-point residue, +-1e-13, with a standard error of exactly 0: its sign then decided
+whether the readings "fell" (hw-sim's fortnight at 2 s: the cooking PRE_ALARM cleared and came back).
 """
 
 from __future__ import annotations
@@ -13,10 +19,12 @@ REBASE_EVERY = 512
 
 
 class WindowSlope:
-    """Samples (t, x) kept for ``window_s``; ``slope()`` returns (slope per s, standard error per s)."""
+    """Samples (t, x) kept for ``window_s``; ``slope()`` returns (slope per s, standard error per s).
+    ``resolution``: the reading's quantisation step in its own unit (0: none known)."""
 
-    def __init__(self, window_s: float) -> None:
+    def __init__(self, window_s: float, resolution: float = 0.0) -> None:
         self.window_s = window_s
+        self.min_variance = resolution * resolution / 12.0
         self.samples: deque[tuple[float, float]] = deque()
         self._origin = 0.0
         self._sums = [0.0] * 5  # t, x, tt, tx, xx (t from the origin)
@@ -52,7 +60,8 @@ class WindowSlope:
         self._rebase()
 
     def slope(self) -> tuple[float, float]:
-        """(slope, standard error); (0, inf) with fewer than 4 samples or no time span."""
+        """(slope, standard error); (0, inf) with fewer than 4 samples or no time span. The residual
+        variance is at least the quantisation floor (module docstring)."""
         n = len(self.samples)
         if n < 4:
             return 0.0, math.inf
@@ -63,8 +72,8 @@ class WindowSlope:
         vtx = stx - st * sx / n
         vxx = sxx - sx * sx / n
         b = vtx / vtt
-        resid = max(0.0, vxx - b * vtx)
-        return b, math.sqrt(resid / (n - 2) / vtt)
+        variance = max(0.0, vxx - b * vtx) / (n - 2)
+        return b, math.sqrt(max(variance, self.min_variance) / vtt)
 
     def median_last(self, k: int = 3) -> float | None:
         """Median of the last ``k`` values: one noisy or spiking sample cannot trip a level alone."""

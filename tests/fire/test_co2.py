@@ -73,3 +73,16 @@ def test_co2_that_falls_faster_than_ventilation_is_a_local_source() -> None:
         if t >= 100:
             assert last.confidence == 0.0 and last.values.get("quality") == "implausible", (t, last)
     assert last is not None and "local source" in last.reason
+
+
+def test_particles_held_at_full_scale_stay_evidence() -> None:
+    """Frying smoke drives a PMS5003 to its 1000 µg/m³ full scale and holds it there: identical readings
+    are no decay (their slope is rounding residue), so the level stays evidence the whole time."""
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        det, t0 = Co2Detector(Co2Config()), 69000.0 + 7.0 * seed
+        for k in range(3000):
+            pm = min(1000.0, max(0.0, 8.0 + 100.0 * 2.0 * k / 60.0 + rng.normal(0.0, 2.0)))
+            _, ev = det.update(t0 + 2.0 * k, 450.0, pm, True)
+            if k >= 400:  # full scale since 600 s, the slope window since 720 s
+                assert ev.confidence == 1.0 and not ev.values["decaying"], (seed, k, ev)
