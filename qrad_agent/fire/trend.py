@@ -31,10 +31,16 @@ class WindowSlope:
         self._adds = 0
 
     def add(self, t_s: float, x: float) -> None:
-        self.samples.append((t_s, x))
-        self._account(t_s, x, 1.0)
-        while t_s - self.samples[0][0] > self.window_s:
-            old = self.samples.popleft()
+        samples, s = self.samples, self._sums
+        samples.append((t_s, x))
+        t = t_s - self._origin  # _account inlined: the engine adds to six windows every 2 s
+        s[0] += t
+        s[1] += x
+        s[2] += t * t
+        s[3] += t * x
+        s[4] += x * x
+        while t_s - samples[0][0] > self.window_s:
+            old = samples.popleft()
             self._account(old[0], old[1], -1.0)
         self._adds += 1
         if self._adds % REBASE_EVERY == 0:
@@ -77,7 +83,11 @@ class WindowSlope:
 
     def median_last(self, k: int = 3) -> float | None:
         """Median of the last ``k`` values: one noisy or spiking sample cannot trip a level alone."""
-        if not self.samples:
+        samples = self.samples
+        if not samples:
             return None
-        last = sorted(self.samples[-i][1] for i in range(1, min(k, len(self.samples)) + 1))
+        if k == 3 and len(samples) >= 3:
+            a, b, c = samples[-1][1], samples[-2][1], samples[-3][1]
+            return max(min(a, b), min(max(a, b), c))
+        last = sorted([samples[-i][1] for i in range(1, min(k, len(samples)) + 1)])
         return last[len(last) // 2]

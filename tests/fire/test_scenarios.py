@@ -10,7 +10,7 @@ import pytest
 from qrad_hwsim.fire import player
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import fire as bench  # noqa: E402
+import fire as bench
 
 SPECS = {p.stem: player.load(p) for p in sorted(player.SCENARIO_DIR.glob("*.json"))}
 FIRES = [n for n, s in SPECS.items() if s["kind"] == "fire"]
@@ -56,10 +56,14 @@ def test_fsri_armchair_fire_alarms_by_204_s_at_heater_height(excerpts: Path) -> 
 
 
 def test_two_days_of_everyday_life_without_false_alarm() -> None:
-    """The fortnight program's first two days with its sensor physics (benchmarks/fire.py plays all 14
-    days with the audio; the sounds are covered one by one above)."""
+    """The fortnight program's first two days at the sensors' 2 s rate, every sensor path of the engine
+    running (86 400 evaluations, a few seconds): no ALARM, and at most one PRE_ALARM a day (the evening's
+    cooking smoke, once even while it holds the particle sensor at full scale). Its sound events only add
+    microphone blocks, not readings, so they are left out here: each sound runs with its audio at 2 s above
+    and benchmarks/fire.py plays all 14 days with the audio."""
     spec = player.load("fortnight")
     spec["duration_s"] = 2 * 86400
     spec["events"] = [e for e in spec["events"] if e["type"] != "sound"]
-    r = bench.run_scenario(spec, step_s=None)
+    r = bench.run_scenario(spec)
     assert r["false_alarms"] == 0, r
+    assert r["pre_alarms"] <= 2, r

@@ -20,16 +20,19 @@ sound events, the microphone blocks (16 kHz int16, 0.125 s).
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from qrad_hwsim.devices.audio import sine_peak
 from qrad_hwsim.fire import sounds
+from qrad_hwsim.fire.timeline import Timeline
 from qrad_hwsim.room import Room, RoomParams
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
@@ -106,24 +109,24 @@ class Player:
         self.pm = float(room.get("pm_ug_m3", 8.0))
         self.events = spec.get("events", [])
         self.heater = sorted(spec.get("heater", [[0, 0.0]]))
+        self._heater_t = [float(t0) for t0, _ in self.heater]
+        self._event_times = Timeline([(float(e["start_s"]), e.get("end_s")) for e in self.events])
         self.sound_windows = [(float(e["start_s"]) - AUDIO_MARGIN_S, float(e["end_s"]) + AUDIO_MARGIN_S,
                                _track(e, self.rng)) for e in self.events if e["type"] == "sound"]
+        self._sound_times = Timeline([(w[0], w[1]) for w in self.sound_windows])
         self.household = sounds.Household(self.rng) if self.sound_windows else None
         self._sensed = [self.room.air_c, self.co2, self.pm]
 
     def power_w(self, t_s: float) -> float:
-        power = 0.0
-        for t0, w in self.heater:
-            if t0 > t_s:
-                break
-            power = float(w)
-        return power
+        k = bisect.bisect_right(self._heater_t, t_s)
+        return float(self.heater[k - 1][1]) if k else 0.0
 
     def _inputs(self, t_s: float) -> tuple[float, float, float, float, float]:
         """(heat into the air W, CO2 m3/s, PM µg/s, extra ventilation ach, occupants) at ``t_s``."""
         heat = co2 = pm = 0.0
         ach, people = self.base_ach, 0.0
-        for e in self.events:
+        for k in self._event_times.live(t_s, t_s):
+            e = self.events[k]
             start = float(e["start_s"])
             if t_s < start or t_s >= float(e.get("end_s", math.inf)):
                 continue
@@ -146,8 +149,10 @@ class Player:
     def _room_for(self, ach: float) -> None:
         if ach == self.base_ach and self.room.params is self.params:
             return
-        extra = 0.333 * (ach - self.base_ach) * self.volume
-        params = self._rooms.setdefault(ach, replace(self.params, h_ao_w_k=self.params.h_ao_w_k + extra))
+        params = self.params if ach == self.base_ach else self._rooms.get(ach)
+        if params is None:
+            extra = 0.333 * (ach - self.base_ach) * self.volume
+            params = self._rooms[ach] = replace(self.params, h_ao_w_k=self.params.h_ao_w_k + extra)
         if self.room.params is not params:
             self.room = Room(params, self.room.air_c, self.room.mass_c)
 
@@ -179,7 +184,8 @@ class Player:
             yield tick
 
     def _audio(self, t0: float, t1: float, people: float) -> list[tuple[float, np.ndarray]]:
-        active = [w for w in self.sound_windows if w[0] < t1 and w[1] > t0]
+        active = [w for w in (self.sound_windows[k] for k in self._sound_times.live(t0, t1))
+                  if w[0] < t1 and w[1] > t0]
         if not active or self.household is None:
             return []
         n0, n1 = int(t0 * sounds.RATE_HZ), int(t1 * sounds.RATE_HZ)

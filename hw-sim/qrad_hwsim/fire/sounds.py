@@ -61,7 +61,8 @@ class BeepTrack:
         out = np.zeros(n)
         t0, t1 = n0 / RATE_HZ, (n0 + n) / RATE_HZ
         first = int(np.searchsorted(self._starts, t0 - self._max_len))
-        for start, end, freq, amp, square in self.beeps[first:]:
+        for k in range(first, len(self.beeps)):  # not a slice: an hour of notes is no copy per chunk
+            start, end, freq, amp, square = self.beeps[k]
             if start >= t1:
                 break
             if end <= t0:
@@ -88,13 +89,14 @@ class Household:
 
     def _notes(self, length_s: float, in_band: bool) -> list[Beep]:
         """Melody notes with harmonics: fundamentals 130-1050 Hz, some harmonics in the alarm band."""
-        notes, t = [], 0.0
+        notes: list[Beep] = []
+        t = 0.0
         while t < length_s:
             dur = float(self.rng.choice([0.25, 0.5, 0.5, 0.75, 1.0]))
             f0 = 130.0 * 2 ** (self.rng.integers(0, 36) / 12)
             for h, a in ((1, 1.0), (2, 0.5), (3, 0.3), (4, 0.2)):
                 if in_band or f0 * h < 2500:
-                    notes.append((t, t + dur * 0.95, f0 * h, a, False))
+                    notes.append((t, t + dur * 0.95, float(f0 * h), a, False))
             t += dur
         return notes
 
