@@ -117,8 +117,8 @@ class Co2Config(_Section):
     implausible_hold_s: float = Field(900.0, ge=0, description="CO2 gives no evidence this long after an "
                                                                 "implausible fall, s")
     co2_resolution_ppm: float = Field(
-        1.0, ge=0, description="resolution of the CO2 reading (MH-Z19, SCD30: 1 ppm); its rounding is the "
-                               "least noise a rate's standard error assumes (trend.WindowSlope)")
+        1.0, ge=0, description="resolution of the CO2 reading (an MH-Z19 reports whole ppm); its rounding is "
+                               "the least noise a rate's standard error assumes (trend.WindowSlope)")
     pm_resolution_ug_m3: float = Field(
         1.0, ge=0, description="resolution of the PM2.5 reading (PMS5003: 1 µg/m³, full scale 1000): a "
                                "window held at full scale is then no slope either way, never a decay")
