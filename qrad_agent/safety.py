@@ -114,6 +114,11 @@ class SafetyLayer:
 
     def cause_still_present(self, condition: str) -> str | None:
         """Why a latched ``condition`` may not be reset now, or None when its cause is gone."""
+        if condition == "fan_failure":  # its proof spins the fans up under power: nothing else may hold the floor
+            others = sorted(c for c in self.conditions if c != "fan_failure")
+            if others:
+                return (f"its proof (a spin-up at {self.cfg.fan_proof_w:g} W) needs power above the floor, held "
+                        f"there now by {', '.join(others)}: clear {'that' if len(others) == 1 else 'those'} first")
         if condition == "cpu_overtemperature":
             hottest = self._read_hottest_cpu_c()
             limit = self.cfg.cpu_temp_max_c - CPU_RESET_MARGIN_K

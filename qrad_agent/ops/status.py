@@ -61,7 +61,10 @@ def verdict(status: dict[str, Any]) -> str:
     or "ok"."""
     safety = status["safety"]
     if safety.get("conditions"):
-        return "safe state: " + "; ".join(f"{c} ({r})" for c, r in safety["conditions"].items())
+        latched = set(safety.get("latched") or ())
+        return "safe state: " + "; ".join(
+            f"{c} ({r}{'; latched: qrad-agent reset-alarm ' + c + ' once its cause is gone' if c in latched else ''})"
+            for c, r in safety["conditions"].items())
     forced = status["power"].get("forced_reason")
     problems = []
     if forced:

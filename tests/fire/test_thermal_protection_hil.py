@@ -25,6 +25,7 @@ from structlog.testing import capture_logs
 from qrad_agent.agent import Agent
 from qrad_agent.clock import Clock
 from qrad_agent.config import SafetyConfig, parse_config
+from qrad_agent.errors import Refused
 from qrad_agent.fire.config import ThermalProtectionConfig
 from qrad_agent.sdnotify import Notifier
 from qrad_agent.sim import virtual_time_agent_data
@@ -239,6 +240,10 @@ def test_dead_fans_latch_and_a_reset_proves_them_at_a_bounded_power(tmp_path: Pa
         await asyncio.sleep(WARM_UP_S + 120.0)
         seen["latched"] = dict(agent.safety.conditions)
         await asyncio.sleep(300.0)  # cooled at the floor: the CPUs are far below their limit again
+        try:  # first the fans: their proof cannot spin them up while another latch holds the floor
+            agent.commands.reset_alarm("fan_failure", by="test")
+        except Refused as exc:
+            seen["fan_refused"] = str(exc)
         agent.commands.reset_alarm("cpu_overtemperature", by="test")  # raises Refused if refused
         seen["cpu_reset"] = "cpu_overtemperature" not in agent.safety.conditions
         seen["cpu_reset_at_s"] = heater.state.t_s
@@ -256,6 +261,7 @@ def test_dead_fans_latch_and_a_reset_proves_them_at_a_bounded_power(tmp_path: Pa
     with capture_logs():
         run_virtual(scenario())
     assert {"fan_failure", "cpu_overtemperature"} <= set(seen["latched"]), seen["latched"]  # type: ignore[arg-type]
+    assert "held there now by cpu_overtemperature" in str(seen.get("fan_refused")), seen.get("fan_refused")
     assert seen["cpu_reset"] is True and seen["fan_reset"] is True
     cpu_reset_s, fan_reset_s = float(seen["cpu_reset_at_s"]), float(seen["fan_reset_at_s"])  # type: ignore[arg-type]
     between = [row[1] for row in trace if cpu_reset_s + STEP_S < row[0] <= fan_reset_s]

@@ -66,7 +66,11 @@ def _status(**overrides) -> dict:
 def test_verdict_ok_degraded_safe_state() -> None:
     assert verdict(_status()) == "ok"
     safe = verdict(_status(safety={"forced_minimum": True, "conditions": {"cpu_overtemperature": "97 °C > 95 °C"}}))
-    assert safe.startswith("safe state: cpu_overtemperature (97 °C")
+    assert safe.startswith("safe state: cpu_overtemperature (97 °C") and "reset-alarm" not in safe
+    latched = verdict(_status(safety={"forced_minimum": True, "latched": ["cpu_overtemperature"],
+                                      "conditions": {"cpu_overtemperature": "97 °C > 95 °C"}}))
+    assert latched == ("safe state: cpu_overtemperature (97 °C > 95 °C; latched: qrad-agent reset-alarm "
+                       "cpu_overtemperature once its cause is gone)")
     skipped = {"channel": "room_temp_ds18b20", "value_c": 20.0, "reason": "", "notes": [],
                "skipped": ["room_temp: stale: unchanged for 600 s"]}
     assert verdict(_status(room=skipped)).startswith("degraded: room temperature from room_temp_ds18b20")
