@@ -209,7 +209,9 @@ class Agent:
         def thermostat_view() -> dict[str, Any]:
             t = self.thermostat
             until = t.override_until_s
-            return {**t.status(), "mode_setting": t.mode_setting,
+            mode_now, setpoint_now_c = t.mode_now()
+            return {**t.status(), "mode_setting": t.mode_setting, "mode_now": mode_now,
+                    "setpoint_now_c": setpoint_now_c,
                     "override_remaining_s": None if until is None else max(0.0, until - self.clock.monotonic())}
 
         views = handlers.Views(

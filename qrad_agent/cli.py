@@ -588,6 +588,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
     if not (args.days > 0 and math.isfinite(args.days)):
         print(f"qrad-agent sim: --days must be a number > 0, not {args.days:g}", file=sys.stderr)
         return 2
+    for flag, value in (("--warmup-days", args.warmup_days), ("--forecast-error", args.forecast_error)):
+        if not (value >= 0 and math.isfinite(value)):
+            print(f"qrad-agent sim: {flag} must be a number >= 0, not {value:g}", file=sys.stderr)
+            return 2
     try:
         if args.plot:
             check_plot_path(args.plot)

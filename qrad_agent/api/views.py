@@ -209,10 +209,14 @@ def override_view(status: dict[str, Any]) -> str:
 
 
 def thermostat_view(status: dict[str, Any]) -> str:
-    """The thermostat after `mode`, `setpoint` or `schedule`: its mode setting and the setpoint now."""
-    setpoint = status.get("setpoint_c")
+    """The thermostat after `mode`, `setpoint` or `schedule`: its mode setting, the mode and setpoint in force
+    now (``mode_now``, ``setpoint_now_c``; the last control step's where those are absent)."""
+    setpoint = status.get("setpoint_now_c", status.get("setpoint_c"))
     now = number(setpoint, "°C", 0.1) if isinstance(setpoint, (int, float)) and setpoint == setpoint else "-"
-    line = f"mode {status.get('mode_setting')} (now {status.get('mode')}, setpoint {now})"
+    setting = status.get("mode_setting")
+    mode = status.get("mode_now", status.get("mode"))
+    line = (f"mode auto: the schedule says {mode} now, setpoint {now}" if setting == "auto" else
+            f"mode {setting}, setpoint {now}" if setting == mode else f"mode {setting} ({mode} now, setpoint {now})")
     if status.get("override_c") is not None:
         line += f"; an override holds {number(status['override_c'], '°C', 0.1)} until cleared or over"
     return line + "; applied from the next control step"

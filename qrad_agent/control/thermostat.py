@@ -196,6 +196,10 @@ class Thermostat:
         schedule as of now, not as of the last control step (an override cleared since counts at once)."""
         return self._setpoint()[1]
 
+    def mode_now(self) -> tuple[str, float]:
+        """(mode, setpoint °C) in force at this instant, as `setpoint_now_c` finds them."""
+        return self._setpoint()
+
     def _setpoint(self) -> tuple[str, float]:
         if self.mode_setting == "off":
             return "off", math.nan

@@ -82,6 +82,10 @@ def test_sim_refuses_a_bad_duration(capsys: pytest.CaptureFixture[str]) -> None:
     for days in ("0", "-1", "nan", "inf"):
         assert main(["sim", "--days", days]) == 2
         assert "--days must be a number > 0" in capsys.readouterr().err
+    for flag in ("--warmup-days", "--forecast-error"):  # negative ones once shortened the run quietly
+        for value in ("-2", "nan"):
+            assert main(["sim", "--days", "1", flag, value]) == 2
+            assert f"{flag} must be a number >= 0" in capsys.readouterr().err
 
 
 def test_window_mean_keeps_a_short_last_window() -> None:

@@ -421,7 +421,7 @@ def test_mode_setpoint_and_schedule_from_the_cli(daemon, tmp_path: Path) -> None
     before = json.loads(_cli("mode", "eco", "--config", str(config), "--json").stdout)
     assert before["mode_setting"] == "eco", before
     shown = _cli("setpoint", "eco", "18.5", "--config", str(config))
-    assert shown.returncode == 0 and "mode eco" in shown.stdout, shown
+    assert shown.returncode == 0 and shown.stdout.startswith("mode eco, setpoint 18.5 °C"), shown  # the new one
     inverted = _cli("setpoint", "frost", "25", "--config", str(config))
     assert inverted.returncode == 2 and "comfort_c >= eco_c >= frost_c" in inverted.stderr, inverted
     rules = tmp_path / "week.toml"

@@ -224,3 +224,14 @@ def test_status_shows_when_an_override_ends() -> None:
     assert "override until cleared" in held and not REPR.search(held)
     plain_mode = status_table(_status_view_input({"override_c": None, "mode": "comfort"}))
     assert "override" not in next(line for line in plain_mode.splitlines() if line.startswith("mode"))
+
+
+def test_thermostat_view_shows_the_mode_and_setpoint_in_force_now() -> None:
+    from qrad_agent.api.views import thermostat_view
+
+    last_step = {"mode": "comfort", "setpoint_c": 20.0, "override_c": None}
+    assert thermostat_view({**last_step, "mode_setting": "eco", "mode_now": "eco",
+                            "setpoint_now_c": 18.5}).startswith("mode eco, setpoint 18.5 °C;")
+    assert thermostat_view({**last_step, "mode_setting": "auto", "mode_now": "comfort",
+                            "setpoint_now_c": 21.0}).startswith(
+        "mode auto: the schedule says comfort now, setpoint 21.0 °C;")
