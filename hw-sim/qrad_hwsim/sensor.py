@@ -70,10 +70,14 @@ class RoomSensor:
 
     def set_fault(self, fault: str) -> None:
         """Switch to ``fault`` ("ok", "stuck" or "missing"); "missing" removes the input files at
-        once, "ok" brings them back at the next step."""
+        once, "ok" brings them back at the next step, "stuck" after "missing" brings them back at once,
+        frozen at the last value the sensor produced."""
         if fault not in SENSOR_FAULTS:
             raise ValueError(f"sensor fault must be one of {SENSOR_FAULTS}, not {fault!r}")
+        was_missing = self.fault == "missing"
         self.fault = fault
+        if fault == "stuck" and was_missing:
+            self._publish()
         if fault == "missing":
             for name in INPUT_FILES:
                 (self.dir / name).unlink(missing_ok=True)

@@ -80,6 +80,19 @@ def test_missing_removes_the_file_until_ok(tmp_path: Path) -> None:
     assert temp_file(sensor).exists()
 
 
+def test_stuck_after_missing_brings_the_file_back_frozen(tmp_path: Path) -> None:
+    sensor = RoomSensor(tmp_path, QUIET, air_c=20.0)
+    sensor.step(10.0, 20.0)
+    last = sensor.reading_mc
+    sensor.set_fault("missing")
+    sensor.step(10.0, 24.0)
+    sensor.set_fault("stuck")  # once left without files: a technician's stuck sensor never showed up
+    assert int(temp_file(sensor).read_text()) == last
+    for _ in range(10):
+        assert sensor.step(10.0, 26.0) == pytest.approx(last / 1000.0)
+    assert int(temp_file(sensor).read_text()) == last
+
+
 def test_unknown_fault_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         RoomSensor(tmp_path, QUIET, air_c=20.0).set_fault("melted")
