@@ -80,11 +80,16 @@ class ApiServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = peer_of(writer)
+        answered = 0
         try:
             while line := await reader.readline():
                 writer.write(json.dumps(self.dispatch(line, peer), default=str).encode() + b"\n")
                 await writer.drain()
-        except (ConnectionError, asyncio.LimitOverrunError, ValueError) as exc:
+                answered += 1
+        except ConnectionError as exc:  # after an answer: the client read it and left (every CLI call)
+            (log.debug if answered else log.warning)("API connection dropped", error=str(exc), uid=peer.uid,
+                                                     answered=answered)
+        except (asyncio.LimitOverrunError, ValueError) as exc:
             log.warning("API connection dropped", error=str(exc), uid=peer.uid)
         finally:
             writer.close()
