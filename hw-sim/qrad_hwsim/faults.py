@@ -114,7 +114,11 @@ class FaultControl:
         elif device == "heater":
             self.heater.set_fault(kind)
         elif self.suite is not None:
-            self.suite.set_fault(device, kind)
+            try:
+                self.suite.set_fault(device, kind)
+            except KeyError as exc:  # name the two devices this layer adds to the suite's
+                raise KeyError(f"no device {device!r}; devices: {sorted([*self.suite.devices, 'heater', 'room'])}"
+                               ) from exc
         self._applied[device] = kind
 
     def step(self, state: HeaterState, weather: Weather) -> None:

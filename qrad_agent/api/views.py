@@ -170,6 +170,8 @@ def autotune_view(result: dict[str, Any]) -> str:
     lines = []
     if "plan" in result:
         lines.append(("autotune started:\n" if result.get("started") else "autotune plan:\n") + result["plan"])
+        if result.get("refused_now"):
+            lines.append(f"a start now would be refused: {result['refused_now']}")
     if "cancelled" in result:
         lines.append("autotune cancelled; the thermostat drives the power again" if result["cancelled"]
                      else "no autotune running")

@@ -52,28 +52,36 @@ class Tuner:
             plan = thermostat_plan(thermostat)
         except ValueError as exc:
             raise ApiError(f"autotune: {exc}") from exc
-        if params.get("dry_run"):
-            return {"plan": plan.describe(), "max_duration_s": plan.max_duration_s}
-        if not isinstance(thermostat.controller, PidStep):
-            raise ApiError("autotune tunes the PID; this heater runs the hysteresis thermostat")
-        if self.task is not None and not self.task.done():
-            raise ApiError("an autotune is already running (qrad-agent autotune --status, or --cancel)")
-        if self.safety.forced:
-            raise ApiError("autotune: the safety layer holds power at its minimum: "
-                           + "; ".join(f"{c} ({r})" for c, r in self.safety.conditions.items()))
-        cfg = thermostat.cfg
-        room_c = hub_temperature(thermostat.hub, cfg.room_channels, cfg.stale_after_s)()
-        if room_c is None:
-            raise ApiError("autotune: no valid room temperature now (qrad-agent status says why)")
-        if abs(room_c - plan.center_c) > plan.band_k:
-            raise ApiError(f"autotune: the room is at {room_c:.2f} °C, outside the test's band "
-                           f"{plan.center_c - plan.band_k:.1f}..{plan.center_c + plan.band_k:.1f} °C "
-                           f"(setpoint {plan.center_c:.1f} ± {plan.band_k:g} K), where the test would abort at "
-                           "once; start it when the thermostat has brought the room within the band")
+        refused = self._refusal(plan)
+        if params.get("dry_run"):  # with why a start would be refused now (None: it would start)
+            return {"plan": plan.describe(), "max_duration_s": plan.max_duration_s, "refused_now": refused}
+        if refused is not None:
+            raise ApiError(refused)
         self.result, self.cancelled = None, False
         self.phase, self.started_s, self.max_duration_s = "starting", self.clock.monotonic(), plan.max_duration_s
         self.task = self.operations.start("autotune", self._run(plan))
         return {"started": True, "plan": plan.describe()}
+
+    def _refusal(self, plan: Any) -> str | None:
+        """Why a step test with ``plan`` may not start now, or None."""
+        thermostat = self.thermostat
+        if not isinstance(thermostat.controller, PidStep):
+            return "autotune tunes the PID; this heater runs the hysteresis thermostat"
+        if self.task is not None and not self.task.done():
+            return "an autotune is already running (qrad-agent autotune --status, or --cancel)"
+        if self.safety.forced:
+            return ("autotune: the safety layer holds power at its minimum: "
+                    + "; ".join(f"{c} ({r})" for c, r in self.safety.conditions.items()))
+        cfg = thermostat.cfg
+        room_c = hub_temperature(thermostat.hub, cfg.room_channels, cfg.stale_after_s)()
+        if room_c is None:
+            return "autotune: no valid room temperature now (qrad-agent status says why)"
+        if abs(room_c - plan.center_c) > plan.band_k:
+            return (f"autotune: the room is at {room_c:.2f} °C, outside the test's band "
+                    f"{plan.center_c - plan.band_k:.1f}..{plan.center_c + plan.band_k:.1f} °C "
+                    f"(setpoint {plan.center_c:.1f} ± {plan.band_k:g} K), where the test would abort at "
+                    "once; start it when the thermostat has brought the room within the band")
+        return None
 
     async def _run(self, plan: Any) -> None:
         thermostat = self.thermostat

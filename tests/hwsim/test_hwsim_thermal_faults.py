@@ -127,3 +127,10 @@ def _scenario(tmp_path: Path, at_s: float, device: str, kind: str) -> Path:
     path = tmp_path / "scenario.toml"
     path.write_text(f'[[fault]]\nat_s = {at_s}\ndevice = "{device}"\nkind = "{kind}"\n')
     return path
+
+
+def test_an_unknown_device_is_refused_naming_every_device(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    with pytest.raises(KeyError) as refused:
+        rig.control.apply("nosuch", "ok")
+    assert "'heater'" in str(refused.value) and "'room'" in str(refused.value) and "'co2'" in str(refused.value)

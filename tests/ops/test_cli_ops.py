@@ -382,6 +382,9 @@ def test_autotune_refuses_outside_its_band_shows_phase_and_cancels(daemon) -> No
     try:  # a setpoint far from the room (19.5 °C): the test's band is setpoint ± 2 K
         assert _cli("override", "27", "--config", str(config)).returncode == 0
         assert _until(lambda: _status(config)["thermostat"]["setpoint_c"] == 27)
+        planned = _cli("autotune", "--dry-run", "--config", str(config))  # the plan says so before any start
+        assert planned.returncode == 0 and "a start now would be refused" in planned.stdout, planned.stdout
+        assert "outside the test's band 25.0..29.0 °C" in planned.stdout, planned.stdout
         refused = _cli("autotune", "--config", str(config))
         assert refused.returncode == 1 and "outside the test's band 25.0..29.0 °C" in refused.stderr, refused.stderr
     finally:
