@@ -138,7 +138,7 @@ class JobRunner:
 
         Raises SandboxError/LauncherError when sandboxes cannot be started here, ActuatorError on cgroups."""
         self.user = self.launcher.setup()
-        self._launcher_state = "in process" if isinstance(self.launcher, Launcher) else "reachable"
+        self._launcher_state = self._answered_state()
         self.tree.setup()
         self.tree.thaw()
         for job_id in self.tree.leftovers():  # one try here; run() waits for the ones still busy
@@ -482,6 +482,10 @@ class JobRunner:
         LAUNCHER_PING_S while the runner runs; "not checked yet" before). Never blocks."""
         return self._launcher_state
 
+    def _answered_state(self) -> str:
+        """The launcher's state once it has answered a call: the in-process one never needs reaching."""
+        return "in process" if isinstance(self.launcher, Launcher) else "reachable"
+
     def check_launcher(self) -> str:
         """Ask the launcher now (blocking, bounded by its request timeout) and remember the answer."""
         try:
@@ -624,7 +628,7 @@ class JobRunner:
         try:
             cgroup = self.tree.create(record.id, manifest.cores, manifest.memory_mb << 20, manifest.pids)
             input_usage, proc = await asyncio.to_thread(self._spawn, record.id, manifest)
-            self._launcher_state = "in process" if isinstance(self.launcher, Launcher) else "reachable"
+            self._launcher_state = self._answered_state()
         except LauncherUnavailable as exc:  # infrastructure, not the job: it waits for the launcher
             self._launcher_state = f"unreachable: {exc}"
             if cgroup is not None:
