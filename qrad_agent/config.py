@@ -192,11 +192,13 @@ class PredictConfig(Section):
     max_fit_k: float = Field(0.25, gt=0)
     min_slots: int = Field(96, ge=10)
     max_lead_s: float = Field(6 * 3600.0, gt=0, le=86400.0)
-    arrival_tolerance_k: float = Field(0.25, ge=0, le=2, description="the pre-heat aims at the raised setpoint "
-                                       "less this (K)")
-    precharge_s: float = Field(4 * 3600.0, ge=0, le=86400.0, description="before a raise, hold the top of the "
-                               "current band this long (s): the envelope warms, the last rise is quicker")
-    max_sprint_s: float = Field(1200.0, ge=0, le=86400.0, description="aim at arrival_tolerance_k below the raised "
+    arrival_tolerance_k: float = Field(0.23, ge=0, le=2, description="the pre-heat aims at the raised setpoint "
+                                       "less this (K, on the room sensor: 0.3 K less the sensor's error and the "
+                                       "landing's scatter)")
+    precharge_s: float = Field(10 * 3600.0, ge=0, le=86400.0, description="before a raise on a heavy-load day, "
+                               "hold the top of the current band this long (s): the envelope warms, the last "
+                               "rise is quicker (its time constant is about 3 h while the air is held)")
+    max_sprint_s: float = Field(3600.0, ge=0, le=86400.0, description="aim at arrival_tolerance_k below the raised "
                                 "setpoint only when the model's last rise there from the bottom of its band is "
                                 "this short (s); else at that bottom")
     stop_margin_k: float = Field(0.45, ge=0, le=2)

@@ -10,11 +10,13 @@ Once ready, `target` shapes the schedule:
   simulates the room at full power from now; heating starts (full power, held here) once the time left is
   no longer than the warm-up to the aim, times a learned factor, and at most ``max_lead_s`` ahead. The aim
   is ``arrival_tolerance_k`` below the raised setpoint when the last rise there from the bottom of the
-  raised band is short (``max_sprint_s``), else that bottom (every minute above the current band before
-  the raise counts as too warm). On heavy-load days without sun the room is first held at the top of the
-  current band for ``precharge_s`` (the envelope warms, the last rise is quicker). Once heating to the
-  raised setpoint it goes on until the plan is ``boost_hysteresis_s`` ahead (fewer compute stops).
-  At each raise the arrival error against the aim, over the rise the lead gave, rescales the factor;
+  raised band is short (``max_sprint_s``) and the sun will not lift the room after it, else that bottom
+  (every minute above the current band before the raise counts as too warm). On heavy-load days without
+  sun the room is first held at the top of the current band for ``precharge_s`` (decided once per raise;
+  the envelope warms, the last rise is quicker). Once heating to the raised setpoint it goes on until the
+  plan is ``boost_hysteresis_s`` ahead (fewer compute stops); a start that is due wins over the coast
+  after a setback. Each arrival implies a lead factor (the error against the aim, over the rise the lead
+  gave); the factor is the median of the last few;
 - optimal stop: before a setback, heating stops (the target becomes the lower setpoint) when the model says
   the room, coasting at minimum power, stays within ``stop_margin_k`` of the current setpoint until the
   setback; if the room still falls that far it heats again.
@@ -26,6 +28,7 @@ the schedule (with optimal start) and the outdoor forecast.
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -47,10 +50,19 @@ PRECHARGE_LOAD = 0.6
 heater's maximum (a cold week; in a mild or sunny one the stored heat came back as too warm at the floor)."""
 SUN_RISE_K = 0.1
 """No pre-charge while the model room would rise this much (K) at minimum power before the raise."""
+SUN_AFTER_S = 6 * 3600.0
+"""Aim at the bottom of the raised band when the model room, at minimum power, rises SUN_RISE_K by itself
+before this long (s) after the raise: the sun will lift it, and heat added for a higher arrival came back
+as too warm at the floor (an April week of `benchmarks/thermostat.py`: 112.9 against 110.3 K·h)."""
 EDGE_AIM_K = 0.45
 """Below the raised setpoint (K): the bottom of its comfort band (0.5 K), where the two bands meet."""
 FACTOR_RANGE = (0.5, 3.0)
 LEARN_STEP = 1.25
+LEARN_WINDOW = 5
+LEARN_MIN = 3
+"""The lead factor is the median of the factors the last LEARN_WINDOW arrivals imply, once there are
+LEARN_MIN of them: one odd morning (the first start after the model became ready, a window left open)
+must not move every later start; a single arrival's own scatter is a few hundredths of a kelvin."""
 STOP_LOOKAHEAD_S = 2 * 3600.0
 SMOOTH_S = 600.0
 """Room temperatures fed to a free run are smoothed over this much either side (s)."""
@@ -66,9 +78,9 @@ class PredictSettings:
     max_fit_k: float = 0.25
     min_slots: int = 96
     max_lead_s: float = 6 * 3600.0
-    arrival_tolerance_k: float = 0.25
-    precharge_s: float = 4 * 3600.0
-    max_sprint_s: float = 1200.0
+    arrival_tolerance_k: float = 0.23
+    precharge_s: float = 10 * 3600.0
+    max_sprint_s: float = 3600.0
     stop_margin_k: float = 0.45
     coast_margin_k: float = 0.3
     precharge_band_k: float = 0.45
@@ -90,6 +102,8 @@ class _Event:
     boosting: bool = False
     start_room_c: float | None = None
     aim_c: float | None = None
+    precharge: bool | None = None
+    factor: float = 1.0
 
 
 @dataclass
@@ -134,6 +148,7 @@ class Predictor:
         self.model = RcModel(settings.slot_s, settings.order, settings.forgetting)
         self.outdoor = OutdoorForecast()
         self.lead_factor = 1.0
+        self._implied: deque[float] = deque(maxlen=LEARN_WINDOW)
         self.arrivals: deque[Arrival] = deque(maxlen=64)
         self.reason = "learning"
         self._slot: _SlotSums | None = None
@@ -301,24 +316,28 @@ class Predictor:
             self._event = None
             return setpoint_c
         t_s = calendar_s(now)
-        if self._coasting(t_s, setpoint_c):
+        coasting = self._coasting(t_s, setpoint_c)
+        change = schedule.next_change(now)
+        event = None
+        if change is not None:
+            at_s = calendar_s(change)
+            to_c = schedule.setpoint_at(change)
+            if self._event is None or self._event.at_s != at_s:
+                self._event = _Event(at_s, setpoint_c, to_c)
+            event = self._event
+        if event is not None and event.to_c > setpoint_c:
+            target_c = self._start(event, t_s, event.at_s - t_s, setpoint_c)
+            if self.hold_w is not None or not coasting:  # a start that is due wins over coasting
+                return target_c
+        if coasting:
             self.hold_w = self.min_w
             self.reason = f"coasting down to {setpoint_c:g} °C"
             return setpoint_c
-        change = schedule.next_change(now)
-        if change is None:
+        if event is None:
             self.reason = "no setpoint change ahead"
             return setpoint_c
-        at_s = calendar_s(change)
-        to_c = schedule.setpoint_at(change)
-        if self._event is None or self._event.at_s != at_s:
-            self._event = _Event(at_s, setpoint_c, to_c)
-        event = self._event
-        left_s = at_s - t_s
-        if to_c > setpoint_c:
-            return self._start(event, t_s, left_s, setpoint_c)
-        if to_c < setpoint_c and self.s.optimal_stop:
-            return self._stop(event, t_s, left_s, setpoint_c)
+        if event.to_c < setpoint_c and self.s.optimal_stop:
+            return self._stop(event, t_s, event.at_s - t_s, setpoint_c)
         self.reason = "following the schedule"
         return setpoint_c
 
@@ -339,7 +358,13 @@ class Predictor:
         return True
 
     def _start(self, event: _Event, t_s: float, left_s: float, setpoint_c: float) -> float:
+        if left_s > max(self.s.max_lead_s, self.s.precharge_s):
+            self.reason = "following the schedule"
+            return setpoint_c
         if left_s > self.s.max_lead_s:
+            if self._precharging(event, t_s, left_s):
+                self.reason = f"pre-heating for {event.to_c:g} °C in {left_s / 60:.0f} min"
+                return min(event.to_c, setpoint_c + self.s.precharge_band_k)
             self.reason = "following the schedule"
             return setpoint_c
         if not event.boosting:
@@ -351,6 +376,7 @@ class Predictor:
         if left_s <= needed_s + slack_s:  # full power from now only just makes it: heat to the raised setpoint
             if event.started_s is None:
                 event.started_s, event.lead_model_s, event.capped = t_s, lead_s, capped
+                event.factor = self.lead_factor
                 window = self._window(t_s)
                 event.start_room_c = None if window is None else window[1].air_c
             event.boosting = True
@@ -362,8 +388,7 @@ class Predictor:
             # already there (the sun, a warm afternoon) so close to the raise: hold it, not fall away from it
             self.reason = f"holding {event.aim_c:.2f} °C for {event.to_c:g} °C in {left_s / 60:.0f} min"
             return event.aim_c
-        precharge = left_s <= self.s.precharge_s and self._heavy_load(t_s, event.to_c) and \
-            not self._sunlit(t_s, event.at_s)
+        precharge = self._precharging(event, t_s, left_s)
         if event.started_s is not None or precharge:
             # ahead of the plan: the top of the current band, which also warms the envelope, so the last
             # rise at full power is quicker (air and envelope are about 0.4 K apart while it holds)
@@ -371,6 +396,15 @@ class Predictor:
             return min(event.to_c, setpoint_c + self.s.precharge_band_k)
         self.reason = f"pre-heat in {(left_s - needed_s) / 60:.0f} min"
         return setpoint_c
+
+    def _precharging(self, event: _Event, t_s: float, left_s: float) -> bool:
+        """Whether to hold the top of the current band now for ``event``: within ``precharge_s`` of it, decided
+        once per raise on a heavy-load day (`_heavy_load`), and not while the sun lifts the room."""
+        if left_s > self.s.precharge_s:
+            return False
+        if event.precharge is None:
+            event.precharge = self._heavy_load(t_s, event.to_c)
+        return event.precharge and not self._sunlit(t_s, event.at_s)
 
     def _heavy_load(self, t_s: float, to_c: float) -> bool:
         """True when holding ``to_c`` (°C) over the next LOAD_LOOKAHEAD_S needs at least PRECHARGE_LOAD of
@@ -406,6 +440,8 @@ class Predictor:
         high_c = event.to_c - self.s.arrival_tolerance_k
         if high_c <= edge_c:
             return high_c
+        if SUN_AFTER_S > 0 and self._sunlit(t_s, event.at_s + SUN_AFTER_S):
+            return edge_c
         to_edge_s = self.warmup_s(t_s, edge_c)
         to_high_s = self.warmup_s(t_s, high_c)
         if to_edge_s is None or to_high_s is None or to_high_s - to_edge_s > self.s.max_sprint_s:
@@ -446,10 +482,12 @@ class Predictor:
         self._event = None
 
     def _learn(self, event: _Event, room_c: float) -> None:
-        """Adjust the lead factor from this raise's arrival: the room's rise over the lead it had (K/s) says
-        how much longer (late) or shorter (early) the lead should have been to arrive at the aim
-        (``arrival_tolerance_k`` below the setpoint); at most LEARN_STEP either way per raise. A raise the
-        room reached without a start (already there) or with the lead at its bound teaches nothing."""
+        """Learn from this raise's arrival: the room's rise over the lead it had (K/s) says how much longer
+        (late) or shorter (early) the lead should have been to arrive at the aim (``arrival_tolerance_k``
+        below the setpoint); that times the factor the start used, at most LEARN_STEP either way, is the
+        factor this arrival implies. The lead factor is the median of the last LEARN_WINDOW implied factors
+        once there are LEARN_MIN. A raise the room reached without a start (already there) or with the lead
+        at its bound teaches nothing."""
         if event.started_s is None or event.capped:
             return
         aim_c = event.aim_c if event.aim_c is not None else event.to_c - EDGE_AIM_K
@@ -462,7 +500,10 @@ class Predictor:
         else:
             return
         change = min(LEARN_STEP, max(1.0 / LEARN_STEP, change))
-        self.lead_factor = min(FACTOR_RANGE[1], max(FACTOR_RANGE[0], self.lead_factor * change))
+        self._implied.append(event.factor * change)
+        if len(self._implied) >= LEARN_MIN:
+            factor = statistics.median(self._implied)
+            self.lead_factor = min(FACTOR_RANGE[1], max(FACTOR_RANGE[0], factor))
 
     # -- heat-demand forecast ---------------------------------------------------------------------------
     def forecast(self, now: datetime, schedule: WeeklySchedule) -> list[float] | None:
@@ -517,7 +558,7 @@ class Predictor:
         if to_c > setpoint_c:
             if left_s < lead_s:
                 return to_c - self.s.arrival_tolerance_k
-            if left_s < self.s.precharge_s:
+            if left_s < self.s.precharge_s and self._heavy_load(calendar_s(change) - self.s.precharge_s, to_c):
                 return min(to_c, setpoint_c + self.s.precharge_band_k)
         elif to_c < setpoint_c and self.s.optimal_stop and left_s + self.s.slot_s <= STOP_LOOKAHEAD_S:
             if self._model_coasts(prev, cur, left_s + self.s.slot_s, setpoint_c - self.s.stop_margin_k):
