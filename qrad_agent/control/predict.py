@@ -528,7 +528,7 @@ class Predictor:
             out_c, ghi = self.outdoor_at(begin_s + self.s.slot_s / 2)
             cur = Slot(cur.air_c, 0.0, out_c, ghi, cur.occupants)
             top_w = self._capped(self.max_w, begin_s)
-            target_c = self._planned(begin_s, schedule, lead_s, prev, cur)
+            target_c = self._planned(begin_s, schedule, lead_s, prev, cur, t_s)
             power_w = self.min_w if target_c is None else self.model.power_for(prev, cur, target_c)
             power_w = self.min_w if math.isnan(power_w) else min(top_w, max(self.min_w, power_w))
             cur = Slot(cur.air_c, power_w, out_c, ghi, cur.occupants)
@@ -544,8 +544,16 @@ class Predictor:
         leads = sorted(a.lead_s for a in list(self.arrivals)[-6:] if a.lead_s is not None)
         return leads[len(leads) // 2] if leads else self.s.max_lead_s / 3
 
+    def _precharge_planned(self, at_s: float, to_c: float, now_s: float) -> bool:
+        """Whether the raise at ``at_s`` gets a pre-charge: as decided already for the raise ahead, else as
+        it will be decided, `precharge_s` before it (or now, if that is past) on the forecast known now."""
+        event = self._event
+        if event is not None and event.at_s == at_s and event.precharge is not None:
+            return event.precharge
+        return self._heavy_load(max(at_s - self.s.precharge_s, now_s), to_c)
+
     def _planned(self, begin_s: float, schedule: WeeklySchedule, lead_s: float, prev: Slot,
-                 cur: Slot) -> float | None:
+                 cur: Slot, now_s: float) -> float | None:
         """The model room's temperature (°C) at the end of the slot from ``begin_s`` as `target` shapes it,
         or None for the minimum power (an optimal stop that the model room coasts through)."""
         end = _EPOCH + timedelta(seconds=begin_s + self.s.slot_s)
@@ -558,7 +566,7 @@ class Predictor:
         if to_c > setpoint_c:
             if left_s < lead_s:
                 return to_c - self.s.arrival_tolerance_k
-            if left_s < self.s.precharge_s and self._heavy_load(calendar_s(change) - self.s.precharge_s, to_c):
+            if left_s < self.s.precharge_s and self._precharge_planned(calendar_s(change), to_c, now_s):
                 return min(to_c, setpoint_c + self.s.precharge_band_k)
         elif to_c < setpoint_c and self.s.optimal_stop and left_s + self.s.slot_s <= STOP_LOOKAHEAD_S:
             if self._model_coasts(prev, cur, left_s + self.s.slot_s, setpoint_c - self.s.stop_margin_k):
