@@ -16,7 +16,7 @@ import math
 from collections import deque
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from simple_pid import PID
 
@@ -129,9 +129,12 @@ def test_pi_matches_simple_pid_when_unsaturated(kp, ti, steps):
     st.floats(1.0, 600.0),
     st.lists(st.tuples(st.floats(15.0, 25.0), st.floats(1.0, 120.0)), max_size=60),
 )
+@example(73.0, 60.0, 524.0, [(15.0, 1.0), (20.0, 1.0), (20.0, 1.0)])
 def test_pid_with_unfiltered_derivative_matches_simple_pid(kp, ti, td, steps):
-    """With N huge the filter time Td/N vanishes and D = -Kp·Td·Δy/dt, simple-pid's derivative on measurement."""
-    gains = PidGains(kp, ti, td, derivative_filter_n=1e12)
+    """With N huge the filter time Td/N vanishes and D = -Kp·Td·Δy/dt, simple-pid's derivative on measurement.
+    What the filter keeps of the last D is D·Td/(Td + N·dt): with N = 1e12 that was up to 1e-3 W (the example:
+    1.0e-4 W after a 5 K step, just over the tolerance); with N = 1e15 at most about 2e-6 W."""
+    gains = PidGains(kp, ti, td, derivative_filter_n=1e15)
     ours = PidController(gains, -1e9, 1e9, bumpless_setpoint=False)
     ref = PID(kp, kp / ti, kp * td, setpoint=20.0, sample_time=None, output_limits=(-1e9, 1e9))
     for pv, dt in steps:
