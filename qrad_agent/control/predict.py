@@ -416,7 +416,7 @@ class Predictor:
             return False
         hours = int(LOAD_LOOKAHEAD_S // 3600)
         outdoor_c = sum(self.outdoor_at(t_s + h * 3600.0)[0] for h in range(hours)) / hours
-        return phys.loss_w_k * (to_c - outdoor_c) >= PRECHARGE_LOAD * self.max_w
+        return bool(phys.loss_w_k * (to_c - outdoor_c) >= PRECHARGE_LOAD * self.max_w)
 
     def _sunlit(self, t_s: float, until_s: float) -> bool:
         """True when the model room, at minimum power from ``t_s``, rises SUN_RISE_K or more by itself before
@@ -440,7 +440,7 @@ class Predictor:
         high_c = event.to_c - self.s.arrival_tolerance_k
         if high_c <= edge_c:
             return high_c
-        if SUN_AFTER_S > 0 and self._sunlit(t_s, event.at_s + SUN_AFTER_S):
+        if self._sunlit(t_s, event.at_s + SUN_AFTER_S):
             return edge_c
         to_edge_s = self.warmup_s(t_s, edge_c)
         to_high_s = self.warmup_s(t_s, high_c)
