@@ -295,3 +295,23 @@ def test_a_start_that_is_due_wins_over_coasting_after_a_setback() -> None:
     assert predictor._recent.samples[-1][1] > 19.3
     assert predictor.target(now, 19.0, schedule) == 20.0
     assert predictor.hold_w == 500.0, predictor.reason
+
+
+def test_a_weak_sun_keeps_the_high_aim_a_strong_one_moves_it_to_the_band() -> None:
+    aims = {}
+    for peak_w_m2 in (420.0, 500.0):
+        predictor, room, thursday = trained_predictor()
+        drive(predictor, room, thursday, 4, schedule.setpoint_at)  # to 04:00, 2.5 h before comfort
+        now = thursday + timedelta(hours=4)
+        predictor.model.theta[5] = 0.5  # as if the model had learned the sun's gain: 0.5 K per kW/m² a slot
+        sun = [(thursday + timedelta(hours=h), 3.0,
+                peak_w_m2 * math.sin(math.pi * (h % 24 - 8) / 8) if 8 <= h % 24 <= 16 else 0.0)
+               for h in range(-24, 48)]
+        predictor.set_weather(sun, now)
+        predictor.target(now, 19.0, schedule)
+        assert predictor._event is not None
+        aims[peak_w_m2] = predictor._event.aim_c
+    # 420 W/m² lifts the model room 0.24 K by itself (from 04:00 to 12:30, at minimum power): the room, held
+    # at 20 °C, stays inside its band, so the aim stays 0.23 K under comfort; 500 W/m² lifts it 0.86 K
+    assert aims[420.0] == pytest.approx(20.0 - 0.23)
+    assert aims[500.0] == pytest.approx(20.0 - 0.45)
