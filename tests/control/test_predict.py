@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from qrad_agent.control.window import WindowDetector, WindowSettings
-from qrad_agent.control.predict import FORECAST_SLOTS, Predictor, PredictSettings, _Event
+from qrad_agent.control.predict import FORECAST_SLOTS, LEARN_MIN, LEARN_WINDOW, Predictor, PredictSettings, _Event
 from qrad_agent.control.schedule import ModeSetpoints, WeeklySchedule, default_home
 from qrad_agent.model.outdoor import OutdoorForecast, calendar_s
 from qrad_agent.model.rc import RcModel, Slot
@@ -276,11 +276,12 @@ def test_one_odd_arrival_does_not_move_the_lead_factor() -> None:
         predictor._learn(event, 19.77 + error_k)
 
     arrive(+0.3)  # far too early: the first start after the model became ready
-    arrive(0.0)
+    for _ in range(LEARN_MIN - 2):
+        arrive(0.0)
     assert predictor.lead_factor == 1.0  # too few arrivals yet
     arrive(-0.01)
-    assert predictor.lead_factor == pytest.approx(1.0, abs=0.05)  # the median of three: the odd one is out
-    for _ in range(3):
+    assert predictor.lead_factor == pytest.approx(1.0, abs=0.05)  # the median: the odd one is out
+    for _ in range(LEARN_WINDOW):
         arrive(-0.2)  # late, again and again: the lead lengthens
     assert predictor.lead_factor > 1.2
 
@@ -315,3 +316,45 @@ def test_a_weak_sun_keeps_the_high_aim_a_strong_one_moves_it_to_the_band() -> No
     # at 20 °C, stays inside its band, so the aim stays 0.23 K under comfort; 500 W/m² lifts it 0.86 K
     assert aims[420.0] == pytest.approx(20.0 - 0.23)
     assert aims[500.0] == pytest.approx(20.0 - 0.45)
+
+
+def mild_evening(hours: float = 10.4) -> tuple[Predictor, Room, list[tuple[datetime, float, float, float]]]:
+    """A trained predictor driven through a mild Thursday (14 °C from 06:40, before the evening raise's
+    pre-charge is decided at 07:00: none) for ``hours`` (to 17:04 by default; the evening raise is at 17:00)."""
+    predictor, room, thursday = trained_predictor()
+    morning = thursday + timedelta(hours=6, minutes=40)
+    drive(predictor, room, thursday, 6 + 40 / 60, schedule.setpoint_at)
+    predictor.set_weather([(thursday + timedelta(hours=h), 14.0, 0.0) for h in range(-24, 48)], morning)
+    return predictor, room, drive(predictor, room, morning, hours, schedule.setpoint_at, outdoor_c=14.0)
+
+
+def test_the_last_rise_starts_settled_at_the_top_of_the_band() -> None:
+    _, _, trace = mild_evening()
+    start = next(i for i, (_, setpoint, target, _) in enumerate(trace) if setpoint == 19.0 and target == 20.0)
+    # before the full-power start the room was brought to the top of the eco band (19.45 °C) and held there
+    # for minutes, not boosted from the eco setpoint itself; an hour before, no pre-charge on a mild day
+    assert all(target == pytest.approx(19.45) for _, _, target, _ in trace[start - 10:start])  # 5 min
+    assert trace[start][3] > 19.35
+    assert trace[start - 120][2] == 19.0
+    at = next(room_c for _, setpoint, _, room_c in trace if setpoint == 20.0)
+    assert abs(at - 20.0) <= 0.3
+
+
+def test_a_boost_ahead_of_plan_above_the_band_stops_soon() -> None:
+    _, _, trace = mild_evening()
+    start = next(i for i, (_, setpoint, target, _) in enumerate(trace) if setpoint == 19.0 and target == 20.0)
+    above = next(i for i in range(start, len(trace)) if trace[i][3] > 19.55)  # past the top of the band
+    hours = (trace[above][0] - trace[0][0]).total_seconds() / 3600
+    predictor, _, replay = mild_evening(hours)  # the same run, stopped there
+    now = replay[-1][0] + timedelta(seconds=30)
+    event = predictor._event
+    assert event is not None and event.boosting and event.aim_c is not None
+    # the plan now says the boost is 8 min ahead (as if the lead factor had been learned shorter): it stops,
+    # as it does from ABOVE_TOP_SLACK_S (5 min) ahead up there; boost_hysteresis_s (15 min) would have let it
+    # run on, the room too warm for the eco band
+    lead_s = predictor.warmup_s(calendar_s(now), event.aim_c)
+    assert lead_s is not None and lead_s > 0
+    left_s = event.at_s - calendar_s(now)
+    predictor.lead_factor = (left_s - 8 * 60) / lead_s
+    assert predictor.target(now, 19.0, schedule) == pytest.approx(19.45), predictor.reason
+    assert predictor.hold_w is None
