@@ -282,10 +282,10 @@ class Predictor:
                                cur.occupants))
         return [cur.air_c, *self.model.simulate(prev, cur, future)]
 
-    def warmup_s(self, t_s: float, goal_c: float) -> float | None:
+    def warmup_s(self, t_s: float, goal_c: float, window: tuple[Slot, Slot] | None = None) -> float | None:
         """Model time (s) from ``t_s`` at full power until the room is at ``goal_c`` (°C); None if not
-        within max_lead_s (or no window yet)."""
-        window = self._window(t_s)
+        within max_lead_s (or no window yet). ``window``: `_window(t_s)` when the caller has it already."""
+        window = window or self._window(t_s)
         if window is None:
             return None
         slots = int(self.s.max_lead_s / self.s.slot_s) + 1
@@ -390,20 +390,20 @@ class Predictor:
             return setpoint_c
         if not event.boosting:
             event.aim_c = self._aim(t_s, event)
-        lead_s = self.warmup_s(t_s, event.aim_c if event.aim_c is not None else event.to_c - EDGE_AIM_K)
+        window = self._window(t_s)
+        room_c = None if window is None else window[1].air_c
+        lead_s = self.warmup_s(t_s, event.aim_c if event.aim_c is not None else event.to_c - EDGE_AIM_K, window)
         capped = lead_s is None or lead_s * self.lead_factor >= self.s.max_lead_s
         needed_s = self.s.max_lead_s if capped else lead_s * self.lead_factor  # type: ignore[operator]
+        top_c = min(event.to_c, setpoint_c + self.s.precharge_band_k)  # the top of the current band
         slack_s = 0.0 if not event.boosting else self.s.boost_hysteresis_s
-        if event.boosting:
-            window = self._window(t_s)
-            if window is not None and window[1].air_c >= min(event.to_c, setpoint_c + self.s.precharge_band_k):
-                slack_s = min(slack_s, ABOVE_TOP_SLACK_S)
+        if event.boosting and room_c is not None and room_c >= top_c:
+            slack_s = min(slack_s, ABOVE_TOP_SLACK_S)
         if left_s <= needed_s + slack_s:  # full power from now only just makes it: heat to the raised setpoint
             if event.started_s is None:
                 event.started_s, event.lead_model_s, event.capped = t_s, lead_s, capped
                 event.factor = self.lead_factor
-                window = self._window(t_s)
-                event.start_room_c = None if window is None else window[1].air_c
+                event.start_room_c = room_c
             event.boosting = True
             self.hold_w = self.max_w
             self.reason = f"optimal start for {event.to_c:g} °C in {left_s / 60:.0f} min"
@@ -413,26 +413,25 @@ class Predictor:
             # already there (the sun, a warm afternoon) so close to the raise: hold it, not fall away from it
             self.reason = f"holding {event.aim_c:.2f} °C for {event.to_c:g} °C in {left_s / 60:.0f} min"
             return event.aim_c
-        precharge = self._precharging(event, t_s, left_s)
-        if (not precharge and left_s <= needed_s + PREPOSITION_S and event.aim_c is not None
-                and event.aim_c > event.to_c - EDGE_AIM_K):
-            precharge = not self._sunlit(t_s, event.at_s)  # the last rise starts settled at the band's top
-        if event.started_s is not None or precharge:
+        # the last rise starts settled at the band's top when the aim is the high one
+        settle = (left_s <= needed_s + PREPOSITION_S and event.aim_c is not None
+                  and event.aim_c > event.to_c - EDGE_AIM_K)
+        if event.started_s is not None or self._precharging(event, t_s, left_s, settle):
             # ahead of the plan: the top of the current band, which also warms the envelope, so the last
             # rise at full power is quicker (air and envelope are about 0.4 K apart while it holds)
             self.reason = f"pre-heating for {event.to_c:g} °C in {left_s / 60:.0f} min"
-            return min(event.to_c, setpoint_c + self.s.precharge_band_k)
+            return top_c
         self.reason = f"pre-heat in {(left_s - needed_s) / 60:.0f} min"
         return setpoint_c
 
-    def _precharging(self, event: _Event, t_s: float, left_s: float) -> bool:
+    def _precharging(self, event: _Event, t_s: float, left_s: float, settle: bool = False) -> bool:
         """Whether to hold the top of the current band now for ``event``: within ``precharge_s`` of it, decided
-        once per raise on a heavy-load day (`_heavy_load`), and not while the sun lifts the room."""
-        if left_s > self.s.precharge_s:
-            return False
-        if event.precharge is None:
+        once per raise on a heavy-load day (`_heavy_load`), or when ``settle`` (the last rise is near), and
+        not while the sun lifts the room."""
+        if left_s <= self.s.precharge_s and event.precharge is None:
             event.precharge = self._heavy_load(t_s, event.to_c)
-        return event.precharge and not self._sunlit(t_s, event.at_s)
+        wanted = settle or (left_s <= self.s.precharge_s and bool(event.precharge))
+        return wanted and not self._sunlit(t_s, event.at_s)
 
     def _heavy_load(self, t_s: float, to_c: float) -> bool:
         """True when holding ``to_c`` (°C) over the next LOAD_LOOKAHEAD_S needs at least PRECHARGE_LOAD of
