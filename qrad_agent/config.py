@@ -202,6 +202,11 @@ class PredictConfig(Section):
                                 "setpoint only when the model's last rise there from the bottom of its band is "
                                 "this short (s); else at that bottom")
     stop_margin_k: float = Field(0.45, ge=0, le=2)
+    stop_w: float = Field(140.0, ge=0, description="power held through an optimal stop while the room is not "
+                          "above the setpoint (W; 0: the minimum): a low compute load just above the board's "
+                          "most core-hours per kWh (every core busy at the lowest P-state, about 110 W on "
+                          "hw-sim's board), where the idle floor heats with no compute at all; 140 W measured "
+                          "best of 110-300 W in benchmarks/thermostat.py (docs/predict.md)")
     coast_margin_k: float = Field(0.3, ge=0, le=2, description="after a setback, minimum power while the room is "
                                   "more than this above the lower setpoint (K)")
     optimal_stop: bool = True

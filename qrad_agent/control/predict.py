@@ -20,8 +20,11 @@ Once ready, `target` shapes the schedule:
   Each arrival implies a lead factor (the error against the aim, over the rise the lead gave); the factor
   is the median of the last few;
 - optimal stop: before a setback, heating stops (the target becomes the lower setpoint) when the model says
-  the room, coasting at minimum power, stays within ``stop_margin_k`` of the current setpoint until the
-  setback; if the room still falls that far it heats again.
+  the room, held at ``stop_w``, stays within ``stop_margin_k`` of the current setpoint until the setback;
+  if the room still falls that far it heats again. ``stop_w`` is a low compute load, not the idle floor:
+  the heat of the stop then comes with jobs running near the board's most core-hours per kWh (dynamic CPU
+  power C·V²·f falls faster than the work f as the P-state drops; under all cores at the lowest P-state the
+  idle floor is shared by less work). It drops to the minimum while the room is above the setpoint.
 
 `forecast` gives the heat the room will want in each 15-min slot of the next 24 h (W), from the model,
 the schedule (with optimal start) and the outdoor forecast.
@@ -103,6 +106,7 @@ class PredictSettings:
     precharge_s: float = 10 * 3600.0
     max_sprint_s: float = 3600.0
     stop_margin_k: float = 0.45
+    stop_w: float = 140.0
     coast_margin_k: float = 0.3
     precharge_band_k: float = 0.45
     boost_hysteresis_s: float = 900.0
@@ -165,6 +169,8 @@ class Predictor:
         plans must respect (quiet hours)."""
         self.s = settings
         self.min_w, self.max_w = min_w, max_w
+        self.stop_w = min(max_w, max(min_w, settings.stop_w))
+        """The power (W) held through an optimal stop (``stop_w`` within the heater's range)."""
         self.power_cap = power_cap
         self.model = RcModel(settings.slot_s, settings.order, settings.forgetting)
         self.outdoor = OutdoorForecast()
@@ -314,15 +320,15 @@ class Predictor:
         path = self._run(t_s - span_s, window, power_w, 1)
         return max(0.0, (path[0] - path[1]) * span_s / self.s.slot_s)
 
-    def coasts(self, t_s: float, until_s: float, floor_c: float) -> bool:
+    def coasts(self, t_s: float, until_s: float, floor_c: float, power_w: float | None = None) -> bool:
         """True when the model says the room stays at or above ``floor_c`` from ``t_s`` to ``until_s`` at
-        minimum power."""
+        ``power_w`` (W; None: the minimum)."""
         window = self._window(t_s)
         if window is None:
             return False
         ahead = max(0.0, (until_s - t_s) / self.s.slot_s)
         slots = max(1, math.ceil(ahead))
-        path = self._run(t_s, window, self.min_w, slots)
+        path = self._run(t_s, window, self.min_w if power_w is None else power_w, slots)
         whole = math.floor(ahead)
         at_end = path[whole] if whole >= slots else path[whole] + (ahead - whole) * (path[whole + 1] - path[whole])
         return min(*path[:whole + 1], at_end) >= floor_c
@@ -486,12 +492,12 @@ class Predictor:
             if room_c < floor_c:
                 self._stopping_for = None  # fell further than the model said: heat again
             else:
-                self.hold_w = self.min_w
+                self.hold_w = self.min_w if room_c > setpoint_c else self.stop_w
                 self.reason = f"optimal stop before {event.to_c:g} °C in {left_s / 60:.0f} min"
                 return event.to_c
-        elif room_c >= setpoint_c - 0.1 and self.coasts(t_s, event.at_s, floor_c):
+        elif room_c >= setpoint_c - 0.1 and self.coasts(t_s, event.at_s, floor_c, self.stop_w):
             self._stopping_for = event.at_s
-            self.hold_w = self.min_w
+            self.hold_w = self.min_w if room_c > setpoint_c else self.stop_w
             self.reason = f"optimal stop before {event.to_c:g} °C in {left_s / 60:.0f} min"
             return event.to_c
         self.reason = "following the schedule"
@@ -539,7 +545,7 @@ class Predictor:
 
         The model room is driven slot by slot as the thermostat will drive it (`_planned`): each slot's
         power is what brings it to the planned temperature at the slot's end, within the heater's range
-        (and the quiet-hours cap), or the minimum while an optimal stop or a coast holds. Each slot then
+        (and the quiet-hours cap), or ``stop_w`` while an optimal stop holds. Each slot then
         gets the daily residual profile (`DailyBias`) learned from the last forecasts' first hour."""
         ok, _ = self.ready()
         t_s = calendar_s(now)
@@ -556,7 +562,10 @@ class Predictor:
             cur = Slot(cur.air_c, 0.0, out_c, ghi, cur.occupants)
             top_w = self._capped(self.max_w, begin_s)
             target_c = self._planned(begin_s, schedule, lead_s, prev, cur, t_s)
-            power_w = self.min_w if target_c is None else self.model.power_for(prev, cur, target_c)
+            if target_c is None:  # an optimal stop
+                power_w = self._capped(self.stop_w, begin_s)
+            else:
+                power_w = self.model.power_for(prev, cur, target_c)
             power_w = self.min_w if math.isnan(power_w) else min(top_w, max(self.min_w, power_w))
             cur = Slot(cur.air_c, power_w, out_c, ghi, cur.occupants)
             nxt = self.model.step(prev, cur)
@@ -582,7 +591,7 @@ class Predictor:
     def _planned(self, begin_s: float, schedule: WeeklySchedule, lead_s: float, prev: Slot,
                  cur: Slot, now_s: float) -> float | None:
         """The model room's temperature (°C) at the end of the slot from ``begin_s`` as `target` shapes it,
-        or None for the minimum power (an optimal stop that the model room coasts through)."""
+        or None for the stop power (an optimal stop that the model room coasts through)."""
         end = _EPOCH + timedelta(seconds=begin_s + self.s.slot_s)
         setpoint_c = schedule.setpoint_at(end - timedelta(seconds=1))
         change = schedule.next_change(end - timedelta(seconds=1))
@@ -601,14 +610,14 @@ class Predictor:
         return setpoint_c
 
     def _model_coasts(self, prev: Slot, cur: Slot, span_s: float, floor_c: float) -> bool:
-        """Whether the model room, from (``prev``, ``cur``) at minimum power, stays at or above ``floor_c``
+        """Whether the model room, from (``prev``, ``cur``) at the stop power, stays at or above ``floor_c``
         for ``span_s`` (whole slots, at least one)."""
-        cur = Slot(cur.air_c, self.min_w, cur.outdoor_c, cur.ghi_w_m2, cur.occupants)
+        cur = Slot(cur.air_c, self.stop_w, cur.outdoor_c, cur.ghi_w_m2, cur.occupants)
         for _ in range(max(1, round(span_s / self.s.slot_s))):
             nxt = self.model.step(prev, cur)
             if nxt < floor_c:
                 return False
-            prev, cur = cur, Slot(nxt, self.min_w, cur.outdoor_c, cur.ghi_w_m2, cur.occupants)
+            prev, cur = cur, Slot(nxt, self.stop_w, cur.outdoor_c, cur.ghi_w_m2, cur.occupants)
         return True
 
     def expect_shed(self, now: datetime, start: datetime, end: datetime, limit_w: float,

@@ -134,6 +134,7 @@ def build_predictor(cfg: ThermostatConfig, max_w: float, quiet: QuietHours | Non
     settings = PredictSettings(order=p.order, forgetting=p.forgetting, max_fit_k=p.max_fit_k,
                                min_slots=p.min_slots, max_lead_s=p.max_lead_s,
                                arrival_tolerance_k=p.arrival_tolerance_k, stop_margin_k=p.stop_margin_k,
+                               stop_w=p.stop_w,
                                coast_margin_k=p.coast_margin_k,
                                optimal_stop=p.optimal_stop, assumed_outdoor_c=p.assumed_outdoor_c,
                                precharge_band_k=p.precharge_band_k, boost_hysteresis_s=p.boost_hysteresis_s,
