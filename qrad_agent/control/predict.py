@@ -492,16 +492,19 @@ class Predictor:
             if room_c < floor_c:
                 self._stopping_for = None  # fell further than the model said: heat again
             else:
-                self.hold_w = self.min_w if room_c > setpoint_c else self.stop_w
-                self.reason = f"optimal stop before {event.to_c:g} °C in {left_s / 60:.0f} min"
-                return event.to_c
+                return self._stopped(event, left_s, room_c, setpoint_c)
         elif room_c >= setpoint_c - 0.1 and self.coasts(t_s, event.at_s, floor_c, self.stop_w):
             self._stopping_for = event.at_s
-            self.hold_w = self.min_w if room_c > setpoint_c else self.stop_w
-            self.reason = f"optimal stop before {event.to_c:g} °C in {left_s / 60:.0f} min"
-            return event.to_c
+            return self._stopped(event, left_s, room_c, setpoint_c)
         self.reason = "following the schedule"
         return setpoint_c
+
+    def _stopped(self, event: _Event, left_s: float, room_c: float, setpoint_c: float) -> float:
+        """Hold the stop: ``stop_w``, or the minimum while the room is above ``setpoint_c``; the lower
+        setpoint as the target."""
+        self.hold_w = self.min_w if room_c > setpoint_c else self.stop_w
+        self.reason = f"optimal stop before {event.to_c:g} °C in {left_s / 60:.0f} min, held at {self.hold_w:.0f} W"
+        return event.to_c
 
     def _track_arrival(self, t_s: float, room_c: float) -> None:
         event = self._event

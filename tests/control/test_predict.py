@@ -106,9 +106,11 @@ def test_non_finite_slot_breaks_history_without_learning_from_it() -> None:
 
 
 def drive(predictor: Predictor, room: Room, start: datetime, hours: float, setpoint_at, step_s: float = 30.0,
-          outdoor_c: float = 3.0, powers: list[float] | None = None) -> list[tuple[datetime, float, float, float]]:
+          outdoor_c: float = 3.0, powers: list[float] | None = None,
+          reasons: list[str] | None = None) -> list[tuple[datetime, float, float, float]]:
     """A proportional-integral thermostat on the predictor's target; returns (time, setpoint, target, room);
-    the power (W) of each step is appended to ``powers`` when given."""
+    the power (W) and the predictor's reason of each step are appended to ``powers`` and ``reasons`` when
+    given."""
     out = []
     integral_w, power_w = 250.0, 250.0
     for k in range(int(hours * 3600 / step_s)):
@@ -126,6 +128,8 @@ def drive(predictor: Predictor, room: Room, start: datetime, hours: float, setpo
         out.append((now, setpoint_c, target_c, room.air_c))
         if powers is not None:
             powers.append(power_w)
+        if reasons is not None:
+            reasons.append(predictor.reason)
     return out
 
 
@@ -249,10 +253,12 @@ def test_an_optimal_stop_holds_a_low_compute_load_planned_by_the_model() -> None
         evening = thursday + timedelta(hours=20)
         drive(predictor, room, thursday, 20, schedule.setpoint_at)
         powers: list[float] = []
-        trace = drive(predictor, room, evening, 2.5, schedule.setpoint_at, powers=powers)  # setback at 22:30
+        reasons: list[str] = []
+        trace = drive(predictor, room, evening, 2.5, schedule.setpoint_at, powers=powers, reasons=reasons)
         stop = next(i for i, (_, setpoint, target, _) in enumerate(trace) if setpoint == 20.0 and target == 19.0)
         end = next(i for i in range(stop, len(trace)) if trace[i][2] != 19.0 or trace[i][1] != 20.0)
         runs[stop_w] = trace[stop][0], powers[stop + 1:end], min(room_c for *_, room_c in trace[stop:end])
+        assert reasons[stop + 1].startswith("optimal stop before 19 °C") and f"held at {stop_w:.0f} W" in reasons[stop + 1]
     (stop_150, held_150, low_150), (stop_0, held_0, low_0) = runs[150.0], runs[0.0]
     # held at 150 W, not at the idle floor (the room at or under the setpoint all along); the model plans the
     # stop at that power, so it starts earlier, and the room stays within stop_margin_k (0.45 K) of the
