@@ -367,7 +367,7 @@ class Thermostat:
                 return (self.cfg.output_min_w if self.pv_c >= frost_c else self.max_w,
                         f"open window: {self.window.reason}")
         if self.predictor is not None and self.predictor.hold_w is not None:
-            return self.predictor.hold_w, None
+            return self.predictor.hold_w, f"predictive: {self.predictor.reason}"
         return None, None
 
     def _demand_response(self) -> tuple[float | None, float | None, str]:

@@ -154,3 +154,33 @@ def test_open_window_pauses_heating_and_resumes(tmp_path: Path) -> None:
     assert "window      OPEN (room fell" in str(seen["status"])
     assert 600.0 <= seen["closed_after_s"] <= 1800.0 + 60.0  # type: ignore[operator]
     assert seen["after"] > 100.0  # heating again: the room is below its setpoint
+
+
+def test_predictive_holds_show_their_reason_in_explain(tmp_path: Path) -> None:
+    """The predictor's optimal start and stop set the power themselves: `power explain` says so, with the
+    power held, not "setpoint" (the default home schedule from Monday; the room model is ready after a day)."""
+    heater, agent = _rig(tmp_path, {"mode": "auto"})
+    seen: dict[str, tuple[float, str, str]] = {}
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        sim = asyncio.create_task(heater.run(step_s=10.0))
+        task = asyncio.create_task(agent.run(stop))
+        await asyncio.sleep(24 * 3600)  # Tuesday 00:00
+        for _ in range(int(22.5 * 60)):  # to 22:30, once a minute
+            await asyncio.sleep(60)
+            reason = agent.thermostat.limit_reason
+            for kind in ("optimal start", "optimal stop"):
+                if reason.startswith(f"predictive: {kind}") and kind not in seen:
+                    table = explain_table(explain_power(agent.thermostat, agent.power, agent.safety))
+                    seen[kind] = (agent.thermostat.demand_w, reason, table)
+        stop.set()
+        await task
+        sim.cancel()
+
+    run_virtual(scenario())
+    assert set(seen) == {"optimal start", "optimal stop"}, agent.thermostat.status().get("predict")
+    demand_w, reason, table = seen["optimal start"]
+    assert demand_w == 500.0 and "for 20 °C" in reason and reason in table
+    demand_w, reason, table = seen["optimal stop"]
+    assert demand_w in (0.0, 140.0) and f"held at {demand_w:.0f} W" in reason and reason in table
