@@ -202,11 +202,12 @@ class PredictConfig(Section):
                                 "setpoint only when the model's last rise there from the bottom of its band is "
                                 "this short (s); else at that bottom")
     stop_margin_k: float = Field(0.45, ge=0, le=2)
-    stop_w: float = Field(140.0, ge=0, description="power held through an optimal stop while the room is not "
-                          "above the setpoint (W; 0: the minimum): a low compute load just above the board's "
-                          "most core-hours per kWh (every core busy at the lowest P-state, about 110 W on "
-                          "hw-sim's board), where the idle floor heats with no compute at all; 140 W measured "
-                          "best of 110-300 W in benchmarks/thermostat.py (docs/predict.md)")
+    stop_w: float = Field(140.0, ge=0, allow_inf_nan=False,
+                          description="power held through an optimal stop while the room is not above the "
+                          "setpoint (W; 0: the minimum; at most the heater's maximum): a low compute load just "
+                          "above the board's most core-hours per kWh (every core busy at the lowest P-state, "
+                          "about 110 W on hw-sim's board), where the idle floor heats with no compute at all; "
+                          "140 W measured best of 110-300 W in benchmarks/thermostat.py (docs/predict.md)")
     coast_margin_k: float = Field(0.3, ge=0, le=2, description="after a setback, minimum power while the room is "
                                   "more than this above the lower setpoint (K)")
     optimal_stop: bool = True
@@ -351,6 +352,11 @@ class AgentConfig(Section):
         missing = [c for c in self.thermostat.room_channels if c not in channels]
         if missing:
             raise ValueError(f"thermostat.room_channels names unknown channels {missing}; known: {channels}")
+        top_w = self.thermostat.output_max_w or self.power.max_w
+        predict = self.thermostat.predict  # the default is clamped to a smaller heater's range, a value set is checked
+        if "stop_w" in predict.model_fields_set and predict.stop_w > top_w:
+            raise ValueError(f"thermostat.predict.stop_w ({predict.stop_w:g} W) is above the "
+                             f"heater's maximum ({top_w:g} W, thermostat.output_max_w or power.max_w)")
         if self.sync is not None and self.sync.privacy:
             self._check_privacy(self.sync.privacy)
         return self

@@ -127,6 +127,20 @@ def test_idle_at_or_above_max_is_refused() -> None:
     assert parse_config(minimal(power={"idle_w": 499.0, "max_w": 500.0})).power.idle_w == 499.0
 
 
+def test_a_stop_power_above_the_heater_or_not_finite_is_refused() -> None:
+    for stop_w in (700.0, 1e9):  # a typo for 70 or 140: above power.max_w (500 W)
+        with pytest.raises(ConfigError) as exc:
+            parse_config(minimal(thermostat={"predict": {"stop_w": stop_w}}))
+        assert problem_paths(exc) == ["(root)"] and "thermostat.predict.stop_w" in exc.value.problems[0][1]
+    for stop_w in (float("inf"), float("nan"), -5.0):
+        with pytest.raises(ConfigError) as exc:
+            parse_config(minimal(thermostat={"predict": {"stop_w": stop_w}}))
+        assert problem_paths(exc) == ["thermostat.predict.stop_w"]
+    assert parse_config(minimal(thermostat={"predict": {"stop_w": 500.0}})).thermostat.predict.stop_w == 500.0
+    # the default (140 W) on a smaller heater is not an error: the predictor clamps it to the heater's range
+    assert parse_config(minimal(power={"idle_w": 20.0, "max_w": 120.0})).thermostat.predict.stop_w == 140.0
+
+
 def test_room_channel_naming_an_unknown_sensor_is_refused_with_the_names() -> None:
     data = minimal(thermostat={"room_channels": ["room_temp", "hall_temp"]})
     data["sensors"].append({"type": "hwmon", "name": "floor", "chip": "sht4x",
