@@ -142,8 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="RMS error (K) at 24 h of the weather forecast sent to the agent (default 0)")
     sim.add_argument("--dr-event", metavar="YYYY-MM-DD HH:MM", help="a demand-response request from the "
                      "platform: shed from this local time (--dr-hours long, at most --dr-limit-w)")
-    sim.add_argument("--dr-hours", type=float, default=2.0, help="length of the demand-response window (h)")
-    sim.add_argument("--dr-limit-w", type=float, default=50.0, help="power limit in the window (W)")
+    sim.add_argument("--dr-hours", type=float, help="length of the demand-response window (h, default 2)")
+    sim.add_argument("--dr-limit-w", type=float, help="power limit in the window (W, default 50)")
     return parser
 
 
@@ -596,6 +596,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
         if args.plot:
             check_plot_path(args.plot)
         dr_event = None
+        if not args.dr_event and (args.dr_hours is not None or args.dr_limit_w is not None):
+            raise ValueError("--dr-hours and --dr-limit-w shape a --dr-event; give one")
         if args.dr_event:
             import datetime as _dt
 
@@ -605,9 +607,11 @@ def cmd_sim(args: argparse.Namespace) -> int:
                 when = _dt.datetime.strptime(args.dr_event, "%Y-%m-%d %H:%M")
             except ValueError as exc:
                 raise ValueError(f"--dr-event must be YYYY-MM-DD HH:MM, not {args.dr_event!r}") from exc
-            if not (args.dr_hours > 0 and args.dr_limit_w >= 0):
+            hours = 2.0 if args.dr_hours is None else args.dr_hours
+            limit_w = 50.0 if args.dr_limit_w is None else args.dr_limit_w
+            if not (hours > 0 and limit_w >= 0 and math.isfinite(hours) and math.isfinite(limit_w)):
                 raise ValueError("--dr-hours must be > 0 and --dr-limit-w >= 0")
-            dr_event = DrEvent(when, args.dr_hours, args.dr_limit_w)
+            dr_event = DrEvent(when, hours, limit_w)
         bar = ProgressBar(sys.stderr, f"simulating {args.days:g} day(s)")
         try:
             predict = {"enabled": not args.no_predict}

@@ -125,6 +125,10 @@ class SimParameters:
     predict: bool = False
     """Predictive heating (optimal start/stop on the learned room model) on."""
     warmup_days: float = 0.0
+    forecast_error_k: float | None = 0.0
+    """RMS error (K) at 24 h of the weather forecast sent to the agent; None: no forecast sent."""
+    dr_event: DrEvent | None = None
+    """The demand-response request the platform sent, if any."""
 
     @property
     def end(self) -> datetime:
@@ -136,7 +140,10 @@ class SimParameters:
         return {"algorithm": self.algorithm, "controller": self.controller, "start": self.start.isoformat(),
                 "end": self.end.isoformat(), "days": self.days, "seed": self.seed,
                 "weather_file": str(self.weather_file), "step_s": self.step_s, "predict": self.predict,
-                "warmup_days": self.warmup_days}
+                "warmup_days": self.warmup_days, "forecast_error_k": self.forecast_error_k,
+                "dr_event": None if self.dr_event is None else {
+                    "start": self.dr_event.start.isoformat(), "hours": self.dr_event.hours,
+                    "limit_w": self.dr_event.limit_w, "notice_h": self.dr_event.notice_h}}
 
 
 @dataclass
@@ -169,7 +176,8 @@ def run_sim(days: float = 7.0, start: str = "01-01", thermostat: dict[str, Any] 
     ``forecast_error_k``: RMS error (K) at 24 h of the hourly weather forecast sent to the agent (None: no
     forecast at all, the agent estimates; see qrad_agent/sim_forecast.py). ``dr_event``: a demand-response
     request the platform sends (its answer and outcome in the result). Raises ValueError for a bad
-    start date or weather file, FileNotFoundError for a missing weather file.
+    start date or weather file or a ``dr_event`` that starts outside the run, FileNotFoundError for a
+    missing weather file.
     """
     heater_mod, virtual_time, weather_mod = _hwsim()
     setup_logging("hwsim-0001", "warning", "console")
@@ -177,6 +185,10 @@ def run_sim(days: float = 7.0, start: str = "01-01", thermostat: dict[str, Any] 
 
     start_dt = parse_start(start)
     run_start = start_dt - timedelta(days=warmup_days)
+    run_end = start_dt + timedelta(days=days)
+    if dr_event is not None and not run_start <= dr_event.start < run_end:
+        raise ValueError(f"the demand-response event at {dr_event.start:%Y-%m-%d %H:%M} is outside the simulated "
+                         f"run, {run_start:%Y-%m-%d %H:%M} to {run_end:%Y-%m-%d %H:%M}")
     weather = weather_mod.Weather.load(weather_file or weather_mod.default_weather_path())
     with tempfile.TemporaryDirectory(prefix="qrad-sim-", dir=_fast_tmp()) as tmp:
         root = Path(tmp)
@@ -199,7 +211,8 @@ def run_sim(days: float = 7.0, start: str = "01-01", thermostat: dict[str, Any] 
         algorithm=cfg.thermostat.algorithm, start=start_dt, days=days, seed=seed,
         weather_file=Path(weather_file or weather_mod.default_weather_path()),
         controller=getattr(controller_factory, "__name__", "custom") if controller_factory else "agent",
-        predict=cfg.thermostat.predict.enabled, warmup_days=warmup_days)
+        predict=cfg.thermostat.predict.enabled, warmup_days=warmup_days, forecast_error_k=forecast_error_k,
+        dr_event=dr_event)
     warmup_s = warmup_days * 86400.0
     return SimResult(kpis, trace, start_dt, cfg, parameters,
                      [(t - warmup_s, d) for t, d in forecasts if t >= warmup_s], dr)

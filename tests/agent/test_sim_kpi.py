@@ -138,7 +138,7 @@ def test_run_reports_progress_and_the_plot_names_algorithm_dates_and_kpis(tmp_pa
     assert result.parameters.as_dict() | {"weather_file": None} == {
         "algorithm": "hysteresis", "controller": "agent", "start": "2026-03-02T00:00:00",
         "end": "2026-03-02T06:00:00", "days": 0.25, "seed": 3, "weather_file": None, "step_s": 30.0,
-        "predict": True, "warmup_days": 0.0}
+        "predict": True, "warmup_days": 0.0, "forecast_error_k": 0.0, "dr_event": None}
     title = plot_title(result)
     assert title.startswith("HYSTERESIS thermostat, 0.25 day(s), Mon 02 Mar 2026")
     assert f"RMS error {result.kpis.rms_error_k:.3f} K" in title
@@ -209,9 +209,18 @@ def test_sim_runs_a_demand_response_event_and_refuses_a_bad_one(capsys: pytest.C
                  "--dr-hours", "1", "--dr-limit-w", "50"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["demand_forecast"]["forecasts"] == 0  # half a day: no forecast can be scored
+    assert report["parameters"]["dr_event"] == {"start": "2026-01-05T09:00:00", "hours": 1.0, "limit_w": 50.0,
+                                                "notice_h": 8.0}
+    assert report["parameters"]["forecast_error_k"] == 0.0
     dr = report["demand_response"]
     assert dr["answer"]["accepted"] is True and dr["answer"]["expected_discomfort_kh"] is None  # not learnt yet
     # measured at the mains: the board draws a little above a 50 W demand (its idle floor is 50 W)
     assert dr["outcome"]["request_id"] == "sim-dr" and dr["outcome"]["energy_in_window_wh"] <= 60.0
     assert main(["sim", "--days", "0.5", "--dr-event", "tomorrow"]) == 2
     assert "--dr-event must be YYYY-MM-DD HH:MM" in capsys.readouterr().err
+    # an event the run never reaches, and a window's shape without an event, are refused before the run
+    assert main(["sim", "--days", "0.5", "--start", "01-05", "--dr-event", "2026-03-01 18:00"]) == 2
+    refused = capsys.readouterr().err
+    assert "2026-03-01 18:00 is outside the simulated run, 2026-01-05 00:00 to 2026-01-05 12:00" in refused
+    assert main(["sim", "--days", "0.5", "--dr-hours", "2"]) == 2
+    assert "give one" in capsys.readouterr().err
