@@ -607,11 +607,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
                 when = _dt.datetime.strptime(args.dr_event, "%Y-%m-%d %H:%M")
             except ValueError as exc:
                 raise ValueError(f"--dr-event must be YYYY-MM-DD HH:MM, not {args.dr_event!r}") from exc
-            hours = 2.0 if args.dr_hours is None else args.dr_hours
-            limit_w = 50.0 if args.dr_limit_w is None else args.dr_limit_w
-            if not (hours > 0 and limit_w >= 0 and math.isfinite(hours) and math.isfinite(limit_w)):
+            given = {"hours": args.dr_hours, "limit_w": args.dr_limit_w}
+            dr_event = DrEvent(when, **{k: v for k, v in given.items() if v is not None})  # else its defaults
+            if not (0 < dr_event.hours < math.inf and 0 <= dr_event.limit_w < math.inf):
                 raise ValueError("--dr-hours must be > 0 and --dr-limit-w >= 0")
-            dr_event = DrEvent(when, hours, limit_w)
         bar = ProgressBar(sys.stderr, f"simulating {args.days:g} day(s)")
         try:
             predict = {"enabled": not args.no_predict}

@@ -14,7 +14,7 @@ import os
 import tempfile
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -141,9 +141,8 @@ class SimParameters:
                 "end": self.end.isoformat(), "days": self.days, "seed": self.seed,
                 "weather_file": str(self.weather_file), "step_s": self.step_s, "predict": self.predict,
                 "warmup_days": self.warmup_days, "forecast_error_k": self.forecast_error_k,
-                "dr_event": None if self.dr_event is None else {
-                    "start": self.dr_event.start.isoformat(), "hours": self.dr_event.hours,
-                    "limit_w": self.dr_event.limit_w, "notice_h": self.dr_event.notice_h}}
+                "dr_event": None if self.dr_event is None else
+                asdict(self.dr_event) | {"start": self.dr_event.start.isoformat()}}
 
 
 @dataclass

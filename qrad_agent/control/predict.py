@@ -320,15 +320,15 @@ class Predictor:
         path = self._run(t_s - span_s, window, power_w, 1)
         return max(0.0, (path[0] - path[1]) * span_s / self.s.slot_s)
 
-    def coasts(self, t_s: float, until_s: float, floor_c: float, power_w: float | None = None) -> bool:
+    def coasts(self, t_s: float, until_s: float, floor_c: float, power_w: float) -> bool:
         """True when the model says the room stays at or above ``floor_c`` from ``t_s`` to ``until_s`` at
-        ``power_w`` (W; None: the minimum)."""
+        ``power_w`` (W)."""
         window = self._window(t_s)
         if window is None:
             return False
         ahead = max(0.0, (until_s - t_s) / self.s.slot_s)
         slots = max(1, math.ceil(ahead))
-        path = self._run(t_s, window, self.min_w if power_w is None else power_w, slots)
+        path = self._run(t_s, window, power_w, slots)
         whole = math.floor(ahead)
         at_end = path[whole] if whole >= slots else path[whole] + (ahead - whole) * (path[whole + 1] - path[whole])
         return min(*path[:whole + 1], at_end) >= floor_c
